@@ -1,0 +1,40 @@
+# Set-up on a fresh machine is two commands: `make demo` and `make test`.
+# Both create .venv, install emkit into it (a CPU build of torch by default) and then run.
+PYTHON ?= python3
+VENV ?= .venv
+# The CPU wheel of torch; a machine with a GPU can pass e.g. TORCH_SPEC='torch>=2.2'.
+TORCH_SPEC ?= torch==2.13.0
+DEMO_DIR ?= emkit-demo
+BIN = $(VENV)/bin
+
+.PHONY: install demo test lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -q -e ".[test]"
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(BIN)/emkit demo --output $(DEMO_DIR)
+
+lint: install
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy src/emkit/errors.py src/emkit/io src/emkit/geometry src/emkit/ops
+
+test: lint
+	$(BIN)/python -m pytest -q
+
+bench: install
+	$(BIN)/python -m pip install -q "astra-toolbox>=2.1"
+	$(BIN)/python benchmarks/projector.py
+	$(BIN)/python benchmarks/tomo.py
+	$(BIN)/python benchmarks/register.py
+
+clean:
+	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .mypy_cache .ruff_cache

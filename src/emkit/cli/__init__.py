@@ -1,0 +1,1 @@
+"""The ``emkit`` command line: one module per subcommand (see :mod:`emkit.cli.main`)."""

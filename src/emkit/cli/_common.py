@@ -1,0 +1,58 @@
+"""Helpers shared by the subcommand modules."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from emkit import __version__
+
+
+def write_run_record(out_dir: str | Path, args: argparse.Namespace, **extra: Any) -> Path:
+    """Write ``emkit-run.json`` beside a command's outputs: command line, version, parameters.
+
+    ``extra`` holds results worth keeping with the run (e.g. final residuals).
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    params = {
+        k: (str(v) if isinstance(v, Path) else v)
+        for k, v in vars(args).items()
+        if k != "func" and not callable(v)
+    }
+    record = {
+        "emkit_version": __version__,
+        "command_line": shlex.join(["emkit", *sys.argv[1:]]),
+        "parameters": params,
+        "python": platform.python_version(),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **extra,
+    }
+    path = out / "emkit-run.json"
+    tmp = path.with_suffix(".json.part")
+    tmp.write_text(json.dumps(record, indent=2, default=str) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def add_subcommand(
+    subparsers: argparse._SubParsersAction, name: str, module_doc: str | None, func: Any
+) -> argparse.ArgumentParser:
+    """Add a subcommand whose ``--help`` is its module docstring (first line = summary)."""
+    doc = module_doc or ""
+    summary, _, body = doc.partition("\n\n")
+    parser = subparsers.add_parser(
+        name,
+        help=summary.strip(),
+        description=summary.strip(),
+        epilog=body or None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.set_defaults(func=func)
+    return parser

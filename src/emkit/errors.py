@@ -1,0 +1,65 @@
+"""The one exception family of emkit.
+
+Every error that a user can fix by changing their input is an :class:`EmkitError`. Each
+class also inherits the builtin it refines, so ``except FileNotFoundError`` or
+``except ValueError`` keeps working. The CLI prints ``str(error)`` on one line and exits
+with status 2; anything else is a bug and exits with status 1.
+
+Messages name the file (when there is one) and say what to do, e.g.
+``"tilts.tlt: 59 tilt angles but the stack has 61 images; give one angle per image"``.
+"""
+
+from __future__ import annotations
+
+import os
+
+__all__ = [
+    "EmkitError",
+    "InputError",
+    "MissingFileError",
+    "FileFormatError",
+    "ShapeError",
+    "NonFiniteError",
+    "MismatchError",
+    "OutputExistsError",
+    "with_path",
+]
+
+
+class EmkitError(Exception):
+    """Base class: a problem with the user's input or request (CLI exit status 2)."""
+
+
+class InputError(EmkitError, ValueError):
+    """Input data or parameters that cannot be used as given."""
+
+
+class MissingFileError(EmkitError, FileNotFoundError):
+    """An input file or folder does not exist."""
+
+
+class FileFormatError(InputError):
+    """A file is corrupt, truncated, or not in the format its suffix says."""
+
+
+class ShapeError(InputError):
+    """An array has the wrong number of dimensions or the wrong size."""
+
+
+class NonFiniteError(InputError):
+    """Data contain NaN or infinite values."""
+
+
+class MismatchError(InputError):
+    """Two inputs that must agree do not (angle count vs. stack, image sizes, ...)."""
+
+
+class OutputExistsError(EmkitError, FileExistsError):
+    """An output would overwrite an input."""
+
+
+def with_path(path: str | os.PathLike[str] | None, message: str) -> str:
+    """Prefix ``message`` with the file name, the way every emkit error names its file."""
+    if path is None:
+        return message
+    return f"{os.fspath(path)}: {message}"

@@ -1,0 +1,76 @@
+"""Write outputs under a temporary name and rename them when complete.
+
+An interrupted run must never leave a file that looks finished, and an output must never
+replace one of the run's inputs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from emkit.errors import OutputExistsError, with_path
+
+
+def check_not_input(
+    output: str | os.PathLike[str], inputs: Iterable[str | os.PathLike[str] | None]
+) -> None:
+    """Raise :class:`OutputExistsError` if ``output`` is the same file as one of ``inputs``."""
+    out = Path(output).resolve()
+    for inp in inputs:
+        if inp is None:
+            continue
+        if Path(inp).resolve() == out:
+            raise OutputExistsError(
+                with_path(output, "this output is also an input; choose another output name")
+            )
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike[str], *, directory: bool = False) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success rename it to ``path``.
+
+    The temporary name keeps the suffix of ``path`` (libraries choose the format by it).
+    On any exception the temporary file or folder is removed and ``path`` is untouched.
+
+    Parameters
+    ----------
+    path : path-like
+        Final output path.
+    directory : bool
+        If True the output is a folder (e.g. a Zarr store); an existing folder at ``path``
+        is replaced only once the new one is complete.
+    """
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{final.stem}.", suffix=f".part{final.suffix}", dir=final.parent
+    )
+    os.close(fd)
+    tmp = Path(tmp_name)
+    if directory:
+        tmp.unlink()
+    try:
+        yield tmp
+        if directory:
+            if final.exists():
+                old = final.with_name(f".{final.name}.old")
+                shutil.rmtree(old, ignore_errors=True)
+                final.rename(old)
+                tmp.rename(final)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                tmp.rename(final)
+        else:
+            os.replace(tmp, final)
+    except BaseException:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+        raise

@@ -1,0 +1,1 @@
+"""emkit.parallel."""
