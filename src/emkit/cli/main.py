@@ -18,6 +18,7 @@ import argparse
 import importlib
 import logging
 import sys
+import traceback
 from collections.abc import Sequence
 
 from emkit import __version__
@@ -70,7 +71,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("emkit: interrupted", file=sys.stderr)
         return 130
     except Exception:
-        logging.getLogger("emkit").exception("unexpected failure (please report this as a bug)")
+        traceback.print_exc()
+        print("emkit: unexpected failure (please report this as a bug, with the traceback above)",
+              file=sys.stderr)
         return 1
     return int(status or 0)
 

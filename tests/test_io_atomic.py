@@ -1,0 +1,50 @@
+"""Outputs appear only when complete and never replace an input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from emkit.errors import EmkitError, OutputExistsError
+from emkit.io._atomic import atomic_output, check_not_input
+
+
+def test_file_appears_only_on_success(tmp_path: Path) -> None:
+    target = tmp_path / "out.mrc"
+    with atomic_output(target) as tmp:
+        assert tmp.suffix == ".mrc" and tmp.parent == tmp_path
+        tmp.write_text("complete")
+        assert not target.exists()
+    assert target.read_text() == "complete"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mrc"]
+
+
+def test_failure_leaves_nothing_and_keeps_old_file(tmp_path: Path) -> None:
+    target = tmp_path / "out.tif"
+    target.write_text("old")
+    with pytest.raises(RuntimeError), atomic_output(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("interrupted")
+    assert target.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.tif"]
+
+
+def test_directory_output_replaced_whole(tmp_path: Path) -> None:
+    target = tmp_path / "vol.zarr"
+    target.mkdir()
+    (target / "old").write_text("x")
+    with atomic_output(target, directory=True) as tmp:
+        tmp.mkdir()
+        (tmp / "new").write_text("y")
+    assert [p.name for p in target.iterdir()] == ["new"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["vol.zarr"]
+
+
+def test_output_equal_to_input_is_refused(tmp_path: Path) -> None:
+    source = tmp_path / "a.mrc"
+    with pytest.raises(OutputExistsError) as info:
+        check_not_input(tmp_path / "." / "a.mrc", [None, source])
+    assert isinstance(info.value, EmkitError) and isinstance(info.value, FileExistsError)
+    assert "a.mrc" in str(info.value)
+    check_not_input(tmp_path / "b.mrc", [source])
