@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import threading
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -311,16 +312,18 @@ class SingleAxisProjector:
     def _torch_matrices(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self._torch_mats is None:
             mats = []
-            for m in _system_matrices(*self._key):
-                mats.append(
-                    torch.sparse_csr_tensor(
-                        torch.from_numpy(m.indptr.astype(np.int64)),
-                        torch.from_numpy(m.indices.astype(np.int64)),
-                        torch.from_numpy(m.data.astype(self._np_dtype)),
-                        size=m.shape,
-                        check_invariants=False,
-                    ).to(self.device)
-                )
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+                for m in _system_matrices(*self._key):
+                    mats.append(
+                        torch.sparse_csr_tensor(
+                            torch.from_numpy(m.indptr.astype(np.int64)),
+                            torch.from_numpy(m.indices.astype(np.int64)),
+                            torch.from_numpy(m.data.astype(self._np_dtype)),
+                            size=m.shape,
+                            check_invariants=False,
+                        ).to(self.device)
+                    )
             self._torch_mats = (mats[0], mats[1])
         return self._torch_mats
 
