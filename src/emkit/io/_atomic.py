@@ -52,6 +52,10 @@ def atomic_output(path: str | os.PathLike[str], *, directory: bool = False) -> I
     )
     os.close(fd)
     tmp = Path(tmp_name)
+    # mkstemp creates the file private (0600); give it the mode a plain open() would.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
     if directory:
         tmp.unlink()
     try:
@@ -74,3 +78,11 @@ def atomic_output(path: str | os.PathLike[str], *, directory: bool = False) -> I
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
         raise
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically; return the path."""
+    final = Path(path)
+    with atomic_output(final) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return final

@@ -1,0 +1,435 @@
+"""Zarr arrays and OME-Zarr (OME-NGFF 0.4) multiscale images through zarr-python.
+
+Layout written by emkit:
+
+* ``name.zarr`` — one Zarr (format 2) array, chunked, with the voxel size and origin in
+  its attributes under ``"emkit"``: ``{"axes": "zyx", "voxel_size_A": [z, y, x] or None,
+  "origin_A": [z, y, x]}``.
+* ``name.ome.zarr`` — an OME-NGFF 0.4 group (Zarr format 2, which 0.4 requires): arrays
+  ``"0"``, ``"1"``, ... where level k+1 is the 2x block mean of level k (along every axis
+  longer than 1; an odd last row/column is dropped), axes ``z, y, x`` (or ``y, x``) of type
+  ``space`` with unit ``angstrom``, and per level a ``scale`` (voxel size of that level) and
+  a ``translation`` (position of its first voxel centre) in Å.
+
+Both read back through :func:`read_zarr`; :func:`open_zarr_array` gives the lazy array for
+Dask (``dask.array.from_zarr(open_zarr_array(path))``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from emkit import __version__
+from emkit.errors import FileFormatError, ShapeError, with_path
+from emkit.io._paths import PathLike
+from emkit.io._volume import Volume
+
+logger = logging.getLogger(__name__)
+
+# Unit names OME-NGFF takes from UDUNITS-2, as lengths in Å.
+_NGFF_UNIT_TO_A: dict[str, float] = {
+    "angstrom": 1.0,
+    "nanometer": 10.0,
+    "micrometer": 1e4,
+    "millimeter": 1e7,
+    "centimeter": 1e8,
+    "meter": 1e10,
+    "picometer": 0.01,
+}
+
+_SLAB_BYTES = 1 << 27
+_DEFAULT_CHUNK_3D = 64
+_DEFAULT_CHUNK_2D = 512
+
+
+def _compressor() -> Any:
+    from numcodecs import Blosc
+
+    return Blosc(cname="zstd", clevel=3, shuffle=Blosc.SHUFFLE)
+
+
+def _open(path: Path) -> Any:
+    import zarr
+
+    try:
+        return zarr.open(str(path), mode="r")
+    except FileNotFoundError:
+        raise
+    except Exception as error:  # zarr raises several unrelated types for a bad store
+        raise FileFormatError(
+            with_path(path, f"is not a Zarr array or group ({error}); check the path")
+        ) from None
+
+
+def _multiscales(group: Any) -> list[dict[str, Any]] | None:
+    attrs = group.attrs.asdict()
+    # OME-NGFF 0.5 (Zarr v3) nests the metadata under "ome".
+    meta = attrs.get("ome", attrs)
+    ms = meta.get("multiscales")
+    return ms if isinstance(ms, list) and ms else None
+
+
+def _level_transform(
+    multiscale: dict[str, Any], level: int
+) -> tuple[str, list[float] | None, list[float] | None]:
+    datasets = multiscale.get("datasets", [])
+    if not 0 <= level < len(datasets):
+        raise IndexError(level)
+    ds = datasets[level]
+    scale: list[float] | None = None
+    translation: list[float] | None = None
+    for transforms in (
+        ds.get("coordinateTransformations", []),
+        multiscale.get("coordinateTransformations", []),
+    ):
+        for t in transforms:
+            if t.get("type") == "scale" and "scale" in t:
+                s = [float(v) for v in t["scale"]]
+                scale = s if scale is None else [a * b for a, b in zip(scale, s)]
+            elif t.get("type") == "translation" and "translation" in t:
+                tr = [float(v) for v in t["translation"]]
+                translation = (
+                    tr if translation is None else [a + b for a, b in zip(translation, tr)]
+                )
+    return str(ds["path"]), scale, translation
+
+
+def _ome_axes(multiscale: dict[str, Any], ndim: int) -> list[dict[str, Any]]:
+    axes = multiscale.get("axes")
+    if not axes:  # OME-NGFF <= 0.3 had no axes: the last 2 or 3 are z, y, x
+        names = ["t", "c", "z", "y", "x"][-ndim:]
+        return [{"name": n, "type": "space" if n in "zyx" else "other"} for n in names]
+    return [a if isinstance(a, dict) else {"name": str(a)} for a in axes]
+
+
+def open_zarr_array(path: PathLike, level: int = 0) -> Any:
+    """Open the lazy ``zarr.Array`` of a Zarr array or of one level of an OME-Zarr image.
+
+    Parameters
+    ----------
+    path : path-like
+        A ``.zarr`` array or an ``.ome.zarr`` multiscale group.
+    level : int
+        Resolution level of an OME-Zarr image (0 = full resolution); must be 0 for an array.
+
+    Returns
+    -------
+    zarr.Array
+        Nothing is read until it is indexed; ``dask.array.from_zarr`` accepts it.
+
+    Raises
+    ------
+    MissingFileError, FileFormatError
+    """
+    from emkit.io._paths import require_exists
+
+    p = require_exists(path)
+    node = _open(p)
+    if hasattr(node, "shape") and hasattr(node, "dtype"):
+        if level != 0:
+            raise FileFormatError(
+                with_path(p, f"is a single Zarr array (no level {level}); use level=0")
+            )
+        return node
+    ms = _multiscales(node)
+    if ms is None:
+        raise FileFormatError(
+            with_path(
+                p,
+                "is a Zarr group without OME-NGFF 'multiscales' metadata; give an "
+                "array or an OME-Zarr image",
+            )
+        )
+    try:
+        sub, _, _ = _level_transform(ms[0], level)
+    except IndexError:
+        n = len(ms[0].get("datasets", []))
+        raise FileFormatError(
+            with_path(p, f"has {n} resolution levels; level {level} does not exist")
+        ) from None
+    return node[sub]
+
+
+def read_zarr(path: PathLike, *, level: int = 0) -> Volume:
+    """Read a Zarr array or one level of an OME-Zarr image into memory as a :class:`Volume`.
+
+    Non-spatial OME axes (time, channel) must have length 1 and are dropped.
+    """
+    p = Path(path)
+    array = open_zarr_array(p, level)
+    node = _open(p)
+    if hasattr(node, "shape"):
+        meta = node.attrs.asdict().get("emkit", {})
+        vs = meta.get("voxel_size_A")
+        return Volume(
+            data=np.asarray(array[...]),
+            voxel_size=_triple(vs) if vs else None,
+            origin=_triple(meta.get("origin_A", (0.0, 0.0, 0.0))),
+            path=p,
+        )
+    ms = _multiscales(node)
+    assert ms is not None  # open_zarr_array checked
+    _, scale, translation = _level_transform(ms[0], level)
+    axes = _ome_axes(ms[0], array.ndim)
+    space = [
+        i
+        for i, a in enumerate(axes)
+        if a.get("type") == "space" or (a.get("type") is None and a.get("name") in ("z", "y", "x"))
+    ]
+    other = [i for i in range(array.ndim) if i not in space]
+    if any(array.shape[i] != 1 for i in other) or not 2 <= len(space) <= 3:
+        raise ShapeError(
+            with_path(
+                p,
+                f"OME-Zarr image of shape {array.shape} with axes "
+                f"{[a.get('name') for a in axes]}; emkit reads one channel and one time "
+                "point of a 2D or 3D image",
+            )
+        )
+    data = np.asarray(array[...]).reshape([array.shape[i] for i in space])
+    voxel: tuple[float, float, float] | None = None
+    origin = (0.0, 0.0, 0.0)
+    units = [_NGFF_UNIT_TO_A.get(str(axes[i].get("unit", "")).lower()) for i in space]
+    if scale is not None and all(u is not None for u in units):
+        factors = [float(u or 0.0) for u in units]
+        sizes = [scale[i] * f for i, f in zip(space, factors)]
+        voxel = _triple(sizes if len(sizes) == 3 else (sizes[1], sizes[0], sizes[1]))
+        if translation is not None:
+            offs = [translation[i] * f for i, f in zip(space, factors)]
+            origin = _triple(offs if len(offs) == 3 else (0.0, offs[0], offs[1]))
+    return Volume(data=data, voxel_size=voxel, origin=origin, path=p)
+
+
+def _triple(values: Sequence[Any]) -> tuple[float, float, float]:
+    a = [float(v) for v in values]
+    return a[0], a[1], a[2]
+
+
+def _default_chunks(shape: Sequence[int]) -> tuple[int, ...]:
+    size = _DEFAULT_CHUNK_3D if len(shape) == 3 else _DEFAULT_CHUNK_2D
+    return tuple(max(1, min(size, n)) for n in shape)
+
+
+def _create_array(
+    group_or_path: Any,
+    name: str | None,
+    shape: tuple[int, ...],
+    dtype: Any,
+    chunks: tuple[int, ...],
+    attributes: dict[str, Any] | None = None,
+) -> Any:
+    import zarr
+
+    kwargs: dict[str, Any] = {
+        "shape": shape,
+        "dtype": dtype,
+        "chunks": chunks,
+        "compressors": _compressor(),
+        "zarr_format": 2,
+        "chunk_key_encoding": {"name": "v2", "separator": "/"},
+        "fill_value": 0,
+    }
+    if attributes:
+        kwargs["attributes"] = attributes
+    if name is None:
+        return zarr.create_array(str(group_or_path), **kwargs)
+    kwargs.pop("zarr_format")
+    return group_or_path.create_array(name, **kwargs)
+
+
+def _copy_in_slabs(dst: Any, src: Any) -> None:
+    row_bytes = int(np.prod(src.shape[1:], dtype=np.int64)) * np.dtype(src.dtype).itemsize
+    step = max(1, _SLAB_BYTES // max(1, row_bytes))
+    chunk0 = dst.chunks[0]
+    step = max(chunk0, step // chunk0 * chunk0)  # whole chunks per write
+    for start in range(0, src.shape[0], step):
+        dst[start : start + step] = np.asarray(src[start : start + step], dtype=dst.dtype)
+
+
+def _halved_shape(shape: Sequence[int]) -> tuple[int, ...]:
+    return tuple(n // 2 if n >= 2 else n for n in shape)
+
+
+def _block_mean(block: np.ndarray, factors: Sequence[int], dtype: np.dtype) -> np.ndarray:
+    trimmed = block[tuple(slice(0, (n // f) * f) for n, f in zip(block.shape, factors))]
+    shape: list[int] = []
+    for n, f in zip(trimmed.shape, factors):
+        shape += [n // f, f]
+    mean = trimmed.reshape(shape).mean(axis=tuple(range(1, 2 * len(factors), 2)), dtype=np.float64)
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        mean = np.clip(np.rint(mean), info.min, info.max)
+    return mean.astype(dtype)
+
+
+def _downsample_into(dst: Any, src: Any) -> None:
+    factors = [2 if n >= 2 else 1 for n in src.shape]
+    row_bytes = int(np.prod(src.shape[1:], dtype=np.int64)) * 8
+    step = max(1, _SLAB_BYTES // max(1, row_bytes * factors[0]))
+    chunk0 = dst.chunks[0]
+    step = max(chunk0, step // chunk0 * chunk0)
+    for start in range(0, dst.shape[0], step):
+        stop = min(dst.shape[0], start + step)
+        block = np.asarray(src[start * factors[0] : stop * factors[0]])
+        dst[start:stop] = _block_mean(block, factors, dst.dtype)
+
+
+def _auto_levels(shape: Sequence[int]) -> int:
+    levels, current = 1, tuple(shape)
+    while max(current) > 64 and levels < 8 and current != _halved_shape(current):
+        current = _halved_shape(current)
+        levels += 1
+    return levels
+
+
+def write_zarr(
+    path: PathLike,
+    data: Any,
+    *,
+    voxel_size: tuple[float, float, float] | None,
+    origin: tuple[float, float, float],
+    chunks: tuple[int, ...] | None = None,
+) -> None:
+    """Write ``data`` as one chunked Zarr (format 2) array with emkit metadata attributes."""
+    if np.ndim(data) not in (2, 3):
+        raise ShapeError(
+            with_path(path, f"emkit writes 2D or 3D Zarr arrays, not {np.ndim(data)}D data")
+        )
+    shape = tuple(int(n) for n in data.shape)
+    attrs = {
+        "emkit": {
+            "axes": "zyx" if len(shape) == 3 else "yx",
+            "voxel_size_A": None if voxel_size is None else [float(v) for v in voxel_size],
+            "origin_A": [float(v) for v in origin],
+            "emkit_version": __version__,
+        }
+    }
+    arr = _create_array(path, None, shape, data.dtype, chunks or _default_chunks(shape), attrs)
+    _copy_in_slabs(arr, data)
+
+
+def write_ome_zarr(
+    path: PathLike,
+    data: Any,
+    *,
+    voxel_size: tuple[float, float, float] | None,
+    origin: tuple[float, float, float],
+    n_levels: int | None = None,
+    chunks: tuple[int, ...] | None = None,
+    name: str | None = None,
+) -> None:
+    """Write an OME-NGFF 0.4 multiscale image (Zarr format 2) at ``path``.
+
+    Parameters
+    ----------
+    data : array-like
+        ``(z, y, x)`` or ``(y, x)``; any array that slices to numpy (ndarray, memmap, zarr).
+    voxel_size, origin : (z, y, x) in Å
+        Without a voxel size the scales are in voxels and the axes carry no unit.
+    n_levels : int or None
+        Resolution levels including the full one; default: halve until the longest axis
+        is at most 64 (at most 8 levels).
+    """
+    import zarr
+
+    ndim = np.ndim(data)
+    if ndim not in (2, 3):
+        raise ShapeError(
+            with_path(path, f"OME-Zarr from emkit holds 2D or 3D images, not {ndim}D data")
+        )
+    shape = tuple(int(n) for n in data.shape)
+    levels = n_levels if n_levels is not None else _auto_levels(shape)
+    levels = max(1, int(levels))
+    names = ["z", "y", "x"][-ndim:]
+    axes: list[dict[str, str]] = [{"name": n, "type": "space"} for n in names]
+    base_scale = [1.0] * ndim if voxel_size is None else [float(v) for v in voxel_size][-ndim:]
+    if voxel_size is not None:
+        for axis in axes:
+            axis["unit"] = "angstrom"
+    base_origin = [float(v) for v in origin][-ndim:]
+
+    group = zarr.open_group(str(path), mode="w", zarr_format=2)
+    chunk_shape = chunks or _default_chunks(shape)
+    current = _create_array(group, "0", shape, data.dtype, chunk_shape)
+    _copy_in_slabs(current, data)
+    datasets = []
+    factor = [1] * ndim
+    level_shape = shape
+    for level in range(levels):
+        if level > 0:
+            new_shape = _halved_shape(level_shape)
+            if new_shape == level_shape:
+                break
+            factor = [f * (2 if n >= 2 else 1) for f, n in zip(factor, level_shape)]
+            level_chunks = tuple(min(c, n) for c, n in zip(chunk_shape, new_shape))
+            nxt = _create_array(group, str(level), new_shape, data.dtype, level_chunks)
+            _downsample_into(nxt, current)
+            current, level_shape = nxt, new_shape
+        scale = [s * f for s, f in zip(base_scale, factor)]
+        # A block mean's first voxel centre sits half a block minus half a voxel further on.
+        translation = [o + s * (f - 1) / 2.0 for o, s, f in zip(base_origin, base_scale, factor)]
+        datasets.append(
+            {
+                "path": str(level),
+                "coordinateTransformations": [
+                    {"type": "scale", "scale": scale},
+                    {"type": "translation", "translation": translation},
+                ],
+            }
+        )
+    multiscales: list[dict[str, Any]] = [
+        {
+            "version": "0.4",
+            "name": name or Path(path).name.split(".")[0],
+            "axes": axes,
+            "datasets": datasets,
+            "type": "mean",
+            "metadata": {
+                "description": "level k+1 = 2x block mean of level k",
+                "emkit_version": __version__,
+            },
+        }
+    ]
+    group.attrs["multiscales"] = multiscales
+
+
+def zarr_levels(path: PathLike) -> list[dict[str, Any]]:
+    """Shape, dtype and scale of each level (a plain array is one level), for ``emkit info``."""
+    p = Path(path)
+    node = _open(p)
+    if hasattr(node, "shape"):
+        return [
+            {
+                "level": 0,
+                "path": "",
+                "shape": tuple(node.shape),
+                "dtype": str(node.dtype),
+                "chunks": tuple(node.chunks),
+            }
+        ]
+    ms = _multiscales(node)
+    if ms is None:
+        raise FileFormatError(
+            with_path(p, "is a Zarr group without OME-NGFF 'multiscales' metadata")
+        )
+    out = []
+    for level, _ in enumerate(ms[0].get("datasets", [])):
+        sub, scale, translation = _level_transform(ms[0], level)
+        arr = node[sub]
+        out.append(
+            {
+                "level": level,
+                "path": sub,
+                "shape": tuple(arr.shape),
+                "dtype": str(arr.dtype),
+                "chunks": tuple(arr.chunks),
+                "scale": scale,
+                "translation": translation,
+            }
+        )
+    return out
