@@ -11,17 +11,22 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from emkit.ops.linalg import power_iteration
+    from emkit.ops.projector_3d import backproject_3d, project_3d
     from emkit.ops.single_axis import SingleAxisProjector, single_axis_system_matrix
 
 _WHERE = {
     "SingleAxisProjector": "single_axis",
     "single_axis_system_matrix": "single_axis",
     "power_iteration": "linalg",
+    "project_3d": "projector_3d",
+    "backproject_3d": "projector_3d",
 }
 
 __all__ = [
     "SingleAxisProjector",
+    "backproject_3d",
     "power_iteration",
+    "project_3d",
     "single_axis_system_matrix",
 ]
 
