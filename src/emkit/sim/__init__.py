@@ -1,1 +1,16 @@
-"""emkit.sim."""
+"""Synthetic data with ground truth: phantoms, density templates, crowded particle volumes."""
+
+from emkit.sim._placement import PlacedParticles, place_particles
+from emkit.sim.phantoms import SHEPP_LOGAN_3D_TABLE, random_ellipsoids, shepp_logan_3d
+from emkit.sim.templates import density_from_pdb, density_template, list_density_templates
+
+__all__ = [
+    "SHEPP_LOGAN_3D_TABLE",
+    "PlacedParticles",
+    "density_from_pdb",
+    "density_template",
+    "list_density_templates",
+    "place_particles",
+    "random_ellipsoids",
+    "shepp_logan_3d",
+]
