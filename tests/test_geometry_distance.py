@@ -104,3 +104,20 @@ def test_align_bad_inputs():
         align_rotations(random_rotations(3, seed=0), random_rotations(4, seed=0))
     with pytest.raises(ShapeError):
         align_rotations(np.eye(3), np.eye(3))
+
+
+def test_refinement_is_robust_to_gross_outliers():
+    R_true = random_rotations(500, seed=15)
+    G = random_rotations(1, seed=16)[0]
+    rng = np.random.default_rng(17)
+    noise = axis_angle_to_matrix(rng.standard_normal((500, 3)), 3.0)
+    R_est = G.T @ noise @ R_true
+    R_est[:150] = random_rotations(150, seed=18)  # 30 % of the estimates are garbage
+    plain = align_rotations(R_est, R_true)
+    refined = align_rotations(R_est, R_true, refine_iterations=20)
+    assert refined.errors_deg.mean() < plain.errors_deg.mean()
+    # the good 70 % come back at their noise level (3 deg); least squares is pulled away
+    assert np.median(refined.errors_deg[150:]) == pytest.approx(3.0, abs=0.15)
+    assert np.median(plain.errors_deg[150:]) > np.median(refined.errors_deg[150:]) + 0.2
+    assert rotation_angle_between(refined.global_rotation, G) < 0.6
+    assert rotation_angle_between(plain.global_rotation, G) > 1.0

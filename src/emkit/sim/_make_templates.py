@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from emkit.io._atomic import atomic_output
+from emkit.io import atomic_output
 from emkit.sim._density import SIGMA_PER_RESOLUTION, atoms_to_density, read_atoms
 
 VOXEL_SIZE_A = 5.0

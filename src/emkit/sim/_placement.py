@@ -13,7 +13,7 @@ from scipy import ndimage
 
 from emkit.errors import InputError, MismatchError, ShapeError
 from emkit.geometry import matrix_xyz_to_zyx, random_rotations
-from emkit.io._volume import Volume
+from emkit.io import Volume
 
 __all__ = ["PlacedParticles", "place_particles"]
 

@@ -23,7 +23,7 @@ from numpy.typing import NDArray
 from scipy import ndimage
 
 from emkit.errors import InputError
-from emkit.io._volume import Volume
+from emkit.io import Volume
 from emkit.sim._density import atoms_to_density, read_atoms
 
 __all__ = ["density_from_pdb", "density_template", "list_density_templates"]
