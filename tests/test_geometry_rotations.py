@@ -154,3 +154,15 @@ def test_bad_inputs_raise_emkit_errors():
         quaternion_to_matrix([0.0, 0.0, 0.0, 0.0])
     with pytest.raises(ShapeError, match="zero length"):
         axis_angle_to_matrix([0.0, 0.0, 0.0], 10.0)
+
+
+def test_relion_matrix_is_transpose_of_scipy_intrinsic_zyz():
+    # independent check: RELION's A is the transpose of the active intrinsic Z-Y-Z rotation
+    from scipy.spatial.transform import Rotation
+
+    rng = np.random.default_rng(9)
+    euler = rng.uniform([-180, 0, -180], [180, 180, 180], size=(200, 3))
+    scipy_active = Rotation.from_euler("ZYZ", euler, degrees=True).as_matrix()
+    np.testing.assert_allclose(
+        euler_zyz_to_matrix(euler), scipy_active.transpose(0, 2, 1), atol=1e-12
+    )
