@@ -1,0 +1,364 @@
+"""Register one damaged section to its neighbour: expected affine or one global affine."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from emkit.errors import InputError, MismatchError, NonFiniteError, ShapeError
+from emkit.register import _expected as ex
+from emkit.register._features import Matches, consistent_matches, find_matches, subset
+from emkit.register._field import (
+    AffineMap,
+    affine_field,
+    field_validity,
+    invert_affine_map,
+    warp_image,
+)
+from emkit.register._pathdist import (
+    CoarseGrid,
+    band_sources,
+    blocked_pixels,
+    build_coarse_grid,
+    choose_bin,
+)
+
+logger = logging.getLogger(__name__)
+
+Method = Literal["expected-affine", "global-affine"]
+# Below this many matches a registration is a guess, not a measurement.
+_MIN_MATCHES = 6
+
+
+@dataclass
+class PairRegistration:
+    """The result of :func:`register_pair`.
+
+    Attributes
+    ----------
+    field : ndarray of float32, shape (2, H, W)
+        For each fixed pixel ``(y, x)``, the displacement ``(dy, dx)`` in pixels to its
+        position in the moving image: ``warped[y, x] = moving[y + dy, x + dx]``. Finite
+        everywhere; see ``valid``.
+    valid : ndarray of bool, shape (H, W)
+        Fixed pixels that have a counterpart in the moving image: inside it, off the
+        defect, and (expected affine) where the per-pixel affine could be inverted.
+    warped : ndarray, shape (H, W)
+        The moving image resampled onto the fixed grid, in the moving image's dtype;
+        ``fill_value`` where ``valid`` is False.
+    affines : ndarray of float64, shape (k, 2, 3)
+        The affine of each kept cluster (one for the global method), mapping moving
+        ``(x, y)`` to fixed ``(x, y)`` in pixels.
+    info : dict
+        Numbers of keypoints, matches, inliers and clusters, and the seconds per step.
+    """
+
+    field: np.ndarray
+    valid: np.ndarray
+    warped: np.ndarray
+    affines: np.ndarray
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def _check_inputs(
+    fixed: np.ndarray, moving: np.ndarray, defect_mask: np.ndarray | None
+) -> np.ndarray | None:
+    if fixed.ndim != 2 or moving.ndim != 2:
+        raise ShapeError(
+            f"need 2D images, got fixed {fixed.shape} and moving {moving.shape}; "
+            "give one section per file"
+        )
+    if fixed.shape != moving.shape:
+        raise MismatchError(
+            f"fixed image is {fixed.shape[0]}x{fixed.shape[1]} but moving is "
+            f"{moving.shape[0]}x{moving.shape[1]} (rows x cols); give sections of the same size"
+        )
+    for name, image in (("fixed", fixed), ("moving", moving)):
+        if not np.issubdtype(image.dtype, np.number) or np.iscomplexobj(image):
+            raise InputError(f"{name} image has dtype {image.dtype}; give a real-valued image")
+        if np.issubdtype(image.dtype, np.floating) and not np.isfinite(image).all():
+            raise NonFiniteError(f"{name} image contains NaN or infinite values; fix or crop it")
+    if defect_mask is None:
+        return None
+    mask = np.asarray(defect_mask)
+    if mask.ndim == 3 and mask.shape[-1] in (3, 4):
+        mask = mask[..., 0]
+    if mask.shape != moving.shape:
+        raise MismatchError(
+            f"defect mask is {'x'.join(map(str, mask.shape))} but the moving image is "
+            f"{moving.shape[0]}x{moving.shape[1]}; give a mask of the moving image's size"
+        )
+    mask = mask != 0
+    if mask.all():
+        raise InputError("defect mask covers the whole image; mark only the fold or crack")
+    return mask
+
+
+def register_pair(
+    fixed: np.ndarray,
+    moving: np.ndarray,
+    *,
+    defect_mask: np.ndarray | None = None,
+    method: Method = "expected-affine",
+    n_clusters: int | None = None,
+    max_clusters: int = 8,
+    matches_per_cluster: int = 150,
+    min_inliers: int = 12,
+    knn: int = 4,
+    sift_scale: float | None = None,
+    max_features: int = 6000,
+    ratio: float = 0.9,
+    ransac_threshold_px: float = 3.0,
+    refine_iterations: int = 1,
+    grid_cells: int = 40_000,
+    fill_value: float = 0.0,
+    seed: int = 0,
+) -> PairRegistration:
+    """Register a (damaged) moving section onto a fixed one.
+
+    The expected-affine method (Xin et al. 2022): SIFT matches outside the defect are
+    clustered by path distance (paths cannot cross the defect), each cluster gets a
+    RANSAC affine, and each pixel gets the mean of the cluster affines weighted by a
+    k-nearest-neighbour density of each cluster's inliers under the path distance. The
+    tissue on each side of a fold or crack thus follows its own affine. Without a defect
+    mask it is a smooth piecewise affine (with one cluster, one global affine).
+
+    Parameters
+    ----------
+    fixed, moving : ndarray, shape (H, W)
+        Sections of the same size, any real dtype (uint8, uint16, float ...).
+    defect_mask : ndarray, shape (H, W), optional
+        Nonzero where the moving section is damaged (fold, crack). No keypoints are taken
+        there, no path crosses it, and fixed pixels that map into it get ``fill_value``.
+    method : {"expected-affine", "global-affine"}
+        ``"global-affine"`` is the usual baseline: one RANSAC affine from the same matches.
+    n_clusters : int, optional
+        Number of clusters; by default from the data: at least one per piece of tissue the
+        defect cuts off, and about one per ``matches_per_cluster`` matches, at most
+        ``max_clusters``.
+    min_inliers : int
+        A cluster with fewer RANSAC inliers is dropped.
+    knn : int
+        Neighbours for the k-NN density (see :func:`._expected.knn_weights`).
+    sift_scale : float, optional
+        Scale at which SIFT runs (<= 1); by default so that the long side is <= 1400 px.
+    max_features : int
+        SIFT keypoints kept per image.
+    ratio : float
+        Lowe's ratio for matching. Mutual nearest neighbours passing it are then kept
+        only if a nearby match moved the same way (see
+        :func:`._features.consistent_matches`).
+    ransac_threshold_px : float
+        RANSAC inlier threshold in full-resolution pixels.
+    refine_iterations : int
+        Rounds of re-fitting the cluster affines to all matches the expected affine
+        explains (weighted by each cluster's weight at the match).
+    grid_cells : int
+        About how many coarse cells carry the path distances (sets the cell size).
+    fill_value : float
+        Value of warped pixels without data.
+    seed : int
+        Seed of the clustering (same seed, same result).
+
+    Returns
+    -------
+    PairRegistration
+        Field ``(2, H, W)`` float32 ``(dy, dx)`` fixed -> moving, validity, warped image.
+
+    Raises
+    ------
+    ShapeError, MismatchError
+        Images not 2D or of different sizes; a mask of another size.
+    InputError
+        An all-defect mask, or too few matches (images without shared texture).
+
+    Examples
+    --------
+    >>> from emkit.sim.sections import section_texture, simulate_damaged_section
+    >>> fixed = section_texture((384, 384), seed=0)
+    >>> damaged = simulate_damaged_section(fixed, kind="fold", seed=1)
+    >>> result = register_pair(fixed, damaged.moving, defect_mask=damaged.defect_mask)
+    >>> result.field.shape
+    (2, 384, 384)
+    """
+    fixed = np.asarray(fixed)
+    moving = np.asarray(moving)
+    mask = _check_inputs(fixed, moving, defect_mask)
+    if method not in ("expected-affine", "global-affine"):
+        raise InputError(f"unknown method {method!r}; use 'expected-affine' or 'global-affine'")
+    h, w = fixed.shape
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    scale = min(1.0, 1400.0 / max(h, w)) if sift_scale is None else float(sift_scale)
+    if not 0.05 <= scale <= 1.0:
+        raise InputError(f"sift_scale {scale} out of range; give a value in [0.05, 1]")
+
+    blocked = blocked_pixels(mask, (h, w))
+    matches = find_matches(
+        fixed,
+        moving,
+        fixed_mask=None,
+        moving_mask=None if mask is None else ~blocked,
+        scale=scale,
+        max_features=max_features,
+        ratio=ratio,
+    )
+    n_putative = len(matches)
+    matches = subset(matches, consistent_matches(matches))
+    timings["matching_s"] = time.perf_counter() - t0
+    info: dict[str, Any] = {
+        "method": method,
+        "n_keypoints_fixed": matches.n_fixed_keypoints,
+        "n_keypoints_moving": matches.n_moving_keypoints,
+        "n_matches_putative": n_putative,
+        "n_matches": len(matches),
+        "sift_scale": scale,
+    }
+    if len(matches) < _MIN_MATCHES:
+        raise InputError(
+            f"found only {len(matches)} matching features between the sections "
+            f"({matches.n_fixed_keypoints} and {matches.n_moving_keypoints} keypoints); "
+            "the images need shared texture: check they are neighbouring sections"
+        )
+    t1 = time.perf_counter()
+    global_affine, global_inliers = ex.fit_affine_ransac(
+        matches.moving_xy, matches.fixed_xy, threshold_px=ransac_threshold_px
+    )
+    if global_affine is None:
+        raise InputError(
+            f"no affine fits the {len(matches)} matches; the sections share too little "
+            "texture: check they are neighbouring sections"
+        )
+    info["n_inliers_global"] = int(global_inliers.sum())
+
+    if method == "global-affine":
+        affines = global_affine[None]
+        fld = affine_field(global_affine, (h, w))
+        converged = np.ones((h, w), dtype=bool)
+        timings["model_s"] = time.perf_counter() - t1
+    else:
+        affines, fld, converged, model_info = _expected_affine(
+            matches,
+            blocked,
+            global_affine,
+            (h, w),
+            n_clusters=n_clusters,
+            max_clusters=max_clusters,
+            matches_per_cluster=matches_per_cluster,
+            min_inliers=min_inliers,
+            knn=knn,
+            ransac_threshold_px=ransac_threshold_px,
+            refine_iterations=refine_iterations,
+            grid_cells=grid_cells,
+            seed=seed,
+            timings=timings,
+        )
+        info.update(model_info)
+    t2 = time.perf_counter()
+    valid = field_validity(fld, mask, moving.shape) & converged
+    warped = warp_image(moving, fld, valid=valid, fill_value=fill_value)
+    timings["warp_s"] = time.perf_counter() - t2
+    timings["total_s"] = time.perf_counter() - t0
+    info["valid_fraction"] = float(valid.mean())
+    info["seconds"] = {k: round(v, 3) for k, v in timings.items()}
+    return PairRegistration(field=fld, valid=valid, warped=warped, affines=affines, info=info)
+
+
+def _expected_affine(
+    matches: Matches,
+    blocked: np.ndarray,
+    global_affine: np.ndarray,
+    shape: tuple[int, int],
+    *,
+    n_clusters: int | None,
+    max_clusters: int,
+    matches_per_cluster: int,
+    min_inliers: int,
+    knn: int,
+    ransac_threshold_px: float,
+    refine_iterations: int,
+    grid_cells: int,
+    seed: int,
+    timings: dict[str, float],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+    """Clusters -> affines -> weights -> per-pixel affine -> inverse field."""
+    t = time.perf_counter()
+    grid = build_coarse_grid(blocked, choose_bin(shape, grid_cells))
+    nodes = grid.nodes_of(matches.moving_xy)
+    if n_clusters is None:
+        k = ex.choose_n_clusters(
+            grid,
+            nodes,
+            matches_per_cluster=matches_per_cluster,
+            max_clusters=max_clusters,
+            min_inliers=min_inliers,
+        )
+    else:
+        if n_clusters < 1:
+            raise InputError(f"n_clusters is {n_clusters}; give 1 or more")
+        k = int(n_clusters)
+    labels = ex.geodesic_kmeans(grid, nodes, matches.moving_xy, k, seed=seed)
+    clusters = ex.cluster_affines(
+        labels,
+        matches.moving_xy,
+        matches.fixed_xy,
+        threshold_px=ransac_threshold_px,
+        min_inliers=min_inliers,
+    )
+    if clusters.affines.shape[0] == 0:
+        # Every cluster too small for its own affine: the global one is all there is.
+        clusters = ex.ClusterAffines(
+            affines=global_affine[None],
+            inlier_xy=[matches.moving_xy],
+            inlier_fixed_xy=[matches.fixed_xy],
+            labels=np.zeros(len(matches), dtype=np.intp),
+        )
+    timings["clusters_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    weights = ex.knn_weights(grid, clusters, knn=knn, seed=seed)
+    affines = clusters.affines
+    for _ in range(refine_iterations):
+        residual = _match_residuals(grid, weights, affines, matches)
+        affines = ex.refit_affines(
+            grid,
+            weights,
+            matches.moving_xy,
+            matches.fixed_xy,
+            residual,
+            threshold_px=ransac_threshold_px,
+            old=affines,
+        )
+    cell_params = ex.expected_affine_grid(grid, weights, affines)
+    timings["weights_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    band_src = band_sources(grid, blocked) if grid.blocked.any() else None
+    amap = AffineMap.build(grid, cell_params, band_src, global_affine)
+    timings["band_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    fld, converged = invert_affine_map(amap, shape, start_affine=global_affine)
+    timings["inverse_s"] = time.perf_counter() - t
+    info = {
+        "n_clusters": int(affines.shape[0]),
+        "n_clusters_requested": int(k),
+        "n_inliers_clusters": [int(len(x)) for x in clusters.inlier_xy],
+        "grid_bin_px": int(grid.bin_px),
+    }
+    return affines, fld, converged, info
+
+
+def _match_residuals(
+    grid: CoarseGrid, weights: np.ndarray, affines: np.ndarray, matches: Matches
+) -> np.ndarray:
+    """Distance in fixed pixels between each match and its expected-affine prediction."""
+    nodes = grid.nodes_of(matches.moving_xy)
+    params = np.einsum("kn,kp->np", weights[:, nodes], affines.reshape(-1, 6))
+    has = weights[:, nodes].sum(axis=0) > 0.5
+    x, y = matches.moving_xy[:, 0], matches.moving_xy[:, 1]
+    px = params[:, 0] * x + params[:, 1] * y + params[:, 2]
+    py = params[:, 3] * x + params[:, 4] * y + params[:, 5]
+    residual = np.hypot(px - matches.fixed_xy[:, 0], py - matches.fixed_xy[:, 1])
+    return np.where(has, residual, np.inf)

@@ -1,0 +1,110 @@
+"""Figures for section registration: two-colour overlays and a displacement-field plot.
+
+An overlay shows the fixed image in magenta and the warped moving image in green: where
+they agree the tissue is grey, where they disagree it is coloured.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from emkit.io._atomic import atomic_output
+
+__all__ = ["overlay_image", "save_overlay", "save_field_figure"]
+
+
+def _unit(image: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
+    """Scale to [0, 1] by the 1-99 percentiles of the valid pixels."""
+    data = image.astype(np.float32)
+    sample = data[valid] if valid is not None and valid.any() else data.ravel()
+    lo, hi = np.percentile(sample, [1.0, 99.0])
+    return np.clip((data - lo) / max(float(hi - lo), 1e-6), 0.0, 1.0)
+
+
+def overlay_image(
+    fixed: np.ndarray, warped: np.ndarray, *, valid: np.ndarray | None = None
+) -> np.ndarray:
+    """Fixed in magenta, warped in green, as one RGB image.
+
+    Parameters
+    ----------
+    fixed, warped : ndarray, shape (H, W)
+        Any real dtype.
+    valid : ndarray of bool, shape (H, W), optional
+        Pixels without data (defect, outside) are shown dark blue.
+
+    Returns
+    -------
+    ndarray of uint8, shape (H, W, 3)
+        RGB.
+    """
+    f = _unit(fixed, valid)
+    m = _unit(warped, valid)
+    rgb = np.stack([f, m, f], axis=-1)
+    if valid is not None:
+        rgb[~valid] = (0.0, 0.0, 0.35)
+    return np.rint(rgb * 255).astype(np.uint8)
+
+
+def save_overlay(
+    path: str | os.PathLike[str],
+    fixed: np.ndarray,
+    warped: np.ndarray,
+    *,
+    valid: np.ndarray | None = None,
+    max_size: int = 2048,
+) -> Path:
+    """Write :func:`overlay_image` as a PNG (reduced so the long side is <= ``max_size``)."""
+    import cv2
+
+    rgb = overlay_image(fixed, warped, valid=valid)
+    scale = min(1.0, max_size / max(rgb.shape[:2]))
+    if scale < 1.0:
+        rgb = cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    with atomic_output(path) as tmp:
+        if not cv2.imwrite(str(tmp), rgb[..., ::-1]):
+            raise OSError(f"{path}: could not write the overlay PNG")
+    return Path(path)
+
+
+def save_field_figure(
+    path: str | os.PathLike[str],
+    field: np.ndarray,
+    *,
+    valid: np.ndarray | None = None,
+    title: str = "displacement field",
+) -> Path:
+    """Plot the field's magnitude with a sparse quiver on top and write it as a PNG.
+
+    Parameters
+    ----------
+    field : ndarray of float32, shape (2, H, W)
+        ``(dy, dx)`` in pixels per fixed pixel.
+    valid : ndarray of bool, shape (H, W), optional
+        Pixels without data are left blank.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    _, h, w = field.shape
+    magnitude = np.hypot(field[0], field[1])
+    shown = np.where(valid, magnitude, np.nan) if valid is not None else magnitude
+    step = max(1, max(h, w) // 24)
+    ys, xs = np.mgrid[step // 2 : h : step, step // 2 : w : step]
+    fig, ax = plt.subplots(figsize=(6, 6 * h / w + 0.5), dpi=120)
+    try:
+        im = ax.imshow(shown, cmap="viridis")
+        ax.quiver(xs, ys, field[1][ys, xs], field[0][ys, xs], color="white", angles="xy")
+        fig.colorbar(im, ax=ax, label="|displacement| (px)", shrink=0.8)
+        ax.set_title(title)
+        ax.set_axis_off()
+        with atomic_output(path) as tmp:
+            fig.savefig(tmp, format="png", bbox_inches="tight")
+    finally:
+        plt.close(fig)
+    return Path(path)
