@@ -85,11 +85,23 @@ def _origin_zyx(
     return origin
 
 
+def _header_is_stack(header: np.recarray, path: PathLike) -> bool:
+    # MRC2014: a stack has space group 0; a volume has 1 and mz = nz. Many maps carry ispg 0
+    # with mz = nz, so those count as stacks only under a stack suffix (.mrcs, .st, ...).
+    if int(header.ispg) != 0 or int(header.nz) <= 1:
+        return False
+    return int(header.mz) != int(header.nz) or full_suffix(path) in MRC_STACK_SUFFIXES
+
+
 def is_mrc_stack(path: PathLike) -> bool:
-    """True when an MRC file's header marks it as an image stack (ispg 0 with several images)."""
+    """True when an MRC file holds a stack of 2D images rather than one volume.
+
+    A header with space group 0 and ``mz != nz`` is a stack (MRC2014); space group 0 with
+    ``mz == nz`` counts as a stack only under a stack suffix (``.mrcs``, ``.st``, ``.ali``).
+    """
     try:
         with mrcfile.open(path, header_only=True, permissive=False) as mrc:
-            return bool(int(mrc.header.ispg) == 0 and int(mrc.header.nz) > 1)
+            return _header_is_stack(mrc.header, path)
     except (ValueError, OSError, EOFError) as error:
         raise _corrupt(path, error) from None
 
@@ -235,7 +247,7 @@ def mrc_header_summary(path: PathLike) -> dict[str, Any]:
             return {
                 "mrc_mode": int(h.mode),
                 "space_group": int(h.ispg),
-                "image_stack": bool(int(h.ispg) == 0 and int(h.nz) > 1),
+                "image_stack": _header_is_stack(h, path),
                 "extended_header_bytes": int(h.nsymbt),
                 "axis_order_crs": f"{int(h.mapc)},{int(h.mapr)},{int(h.maps)}",
                 "labels": [

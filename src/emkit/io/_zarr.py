@@ -155,10 +155,14 @@ def open_zarr_array(path: PathLike, level: int = 0) -> Any:
     return node[sub]
 
 
-def read_zarr(path: PathLike, *, level: int = 0) -> Volume:
-    """Read a Zarr array or one level of an OME-Zarr image into memory as a :class:`Volume`.
+def zarr_metadata(path: PathLike, level: int = 0) -> dict[str, Any]:
+    """Voxel size and origin of a Zarr array or OME-Zarr level, without reading the data.
 
-    Non-spatial OME axes (time, channel) must have length 1 and are dropped.
+    Returns
+    -------
+    dict
+        ``ome`` (bool), ``voxel_size`` ((z, y, x) Å or None), ``origin`` ((z, y, x) Å),
+        ``shape`` (spatial shape), ``space_axes`` (indices of the spatial axes in the array).
     """
     p = Path(path)
     array = open_zarr_array(p, level)
@@ -166,12 +170,13 @@ def read_zarr(path: PathLike, *, level: int = 0) -> Volume:
     if hasattr(node, "shape"):
         meta = node.attrs.asdict().get("emkit", {})
         vs = meta.get("voxel_size_A")
-        return Volume(
-            data=np.asarray(array[...]),
-            voxel_size=_triple(vs) if vs else None,
-            origin=_triple(meta.get("origin_A", (0.0, 0.0, 0.0))),
-            path=p,
-        )
+        return {
+            "ome": False,
+            "voxel_size": _triple(vs) if vs else None,
+            "origin": _triple(meta.get("origin_A", (0.0, 0.0, 0.0))),
+            "shape": tuple(array.shape),
+            "space_axes": list(range(array.ndim)),
+        }
     ms = _multiscales(node)
     assert ms is not None  # open_zarr_array checked
     _, scale, translation = _level_transform(ms[0], level)
@@ -191,7 +196,6 @@ def read_zarr(path: PathLike, *, level: int = 0) -> Volume:
                 "point of a 2D or 3D image",
             )
         )
-    data = np.asarray(array[...]).reshape([array.shape[i] for i in space])
     voxel: tuple[float, float, float] | None = None
     origin = (0.0, 0.0, 0.0)
     units = [_NGFF_UNIT_TO_A.get(str(axes[i].get("unit", "")).lower()) for i in space]
@@ -202,7 +206,25 @@ def read_zarr(path: PathLike, *, level: int = 0) -> Volume:
         if translation is not None:
             offs = [translation[i] * f for i, f in zip(space, factors)]
             origin = _triple(offs if len(offs) == 3 else (0.0, offs[0], offs[1]))
-    return Volume(data=data, voxel_size=voxel, origin=origin, path=p)
+    return {
+        "ome": True,
+        "voxel_size": voxel,
+        "origin": origin,
+        "shape": tuple(array.shape[i] for i in space),
+        "space_axes": space,
+    }
+
+
+def read_zarr(path: PathLike, *, level: int = 0) -> Volume:
+    """Read a Zarr array or one level of an OME-Zarr image into memory as a :class:`Volume`.
+
+    Non-spatial OME axes (time, channel) must have length 1 and are dropped.
+    """
+    p = Path(path)
+    meta = zarr_metadata(p, level)
+    array = open_zarr_array(p, level)
+    data = np.asarray(array[...]).reshape(meta["shape"])
+    return Volume(data=data, voxel_size=meta["voxel_size"], origin=meta["origin"], path=p)
 
 
 def _triple(values: Sequence[Any]) -> tuple[float, float, float]:
