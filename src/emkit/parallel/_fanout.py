@@ -1,0 +1,157 @@
+"""Fan-out of independent jobs over a Dask cluster, results back in order."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
+
+from emkit.errors import InputError
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+# Schedulers that run in this process, without a cluster (tests, debugging, one core).
+SYNC_SCHEDULERS = ("sync", "synchronous")
+
+
+def default_n_workers() -> int:
+    """Worker processes for a local cluster: the CPU cores this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - macOS/Windows
+        return max(1, os.cpu_count() or 1)
+
+
+@contextlib.contextmanager
+def dask_client(
+    scheduler: Any = None, *, n_workers: int | None = None, threads_per_worker: int = 1
+) -> Iterator[Any]:
+    """A ``distributed.Client``: to a running scheduler, or to a new local cluster.
+
+    Parameters
+    ----------
+    scheduler : None, str or distributed.Client
+        None starts a ``LocalCluster`` of worker processes (closed on exit); a string is
+        the address of a running scheduler (e.g. ``"tcp://10.0.0.5:8786"``); a Client is
+        used as is (and left open).
+    n_workers : int, optional
+        Worker processes of a local cluster (default: :func:`default_n_workers`).
+    threads_per_worker : int
+        Threads per local worker.
+
+    Yields
+    ------
+    distributed.Client
+
+    Raises
+    ------
+    InputError
+        The scheduler address cannot be reached.
+    """
+    from distributed import Client, LocalCluster
+
+    if scheduler is not None and not isinstance(scheduler, str):
+        yield scheduler
+        return
+    if isinstance(scheduler, str):
+        try:
+            client = Client(scheduler, timeout="10s")
+        except (OSError, TimeoutError) as error:
+            raise InputError(
+                f"cannot reach the Dask scheduler at {scheduler} ({error}); start it "
+                "(`dask scheduler`) or leave out --scheduler to use a local cluster"
+            ) from None
+        try:
+            yield client
+        finally:
+            client.close()
+        return
+    n = n_workers or default_n_workers()
+    if n < 1:
+        raise InputError(f"{n} workers requested; give 1 or more")
+    cluster = LocalCluster(
+        n_workers=n,
+        threads_per_worker=threads_per_worker,
+        processes=True,
+        dashboard_address=None,
+        silence_logs=logging.ERROR,
+    )
+    client = Client(cluster)
+    try:
+        yield client
+    finally:
+        client.close()
+        cluster.close()
+
+
+def map_inputs(
+    func: Callable[[T], R],
+    items: Iterable[T],
+    *,
+    scheduler: Any = None,
+    n_workers: int | None = None,
+    progress: bool = False,
+    desc: str | None = None,
+) -> list[R]:
+    """Apply ``func`` to every item in parallel and return the results in input order.
+
+    The items are independent jobs (e.g. one section pair each). ``func`` must be a
+    module-level function (it is pickled to worker processes) and each item and result
+    picklable. An exception in any job is raised here, with its own type, after the
+    cluster is closed.
+
+    Parameters
+    ----------
+    func : callable
+        ``func(item) -> result``.
+    items : iterable
+    scheduler : None, "sync", str or distributed.Client
+        None: a local cluster of worker processes (see :func:`dask_client`); ``"sync"``:
+        run one after another in this process (no Dask); an address string: a running
+        scheduler; a Client: that client.
+    n_workers : int, optional
+        Worker processes of a local cluster; ``1`` also runs in this process.
+    progress : bool
+        Show a progress bar (tqdm) as jobs finish.
+    desc : str, optional
+        Label of the progress bar.
+
+    Returns
+    -------
+    list
+        ``[func(item) for item in items]``, in the same order.
+
+    Examples
+    --------
+    >>> map_inputs(abs, [-1, 2, -3], scheduler="sync")
+    [1, 2, 3]
+    """
+    jobs = list(items)
+    if not jobs:
+        return []
+    local_serial = scheduler is None and (n_workers == 1 or len(jobs) == 1)
+    if scheduler in SYNC_SCHEDULERS or local_serial:
+        return [func(job) for job in _bar(jobs, progress, desc)]
+    n_workers = min(n_workers or default_n_workers(), len(jobs))
+    with dask_client(scheduler, n_workers=n_workers) as client:
+        futures = client.map(func, jobs, pure=False)
+        if progress:
+            from distributed import as_completed
+
+            for _ in _bar(as_completed(futures), progress, desc, total=len(futures)):
+                pass
+        results = client.gather(futures)
+    return list(results)
+
+
+def _bar(iterable: Iterable[Any], progress: bool, desc: str | None, total: int | None = None):
+    if not progress:
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, desc=desc, total=total, unit="job")
