@@ -12,13 +12,17 @@ Field convention: ``field`` has shape ``(2, H, W)``, float32; for each fixed pix
 from emkit.register._field import compose_fields, field_validity, warp_image
 from emkit.register._metrics import endpoint_error, similarity
 from emkit.register._pair import PairRegistration, register_pair
+from emkit.register._stack import StackRegistration, neighbour_pairs, register_stack
 
 __all__ = [
     "PairRegistration",
+    "StackRegistration",
     "compose_fields",
     "endpoint_error",
     "field_validity",
+    "neighbour_pairs",
     "register_pair",
+    "register_stack",
     "similarity",
     "warp_image",
 ]

@@ -1,0 +1,190 @@
+"""Align a stack of serial sections: register neighbours in parallel, chain to a reference."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from emkit.errors import EmkitError, InputError, MismatchError, ShapeError
+from emkit.register._field import compose_fields, warp_image
+from emkit.register._pair import register_pair
+
+
+@dataclass
+class StackRegistration:
+    """The result of :func:`register_stack`.
+
+    Attributes
+    ----------
+    aligned : ndarray, shape (n, H, W)
+        Every section resampled into the reference section's frame, input dtype;
+        ``fill_value`` where a section has no data (its defect, outside it).
+    fields : ndarray of float32, shape (n, 2, H, W)
+        For section ``i``: ``(dy, dx)`` from each reference-frame pixel to its position
+        in section ``i`` (zero for the reference itself).
+    valid : ndarray of bool, shape (n, H, W)
+        Reference-frame pixels where section ``i`` has data.
+    reference : int
+        Index of the reference section.
+    pair_info : list of dict
+        For each section, the info of its registration to its neighbour (towards the
+        reference), with ``"neighbour"``; ``{}`` for the reference.
+    """
+
+    aligned: np.ndarray
+    fields: np.ndarray
+    valid: np.ndarray
+    reference: int
+    pair_info: list[dict[str, Any]] = field(default_factory=list)
+
+
+def neighbour_pairs(n: int, reference: int) -> list[tuple[int, int]]:
+    """``(moving, fixed)`` index pairs: each section with its neighbour towards the reference."""
+    pairs = [(i, i + 1) for i in range(reference - 1, -1, -1)]
+    pairs += [(i, i - 1) for i in range(reference + 1, n)]
+    return pairs
+
+
+def _pair_job(job: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """One neighbour registration (module level so Dask can send it to a worker)."""
+    try:
+        result = register_pair(
+            job["fixed"], job["moving"], defect_mask=job["mask"], **job["options"]
+        )
+    except EmkitError as error:
+        # Name the section: the user must know which pair of the stack failed.
+        raise type(error)(f"{job['name']}: {error}") from None
+    # The warped image stays in the worker: the stack is warped once, after chaining.
+    return result.field, result.valid, result.info
+
+
+def register_stack(
+    images: np.ndarray | Sequence[np.ndarray],
+    *,
+    defect_masks: np.ndarray | Sequence[np.ndarray | None] | None = None,
+    reference: int | None = None,
+    scheduler: Any = None,
+    n_workers: int | None = None,
+    progress: bool = False,
+    fill_value: float = 0.0,
+    section_names: Sequence[str] | None = None,
+    **pair_options: Any,
+) -> StackRegistration:
+    """Register every section to its neighbour and chain the fields to a reference.
+
+    Each section ``i`` is registered to its neighbour towards the reference (``i + 1``
+    below it, ``i - 1`` above it) with :func:`register_pair`; the pairs are independent
+    and run in parallel (:func:`emkit.parallel.map_inputs`). The fields are then composed
+    outward from the reference, so every section lands in the reference's frame.
+
+    Parameters
+    ----------
+    images : ndarray, shape (n, H, W), or sequence of n (H, W) arrays
+        The sections in order.
+    defect_masks : same shape as ``images``, or sequence with None entries, optional
+        Nonzero where section ``i`` is damaged.
+    reference : int, optional
+        Index of the section that stays fixed (default: the middle one, ``n // 2``).
+    scheduler, n_workers
+        Where the pairs run: see :func:`emkit.parallel.map_inputs` (None: a local cluster
+        of processes; ``"sync"``: in this process; an address: a running scheduler).
+    progress : bool
+        Progress bar over the pairs.
+    fill_value : float
+        Value of aligned pixels without data.
+    section_names : sequence of str, optional
+        Names (e.g. file names) used in error messages; default ``"section i"``.
+    **pair_options
+        Passed to :func:`register_pair` (``method``, ``n_clusters``, ``seed``, ...).
+
+    Returns
+    -------
+    StackRegistration
+
+    Raises
+    ------
+    ShapeError, MismatchError
+        Fewer than 2 sections, sections of different sizes, masks not matching.
+    InputError
+        A bad ``reference``; any error of :func:`register_pair` (the pair is named).
+    """
+    from emkit.parallel import map_inputs
+
+    sections = [np.asarray(im) for im in images]
+    n = len(sections)
+    if n < 2:
+        raise ShapeError(f"a stack needs at least 2 sections, got {n}")
+    shape = sections[0].shape
+    for i, s in enumerate(sections):
+        if s.ndim != 2:
+            raise ShapeError(f"section {i} has shape {s.shape}; each section must be 2D")
+        if s.shape != shape:
+            raise MismatchError(
+                f"section {i} is {s.shape[0]}x{s.shape[1]} but section 0 is "
+                f"{shape[0]}x{shape[1]}; give sections of one size"
+            )
+    if defect_masks is None:
+        masks: list[np.ndarray | None] = [None] * n
+    else:
+        masks = [None if m is None else np.asarray(m) for m in defect_masks]
+        if len(masks) != n:
+            raise MismatchError(f"{len(masks)} defect masks for {n} sections; give one each")
+    ref = n // 2 if reference is None else int(reference)
+    if not 0 <= ref < n:
+        raise InputError(f"reference section {ref} out of range; give 0..{n - 1}")
+
+    names = list(section_names) if section_names is not None else [f"section {i}" for i in range(n)]
+    if len(names) != n:
+        raise MismatchError(f"{len(names)} section names for {n} sections")
+    pairs = neighbour_pairs(n, ref)
+    jobs = [
+        {
+            "fixed": sections[fixed],
+            "moving": sections[moving],
+            "mask": masks[moving],
+            "options": dict(pair_options, fill_value=fill_value),
+            "name": (f"{names[moving]} (registered to {names[fixed]})"),
+        }
+        for moving, fixed in pairs
+    ]
+    results = map_inputs(
+        _pair_job,
+        jobs,
+        scheduler=scheduler,
+        n_workers=n_workers,
+        progress=progress,
+        desc="section pairs",
+    )
+    h, w = shape
+    fields = np.zeros((n, 2, h, w), dtype=np.float32)
+    valid = np.zeros((n, h, w), dtype=bool)
+    valid[ref] = True
+    info: list[dict[str, Any]] = [{} for _ in range(n)]
+    by_moving = {moving: (fixed, res) for (moving, fixed), res in zip(pairs, results)}
+    # Chain outward from the reference: neighbour j is always done before section i.
+    for moving, fixed in pairs:
+        _, (pair_field, pair_valid, pair_info) = by_moving[moving]
+        fields[moving] = compose_fields(fields[fixed], pair_field)
+        valid[moving] = valid[fixed] & _sample_nearest(pair_valid, fields[fixed])
+        info[moving] = dict(pair_info, neighbour=fixed)
+    aligned = np.empty((n, h, w), dtype=sections[0].dtype)
+    for i in range(n):
+        aligned[i] = warp_image(sections[i], fields[i], valid=valid[i], fill_value=fill_value)
+    return StackRegistration(
+        aligned=aligned, fields=fields, valid=valid, reference=ref, pair_info=info
+    )
+
+
+def _sample_nearest(mask: np.ndarray, field: np.ndarray) -> np.ndarray:
+    """``mask`` read at ``q + field(q)`` (nearest pixel; False outside)."""
+    h, w = mask.shape
+    yy, xx = np.mgrid[0:h, 0:w]
+    py = np.rint(yy + field[0]).astype(np.intp)
+    px = np.rint(xx + field[1]).astype(np.intp)
+    inside = (py >= 0) & (py < h) & (px >= 0) & (px < w)
+    out = np.zeros((h, w), dtype=bool)
+    out[inside] = mask[py[inside], px[inside]]
+    return out
