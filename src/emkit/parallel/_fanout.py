@@ -74,19 +74,29 @@ def dask_client(
     n = n_workers or default_n_workers()
     if n < 1:
         raise InputError(f"{n} workers requested; give 1 or more")
-    cluster = LocalCluster(
-        n_workers=n,
-        threads_per_worker=threads_per_worker,
-        processes=True,
-        dashboard_address=None,
-        silence_logs=logging.ERROR,
-    )
-    client = Client(cluster)
+    # distributed sets its own logger to INFO, which would flood a CLI's log handler with
+    # cluster start/stop chatter; keep it to warnings unless emkit itself is debugging.
+    dist_logger = logging.getLogger("distributed")
+    old_level = dist_logger.level
+    if not logging.getLogger("emkit").isEnabledFor(logging.DEBUG):
+        dist_logger.setLevel(max(old_level, logging.WARNING))
     try:
-        yield client
+        cluster = LocalCluster(
+            n_workers=n,
+            threads_per_worker=threads_per_worker,
+            processes=True,
+            dashboard_address=None,
+            scheduler_kwargs={"dashboard": False},
+            silence_logs=logging.ERROR,
+        )
+        client = Client(cluster)
+        try:
+            yield client
+        finally:
+            client.close()
+            cluster.close()
     finally:
-        client.close()
-        cluster.close()
+        dist_logger.setLevel(old_level)
 
 
 def map_inputs(

@@ -2,9 +2,13 @@
 
 from emkit.sim._placement import PlacedParticles, place_particles
 from emkit.sim.phantoms import SHEPP_LOGAN_3D_TABLE, random_ellipsoids, shepp_logan_3d
+from emkit.sim.sections import DamagedSection, section_texture, simulate_damaged_section
 from emkit.sim.templates import density_from_pdb, density_template, list_density_templates
 
 __all__ = [
+    "DamagedSection",
+    "section_texture",
+    "simulate_damaged_section",
     "SHEPP_LOGAN_3D_TABLE",
     "PlacedParticles",
     "density_from_pdb",
