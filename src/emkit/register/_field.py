@@ -92,8 +92,8 @@ class AffineMap:
         b = float(self.grid.bin_px)
         cx = (x + 0.5) / b - 0.5
         cy = (y + 0.5) / b - 0.5
-        lo = cv2.remap(self.params_lo, cx, cy, cv2.INTER_LINEAR, cv2.BORDER_REPLICATE)
-        hi = cv2.remap(self.params_hi, cx, cy, cv2.INTER_LINEAR, cv2.BORDER_REPLICATE)
+        lo = cv2.remap(self.params_lo, cx, cy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        hi = cv2.remap(self.params_hi, cx, cy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         weight = hi[..., 2]
         out = np.empty(x.shape + (6,), dtype=np.float32)
         out[..., :4] = lo
@@ -134,6 +134,8 @@ def invert_affine_map(
     fine_iter: int = 4,
     tolerance_px: float = 0.1,
     smooth_px: float = 0.02,
+    defect: np.ndarray | None = None,
+    candidates: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The field of the fixed image: for each fixed pixel, its position in the moving one.
 
@@ -149,6 +151,13 @@ def invert_affine_map(
         ``(H, W)`` of the fixed image.
     start_affine : ndarray, shape (2, 3)
         A global affine (moving -> fixed) whose inverse starts the iterations.
+    defect : ndarray of bool, shape (H_m, W_m), optional
+        Moving pixels without tissue. Defect pixels carry the affine of the nearest
+        tissue, so a solution can fall inside the defect although the fixed pixel has a
+        true counterpart on the other side (a crack); such pixels are solved again from
+        each of ``candidates``.
+    candidates : ndarray, shape (k, 2, 3), optional
+        The cluster affines (moving -> fixed) used as restarts.
 
     Returns
     -------
@@ -191,7 +200,9 @@ def invert_affine_map(
         bottom = min(top + _STRIP_ROWS, h)
         ys = np.arange(top, bottom, dtype=np.float32)
         sy, sx = np.meshgrid(ys, xs, indexing="ij")
-        d = cv2.remap(grid_d, sx / step, sy / step, cv2.INTER_LINEAR, cv2.BORDER_REPLICATE)
+        d = cv2.remap(
+            grid_d, sx / step, sy / step, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+        )
         cell_y = np.minimum(np.arange(top, bottom) // step, rough_cell.shape[0] - 1)
         todo = rough_cell[cell_y[:, None], cell_x[None, :]]
         if todo.any():
@@ -204,7 +215,54 @@ def invert_affine_map(
             converged[top:bottom][todo] = res < tolerance_px
         field[0, top:bottom] = d[..., 1]
         field[1, top:bottom] = d[..., 0]
+    if defect is not None and candidates is not None and len(candidates) > 1:
+        _restart_in_defect(amap, field, converged, defect, candidates, tolerance_px)
     return field, converged
+
+
+def _restart_in_defect(
+    amap: AffineMap,
+    field: np.ndarray,
+    converged: np.ndarray,
+    defect: np.ndarray,
+    candidates: np.ndarray,
+    tolerance_px: float,
+) -> None:
+    """Solve again, from each candidate affine's inverse, the fixed pixels whose solution
+    is not converged or lies in the defect; keep the first converged solution off it."""
+    import cv2
+
+    h_m, w_m = defect.shape
+
+    def in_defect(px: np.ndarray, py: np.ndarray) -> np.ndarray:
+        ix = np.clip(np.rint(px), 0, w_m - 1).astype(np.intp)
+        iy = np.clip(np.rint(py), 0, h_m - 1).astype(np.intp)
+        return defect[iy, ix]
+
+    ys, xs = np.nonzero(converged)
+    py = ys + field[0, ys, xs]
+    px = xs + field[1, ys, xs]
+    bad_conv = in_defect(px, py)
+    yb = np.concatenate([ys[bad_conv], np.nonzero(~converged)[0]])
+    xb = np.concatenate([xs[bad_conv], np.nonzero(~converged)[1]])
+    if yb.size == 0:
+        return
+    qx = xb.astype(np.float32)
+    qy = yb.astype(np.float32)
+    todo = np.ones(yb.size, dtype=bool)
+    for affine in candidates:
+        if not todo.any():
+            break
+        inv = cv2.invertAffineTransform(affine.astype(np.float64))
+        sx = inv[0, 0] * qx[todo] + inv[0, 1] * qy[todo] + inv[0, 2]
+        sy = inv[1, 0] * qx[todo] + inv[1, 1] * qy[todo] + inv[1, 2]
+        fx, fy, res = _newton_flat(amap, qx[todo], qy[todo], sx, sy, 6)
+        ok = (res < tolerance_px) & ~in_defect(fx, fy)
+        idx = np.flatnonzero(todo)[ok]
+        field[0, yb[idx], xb[idx]] = fy[ok] - qy[idx]
+        field[1, yb[idx], xb[idx]] = fx[ok] - qx[idx]
+        converged[yb[idx], xb[idx]] = True
+        todo[idx] = False
 
 
 def _newton_flat(
@@ -327,5 +385,5 @@ def compose_fields(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
     sy = (yy + outer[0]).astype(np.float32)
     sx = (xx + outer[1]).astype(np.float32)
     inner_hw2 = np.ascontiguousarray(np.moveaxis(inner, 0, -1))
-    moved = cv2.remap(inner_hw2, sx, sy, cv2.INTER_LINEAR, cv2.BORDER_REPLICATE)
+    moved = cv2.remap(inner_hw2, sx, sy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     return (outer + np.moveaxis(moved, -1, 0)).astype(np.float32)

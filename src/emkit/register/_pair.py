@@ -339,7 +339,9 @@ def _expected_affine(
     amap = AffineMap.build(grid, cell_params, band_src, global_affine)
     timings["band_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    fld, converged = invert_affine_map(amap, shape, start_affine=global_affine)
+    fld, converged = invert_affine_map(
+        amap, shape, start_affine=global_affine, defect=blocked, candidates=affines
+    )
     timings["inverse_s"] = time.perf_counter() - t
     info = {
         "n_clusters": int(affines.shape[0]),

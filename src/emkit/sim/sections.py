@@ -275,7 +275,9 @@ def simulate_damaged_section(
 
     image = _to_unit(fixed)
     sampled = [
-        cv2.remap(image, fx, fy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        # Beyond the fixed image the tissue goes on (mirrored): a neighbouring section is
+        # not cut off where the fixed image ends.
+        cv2.remap(image, fx, fy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
         for fx, fy in mapped
     ]
     moving = np.where(covers[0], sampled[0], sampled[1])
@@ -312,12 +314,6 @@ def simulate_damaged_section(
     dilated = ndimage.binary_dilation(defect, iterations=1)
     defect_fixed = inside & dilated[iy, ix]
     true_valid = inside & ~defect_fixed
-    # Pixels whose source lies outside the fixed image carry no tissue either.
-    src_inside = np.zeros((h, w), bool)
-    for cover, (fx, fy) in zip(covers, mapped):
-        src_inside |= cover & (fx >= 0) & (fx <= w - 1) & (fy >= 0) & (fy <= h - 1)
-    moving = np.where(src_inside | defect, moving, 0.0)
-
     params = {
         "kind": kind,
         "seed": seed,
