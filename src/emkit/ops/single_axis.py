@@ -150,6 +150,19 @@ def _swap_last_two(src: np.ndarray, dtype: Any) -> np.ndarray:
     return out
 
 
+def _row_view(matrix: sp.csr_matrix, start: int, stop: int) -> sp.csr_matrix:
+    """Rows ``start:stop`` of a CSR matrix sharing its data (slicing would copy it)."""
+    lo, hi = int(matrix.indptr[start]), int(matrix.indptr[stop])
+    indptr = matrix.indptr[start : stop + 1] - lo
+    block = sp.csr_matrix(
+        (matrix.data[lo:hi], matrix.indices[lo:hi], indptr),
+        shape=(stop - start, matrix.shape[1]),
+        copy=False,
+    )
+    block.has_sorted_indices = True
+    return block
+
+
 class _RowBlocks:
     """A CSR matrix cut into row blocks of whole output units, applied in parallel.
 
@@ -163,7 +176,9 @@ class _RowBlocks:
         n_units = matrix.shape[0] // unit
         self.unit = unit
         self.n_units = n_units
-        self.blocks = [(a, b, matrix[a * unit : b * unit]) for a, b in _split(n_units, n_blocks)]
+        self.blocks = [
+            (a, b, _row_view(matrix, a * unit, b * unit)) for a, b in _split(n_units, n_blocks)
+        ]
 
     def apply(self, x2d: np.ndarray, out: np.ndarray) -> None:
         ny = x2d.shape[1]
@@ -281,6 +296,8 @@ class SingleAxisProjector:
         self.dtype = dtype
         self._np_dtype = np.float32 if dtype == torch.float32 else np.float64
         self._key = (shape[0], shape[2], tuple(float(a) for a in angles), nd)
+        # scipy's threaded kernels on the CPU (faster there), torch.sparse elsewhere
+        self._torch_sparse = self.device.type != "cpu"
         self._cpu_blocks: tuple[_RowBlocks, _RowBlocks] | None = None
         self._torch_mats: tuple[torch.Tensor, torch.Tensor] | None = None
         self._norm: dict[tuple[int, int], float] = {}
@@ -344,7 +361,7 @@ class SingleAxisProjector:
 
     def _apply_tensor(self, t: torch.Tensor, *, adjoint: bool) -> torch.Tensor:
         """The product on a tensor already on ``self.device`` with ``self.dtype`` (no grad)."""
-        if self.device.type == "cpu":
+        if not self._torch_sparse:
             res = self._apply_numpy(t.detach().numpy(), adjoint=adjoint)
             return torch.from_numpy(res)
         a, a_t = self._torch_matrices()
@@ -373,7 +390,7 @@ class SingleAxisProjector:
             t = arr.detach().to(device=self.device, dtype=self.dtype)
             return self._apply_tensor(t, adjoint=adjoint).to(arr.device)
         a = np.asarray(arr)
-        if self.device.type == "cpu":
+        if not self._torch_sparse:
             return self._apply_numpy(a, adjoint=adjoint)
         t = torch.from_numpy(np.ascontiguousarray(a, dtype=self._np_dtype)).to(self.device)
         return self._apply_tensor(t, adjoint=adjoint).cpu().numpy()
