@@ -170,6 +170,18 @@ def write_volume(
                 f"{len(array.shape)}D data of shape {tuple(array.shape)}",
             )
         )
+    if kind == "image":
+        from emkit.io._image import png_ready
+
+        if len(array.shape) != 2:
+            raise ShapeError(
+                with_path(
+                    out,
+                    f"PNG holds one 2D image but the data are {len(array.shape)}D "
+                    f"{tuple(array.shape)}; write a volume or stack as .mrc, .tif or .zarr",
+                )
+            )
+        array = png_ready(np.asarray(array), out)
     if kind in ("image", "npy") and (voxel is not None or any(org3)):
         logger.warning(
             "%s: %s files cannot hold the voxel size/origin; they are not saved",

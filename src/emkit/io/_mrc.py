@@ -123,14 +123,17 @@ def read_mrc(path: PathLike, *, mmap: bool = False) -> Volume:
         ``voxel_size`` and ``origin`` in Å, ``(z, y, x)``.
     """
     path = Path(path)
-    use_mmap = mmap and not _is_compressed(path)
+    compressed = _is_compressed(path)
+    use_mmap = mmap and not compressed
     try:
-        opener = mrcfile.mmap if use_mmap else mrcfile.open
+        # Uncompressed files are mapped and, unless mmap was asked for, copied once into
+        # an ordinary writable array (mrcfile.open would give a read-only view of a buffer).
+        opener = mrcfile.open if compressed else mrcfile.mmap
         with opener(path, mode="r", permissive=False) as mrc:
             if mrc.data is None:  # pragma: no cover - permissive=False raises instead
                 raise ValueError("no data block")
             header = mrc.header.copy()
-            data = mrc.data
+            data = mrc.data if use_mmap else np.array(mrc.data)
             voxel_size = _voxel_size_zyx(mrc)
     except (ValueError, OSError, EOFError) as error:
         raise _corrupt(path, error) from None
@@ -138,8 +141,6 @@ def read_mrc(path: PathLike, *, mmap: bool = False) -> Volume:
         raise ShapeError(
             with_path(path, f"is a {data.ndim}D MRC volume stack; split it into single volumes")
         )
-    if not use_mmap and not data.flags.writeable and data.flags.owndata:
-        data.flags.writeable = True
     if int(header.mode) == 0 and _imod_unsigned_bytes(header):
         data = data.view(np.uint8)
     if data.ndim == 3:
@@ -219,10 +220,11 @@ def _finish_header(
     origin: tuple[float, float, float],
     stack: bool,
 ) -> None:
-    if data.ndim == 3 and not stack:
-        mrc.set_volume()
-    else:
-        mrc.set_image_stack()
+    if data.ndim == 3:
+        if stack:
+            mrc.set_image_stack()
+        else:
+            mrc.set_volume()
     if voxel_size is not None:
         mrc.voxel_size = (float(voxel_size[2]), float(voxel_size[1]), float(voxel_size[0]))
     header = mrc.header

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from emkit import __version__
-from emkit.errors import FileFormatError, ShapeError, with_path
+from emkit.errors import FileFormatError, MissingFileError, ShapeError, with_path
 from emkit.io._paths import PathLike
 from emkit.io._volume import Volume
 
@@ -56,10 +56,10 @@ def _compressor() -> Any:
 def _open(path: Path) -> Any:
     import zarr
 
+    if not path.exists():
+        raise MissingFileError(with_path(path, "no such file; check the path"))
     try:
         return zarr.open(str(path), mode="r")
-    except FileNotFoundError:
-        raise
     except Exception as error:  # zarr raises several unrelated types for a bad store
         raise FileFormatError(
             with_path(path, f"is not a Zarr array or group ({error}); check the path")
