@@ -4,6 +4,7 @@ from emkit.sim._placement import PlacedParticles, place_particles
 from emkit.sim.phantoms import SHEPP_LOGAN_3D_TABLE, random_ellipsoids, shepp_logan_3d
 from emkit.sim.sections import DamagedSection, section_texture, simulate_damaged_section
 from emkit.sim.templates import density_from_pdb, density_template, list_density_templates
+from emkit.sim.tiltseries import PHANTOMS, SimulatedTiltSeries, simulate_tilt_series
 
 __all__ = [
     "DamagedSection",
@@ -17,4 +18,7 @@ __all__ = [
     "place_particles",
     "random_ellipsoids",
     "shepp_logan_3d",
+    "PHANTOMS",
+    "SimulatedTiltSeries",
+    "simulate_tilt_series",
 ]

@@ -1,1 +1,70 @@
-"""emkit.tomo."""
+"""emkit.tomo: fiducial-less tilt-series alignment and reconstruction.
+
+The workflow: :func:`prealign` (stretched neighbour cross-correlation, optional tilt-axis
+estimate), :func:`align_joint` (FLARA-style joint shift + TV reconstruction, coarse to fine)
+and :func:`reconstruct` (WBP, SIRT, CGLS).
+
+Conventions
+-----------
+- Stacks are ``(n, y, x)``; the tilt axis is the image y axis through the centre column
+  ``(nx - 1) / 2``; volumes are ``(z, y, x)``. A voxel ``(z, x)`` projects at tilt ``t`` to
+  ``(x - cx) cos t + (z - cz) sin t + cx`` (IMOD).
+- ``shifts_px[i] = (dy, dx)`` (pixels) *aligns* raw image ``i``:
+  ``aligned(y, x) = raw(y - dy, x - dx)``; it is the translation ``(DY, DX)`` of an IMOD
+  ``.xf`` line (:func:`emkit.io.xf_from_shifts`).
+- Shifts that a translated specimen would make, ``y0`` and ``x0 cos t + z0 sin t``, cannot
+  be measured (they only move the tomogram); results have them removed
+  (:func:`remove_gauge` with ``gauge="rigid"``) and errors are compared the same way
+  (:func:`shift_rmse`).
+"""
+
+from emkit.tomo._joint import JointAlignment, align_joint
+from emkit.tomo._prealign import (
+    Prealignment,
+    check_tilt_series,
+    estimate_tilt_axis,
+    prealign,
+    stretch_x,
+)
+from emkit.tomo._reconstruct import (
+    METHODS,
+    angular_weights,
+    reconstruct,
+    reconstruct_cgls,
+    reconstruct_sirt,
+    reconstruct_wbp,
+)
+from emkit.tomo._transform import (
+    remove_gauge,
+    rotation_xy,
+    shift_images,
+    shift_rmse,
+    transform_images,
+    validity_masks,
+)
+from emkit.tomo._xf import alignment_from_xf, shifts_from_aln, xf_from_alignment
+
+__all__ = [
+    "METHODS",
+    "JointAlignment",
+    "Prealignment",
+    "align_joint",
+    "alignment_from_xf",
+    "angular_weights",
+    "check_tilt_series",
+    "estimate_tilt_axis",
+    "prealign",
+    "reconstruct",
+    "reconstruct_cgls",
+    "reconstruct_sirt",
+    "reconstruct_wbp",
+    "remove_gauge",
+    "rotation_xy",
+    "shift_images",
+    "shift_rmse",
+    "shifts_from_aln",
+    "stretch_x",
+    "transform_images",
+    "validity_masks",
+    "xf_from_alignment",
+]

@@ -111,7 +111,7 @@ def _refine_peak(
     kx = np.exp(2j * np.pi * np.outer(fx, coarse[1] + grid))
     fine = np.real(ky @ full @ kx)
     jy, jx = np.unravel_index(int(np.argmax(fine)), fine.shape)
-    dy, dx = _parabolic(fine, jy, jx)
+    dy, dx = _parabolic(fine, int(jy), int(jx))
     return coarse + np.array([grid[jy] + dy / upsample, grid[jx] + dx / upsample])
 
 

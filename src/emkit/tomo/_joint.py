@@ -1,0 +1,519 @@
+"""Joint alignment and reconstruction (FLARA, done right).
+
+Minimises over the volume ``u`` and one 2D shift ``s_i`` per projection::
+
+    1/2 sum_i || M_i (A_i u - T(s_i) b_i) ||^2  +  lam * std(b) * TV(u)
+
+where ``T(s) b`` resamples the *original* image ``b`` with shift ``s`` (never an already
+shifted image, so interpolation blur does not accumulate) and ``M_i`` keeps the pixels
+that the shift brings from inside the field of view (and a user mask).
+
+The volume step is Chambolle-Pock's primal-dual algorithm with ``K = [A / ||A||; grad]``, so
+``||K||^2 <= 1 + 12`` and the steps ``tau = sigma = 0.99 / ||K||`` satisfy
+``tau sigma ||K||^2 < 1``; the extrapolated iterate ``u_bar`` is kept apart from ``u`` (two
+defects of the original FLARA code: a wrong primal step and ``u_bar`` overwriting ``u``).
+After a few primal-dual steps each shift gets one Gauss-Newton (Lucas-Kanade) step on its
+masked residual, using the gradient of the model projection ``A_i u``. The shifts that only
+translate the specimen (``y0`` and ``x0 cos t + z0 sin t``, see
+:func:`emkit.tomo.remove_gauge`) are projected out after every step: the gauge. All of
+this runs coarse-to-fine over binning levels, starting each level from a CGLS
+reconstruction with the current shifts.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from emkit.errors import FileFormatError, InputError, MismatchError, with_path
+from emkit.tomo._prealign import check_tilt_series
+from emkit.tomo._reconstruct import central_crop_for_binning, reconstruct_cgls
+from emkit.tomo._transform import remove_gauge, transform_images, validity_masks
+
+log = logging.getLogger(__name__)
+
+_CHECKPOINT_VERSION = 1
+
+
+@dataclass
+class JointAlignment:
+    """Result of :func:`align_joint`.
+
+    Attributes
+    ----------
+    shifts_px : ndarray, shape (n, 2)
+        ``(dy, dx)`` alignment shifts in unbinned pixels (rigid gauge removed).
+    volume : ndarray, shape (nz, ny, nx), float32
+        TV-regularised reconstruction at the last (finest) level, density per unbinned
+        pixel of path length; ``nz = thickness // binning_levels[-1]``.
+    history : list of dict
+        One entry per outer iteration: ``level`` (binning), ``iteration``,
+        ``data_residual`` (``1/2 ||M (A u - T(s) b)||^2``), ``tv`` (``TV(u)``),
+        ``objective``, ``max_shift_change_px`` (unbinned pixels).
+    tilt_axis_angle_deg : float
+        The in-plane tilt-axis angle the stack was rotated by.
+    binning : int
+        Binning of ``volume`` (the last level).
+    """
+
+    shifts_px: np.ndarray
+    volume: np.ndarray
+    history: list[dict[str, float]] = field(default_factory=list)
+    tilt_axis_angle_deg: float = 0.0
+    binning: int = 1
+
+
+def _bin(stack: np.ndarray, factor: int) -> np.ndarray:
+    if factor == 1:
+        return np.ascontiguousarray(stack, dtype=np.float32)
+    from emkit.ops import bin_image
+
+    cropped = central_crop_for_binning(stack, factor)
+    return np.ascontiguousarray(bin_image(cropped, factor), dtype=np.float32)
+
+
+def _bin_mask(mask: np.ndarray, factor: int) -> np.ndarray:
+    if factor == 1:
+        return mask.astype(bool)
+    return _bin(mask.astype(np.float32), factor) > 0.999
+
+
+def _upsample(volume: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
+    """Linear interpolation of a binned volume onto a finer grid (block centres aligned)."""
+    from scipy import ndimage
+
+    factors = [o / i for o, i in zip(shape, volume.shape)]
+    # Output voxel j sits at input position (j + 0.5) / f - 0.5 (centres of binned blocks).
+    coords = np.meshgrid(
+        *[(np.arange(n) + 0.5) / f - 0.5 for n, f in zip(shape, factors)], indexing="ij"
+    )
+    return ndimage.map_coordinates(volume, coords, order=1, mode="nearest").astype(np.float32)
+
+
+def _shift_step(
+    model: np.ndarray,
+    residual: np.ndarray,
+    masks: np.ndarray,
+    *,
+    max_step: float,
+    smooth_px: float = 0.0,
+    min_pixels: int = 16,
+) -> np.ndarray:
+    """One Gauss-Newton step per image: ``delta = H^-1 sum M g r`` with ``g = grad(model)``.
+
+    ``residual = T(s) b - A u``; ``T(s + delta) b ~ T(s) b - delta . grad``, so the step that
+    best cancels the residual solves the 2x2 normal equations.
+    """
+    m = masks.astype(np.float32)
+    if smooth_px > 0.1:
+        from scipy import ndimage
+
+        # Low-passing model and residual keeps the step from aligning noise.
+        sigma = (0.0, smooth_px, smooth_px)
+        model = ndimage.gaussian_filter(model, sigma)
+        residual = ndimage.gaussian_filter(residual * m, sigma)
+        m = (ndimage.gaussian_filter(m, sigma) > 0.999).astype(np.float32)
+    gy, gx = np.gradient(model, axis=(1, 2))
+    hyy = np.asarray(np.sum(m * gy * gy, axis=(1, 2), dtype=np.float64))
+    hxx = np.asarray(np.sum(m * gx * gx, axis=(1, 2), dtype=np.float64))
+    hxy = np.asarray(np.sum(m * gx * gy, axis=(1, 2), dtype=np.float64))
+    ry = np.asarray(np.sum(m * gy * residual, axis=(1, 2), dtype=np.float64))
+    rx = np.asarray(np.sum(m * gx * residual, axis=(1, 2), dtype=np.float64))
+    # A little Levenberg damping keeps nearly featureless images (tiny H) from jumping.
+    damp = 1e-3 * (hyy + hxx) / 2 + 1e-12
+    hyy, hxx = hyy + damp, hxx + damp
+    det = hyy * hxx - hxy * hxy
+    step = np.zeros((len(model), 2))
+    ok = (det > 0) & (m.sum(axis=(1, 2)) >= min_pixels)
+    step[ok, 0] = (hxx[ok] * ry[ok] - hxy[ok] * rx[ok]) / det[ok]
+    step[ok, 1] = (hyy[ok] * rx[ok] - hxy[ok] * ry[ok]) / det[ok]
+    norm = np.linalg.norm(step, axis=1)
+    too_big = norm > max_step
+    step[too_big] *= (max_step / norm[too_big])[:, None]
+    return step
+
+
+class _Level:
+    """State of one binning level: binned data, projector, masks, primal-dual variables."""
+
+    def __init__(
+        self,
+        stack: np.ndarray,
+        angles: np.ndarray,
+        factor: int,
+        thickness: int,
+        user_masks: np.ndarray | None,
+        device: str | None,
+    ) -> None:
+        import torch
+
+        from emkit.ops import SingleAxisProjector
+
+        self.factor = factor
+        # Binned data divided by the factor: the density then has the same scale at every
+        # level (see emkit.tomo.reconstruct).
+        self.data = _bin(stack, factor) / np.float32(factor)
+        n, ny, nx = self.data.shape
+        self.shape = (max(1, thickness // factor), ny, nx)
+        self.user_masks = None if user_masks is None else _bin_mask(user_masks, factor)
+        self.projector = SingleAxisProjector(self.shape, angles, device=device)
+        self.device = self.projector.device
+        self.torch = torch
+
+    def resample(self, shifts_px: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Original binned data shifted by ``shifts_px`` (unbinned) and their masks."""
+        s = shifts_px / self.factor
+        shifted = transform_images(self.data, s, order=3)
+        masks = validity_masks(self.data.shape, s, margin_px=1.0)
+        if self.user_masks is not None:
+            masks &= self.user_masks
+        return shifted, masks
+
+
+def _fingerprint(**params: Any) -> str:
+    return json.dumps(params, sort_keys=True, default=str)
+
+
+def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    from emkit.io import atomic_output
+
+    with atomic_output(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, **state)
+
+
+def _load_checkpoint(path: Path, fingerprint: str) -> dict[str, Any]:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            state = {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError) as error:
+        raise FileFormatError(
+            with_path(path, f"cannot read this checkpoint ({error}); delete it to start over")
+        ) from None
+    if int(state.get("version", -1)) != _CHECKPOINT_VERSION or str(
+        state.get("fingerprint")
+    ) != fingerprint:
+        raise MismatchError(
+            with_path(
+                path,
+                "this checkpoint is from a run with other inputs or parameters; "
+                "run without --resume or delete it",
+            )
+        )
+    return state
+
+
+def align_joint(
+    stack: np.ndarray,
+    tilt_angles_deg: np.ndarray,
+    *,
+    thickness: int,
+    initial_shifts_px: np.ndarray | None = None,
+    lam: float = 1.0,
+    iterations: int | Sequence[int] = 10,
+    inner_iterations: int = 10,
+    cg_iterations: int = 10,
+    binning_levels: Sequence[int] = (4, 2, 1),
+    tilt_axis_angle_deg: float = 0.0,
+    masks: np.ndarray | None = None,
+    update_shifts: bool = True,
+    preconditioned: bool = True,
+    max_step_px: float = 1.0,
+    shift_smoothing_px: float = 1.0,
+    gauge: str = "rigid",
+    tolerance_px: float = 0.0,
+    device: str | None = None,
+    callback: Callable[[dict[str, Any], np.ndarray, np.ndarray], None] | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
+    resume: bool = False,
+    progress: bool = False,
+) -> JointAlignment:
+    """Jointly refine per-projection shifts and a TV-regularised reconstruction.
+
+    Parameters
+    ----------
+    stack : ndarray, shape (n, y, x)
+        Raw tilt series (bright = dense; invert EM images first), tilt axis along y (or at
+        ``tilt_axis_angle_deg``).
+    tilt_angles_deg : ndarray, shape (n,)
+        Tilt angles in degrees.
+    thickness : int
+        Tomogram thickness in unbinned pixels.
+    initial_shifts_px : ndarray, shape (n, 2), optional
+        Starting ``(dy, dx)`` shifts in unbinned pixels (e.g. from :func:`prealign`).
+    lam : float
+        TV weight, in units of the stack's standard deviation (so it does not depend on the
+        intensity scale): the objective is ``1/2 ||M (A u - T(s) b)||^2 + lam std(b) TV(u)``.
+    iterations : int or sequence of int
+        Outer iterations (primal-dual steps + one shift step) per level, or one number per
+        level.
+    inner_iterations : int
+        Primal-dual volume steps per outer iteration.
+    cg_iterations : int
+        CGLS iterations of the starting reconstruction at each level.
+    binning_levels : sequence of int
+        Coarse-to-fine binning factors, e.g. ``(4, 2, 1)``.
+    tilt_axis_angle_deg : float
+        In-plane tilt-axis angle of the raw images; the stack is rotated once at the start.
+    masks : ndarray of bool, shape (n, y, x), optional
+        Pixels to use in the data term (e.g. excluding a grid bar or a gold bead); combined
+        with the field-of-view masks of the current shifts.
+    update_shifts : bool
+        False keeps the shifts fixed (a TV reconstruction with the same schedule, e.g. to
+        compare with a reconstruction from known shifts).
+    preconditioned : bool
+        Diagonal step sizes from the row and column sums of ``K`` (Pock & Chambolle 2011;
+        default, much faster) instead of scalar steps ``0.99 / L`` from the computed
+        operator norm ``L = sqrt(||A||^2 + ||grad||^2)``. Both satisfy the convergence
+        condition.
+    max_step_px : float
+        Largest shift change per outer iteration, in pixels of the current level.
+    shift_smoothing_px : float
+        Gaussian low-pass (sigma, unbinned pixels) of model and residual for the shift
+        step; at fine levels it keeps the shifts from fitting the noise.
+    gauge : {"rigid", "offset"}
+        Shift patterns projected out after every step (see :func:`remove_gauge`):
+        ``"rigid"`` those of a translated specimen (exactly what the data cannot see),
+        ``"offset"`` only the mean shift.
+    tolerance_px : float
+        Go to the next level once the largest shift change (unbinned pixels) falls below this.
+    device : str, optional
+        Torch device of the projector and the primal-dual updates (None: CUDA if present).
+    callback : callable, optional
+        ``callback(record, shifts_px, volume)`` after every outer iteration (``record`` as in
+        :attr:`JointAlignment.history`; ``volume`` at the current level).
+    checkpoint : path-like, optional
+        Save the state here (``.npz``, atomically) after every outer iteration.
+    resume : bool
+        Continue from ``checkpoint`` if it exists (same inputs and parameters required).
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    JointAlignment
+
+    Examples
+    --------
+    >>> pre = prealign(stack, angles)                                       # doctest: +SKIP
+    >>> joint = align_joint(stack, angles, thickness=64,
+    ...                     initial_shifts_px=pre.shifts_px)                # doctest: +SKIP
+    """
+    import torch
+
+    from emkit.ops import GRADIENT_NORM_3D, divergence_3d, gradient_3d, project_l2_ball, tv_norm
+
+    stack, angles = check_tilt_series(stack, tilt_angles_deg)
+    n = len(stack)
+    levels = [int(f) for f in binning_levels]
+    if not levels or min(levels) < 1:
+        raise InputError(f"binning levels must be positive integers, got {binning_levels}")
+    per_level = (
+        [int(iterations)] * len(levels)
+        if isinstance(iterations, (int, np.integer))
+        else [int(k) for k in iterations]
+    )
+    if len(per_level) != len(levels):
+        raise InputError(
+            f"{len(per_level)} iteration counts for {len(levels)} binning levels; give one "
+            "number or one per level"
+        )
+    if thickness // max(levels) < 1:
+        raise InputError(f"thickness {thickness} is thinner than the coarsest binning")
+    if lam < 0:
+        raise InputError(f"lam must be >= 0, got {lam}")
+    shifts = (
+        np.zeros((n, 2))
+        if initial_shifts_px is None
+        else np.array(initial_shifts_px, dtype=np.float64, copy=True)
+    )
+    if shifts.shape != (n, 2):
+        raise MismatchError(f"{shifts.shape[0]} initial shifts for {n} images")
+    if masks is not None and masks.shape != stack.shape:
+        raise MismatchError(f"masks of shape {masks.shape} for a stack of shape {stack.shape}")
+    if tilt_axis_angle_deg:
+        stack = transform_images(stack, np.zeros((n, 2)), tilt_axis_angle_deg=tilt_axis_angle_deg)
+    if gauge not in ("rigid", "offset"):
+        raise InputError(f"gauge must be 'rigid' or 'offset', got {gauge!r}")
+    shifts = remove_gauge(shifts, angles, gauge=gauge)
+    scale = float(stack.std()) or 1.0
+    lam_abs = lam * scale
+
+    fingerprint = _fingerprint(
+        shape=stack.shape,
+        angles=np.round(angles, 6).tolist(),
+        checksum=float(np.float64(stack[:, ::7, ::7].sum())),
+        thickness=thickness,
+        lam=lam,
+        iterations=per_level,
+        inner=inner_iterations,
+        cg=cg_iterations,
+        levels=levels,
+        update_shifts=update_shifts,
+        preconditioned=preconditioned,
+        gauge=gauge,
+        axis=tilt_axis_angle_deg,
+    )
+    ckpt_path = None if checkpoint is None else Path(checkpoint)
+    start_level, start_iter = 0, 0
+    state: dict[str, Any] | None = None
+    history: list[dict[str, float]] = []
+    if resume and ckpt_path is not None and ckpt_path.exists():
+        state = _load_checkpoint(ckpt_path, fingerprint)
+        start_level, start_iter = int(state["level_index"]), int(state["next_iteration"])
+        shifts = np.asarray(state["shifts_px"], dtype=np.float64)
+        history = json.loads(str(state["history"]))
+        log.info("resuming at level %d iteration %d", levels[start_level], start_iter)
+
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=sum(per_level), desc="align", unit="it")
+        bar.update(sum(per_level[:start_level]) + start_iter)
+
+    volume = np.zeros(1, dtype=np.float32)
+    for li in range(start_level, len(levels)):
+        level = _Level(stack, angles, levels[li], thickness, masks, device)
+        tdev, tdtype = level.device, level.projector.dtype
+        if preconditioned:
+            # Diagonal preconditioning (Pock & Chambolle 2011, alpha = 1): sigma = 1 / row
+            # sums and tau = 1 / column sums of |K| for K = [A; grad]; this guarantees
+            # convergence and makes the data part of each step as effective as SIRT's.
+            ray = torch.from_numpy(level.projector.ray_sums()[:, None, :]).to(tdev, tdtype)
+            sigma_p: Any = 1.0 / torch.clamp(ray, min=1e-3)
+            sigma_q = 0.5
+            cols = torch.from_numpy(level.projector.voxel_sums()[:, None, :]).to(tdev, tdtype)
+            tau: Any = 1.0 / (cols + 2.0 * len(level.shape))
+        else:
+            # Scalar steps from the computed operator norm: L^2 = ||A||^2 + ||grad||^2 and
+            # tau = sigma = 0.99 / L, so tau sigma L^2 < 1.
+            lipschitz = float(np.sqrt(level.projector.operator_norm() ** 2 + GRADIENT_NORM_3D**2))
+            sigma_p = sigma_q = tau = 0.99 / lipschitz
+        data, mask = level.resample(shifts)
+        if state is not None and li == start_level and start_iter > 0:
+            u = torch.from_numpy(state["u"]).to(tdev, tdtype)
+            u_bar = torch.from_numpy(state["u_bar"]).to(tdev, tdtype)
+            p = torch.from_numpy(state["p"]).to(tdev, tdtype)
+            q = torch.from_numpy(state["q"]).to(tdev, tdtype)
+            first = start_iter
+        else:
+            if li == 0 or volume.ndim != 3:
+                u0 = reconstruct_cgls(
+                    data,
+                    angles,
+                    thickness=level.shape[0],
+                    iterations=cg_iterations,
+                    masks=mask,
+                    device=device,
+                )
+            else:
+                # Continue from the previous level's (regularised) volume: a fresh CGLS
+                # start would be noisier and cost the level its first iterations.
+                u0 = _upsample(volume, level.shape)
+            u = torch.from_numpy(u0).to(tdev, tdtype)
+            u_bar = u.clone()
+            p = torch.zeros(level.data.shape, device=tdev, dtype=tdtype)
+            q = torch.zeros((3, *level.shape), device=tdev, dtype=tdtype)
+            first = 0
+        for k in range(first, per_level[li]):
+            b = torch.from_numpy(data).to(tdev, tdtype)
+            m = torch.from_numpy(mask).to(tdev, tdtype)
+            for _ in range(inner_iterations):
+                # prox of the conjugate of 1/2 ||M (. - b)||^2; p = 0 off the mask.
+                p = (p + sigma_p * (level.projector.forward(u_bar) - b)) / (1.0 + sigma_p) * m
+                q = project_l2_ball(q + sigma_q * gradient_3d(u_bar), lam_abs)
+                u_new = u - tau * (level.projector.adjoint(p) - divergence_3d(q))
+                u_bar = 2.0 * u_new - u
+                u = u_new
+            model = np.asarray(level.projector.forward(u).cpu().numpy(), dtype=np.float32)
+            residual = data - model
+            data_residual = 0.5 * float(np.sum((residual * mask).astype(np.float64) ** 2))
+            tv = float(tv_norm(u))
+            change = 0.0
+            if update_shifts:
+                delta = (
+                    _shift_step(
+                        model,
+                        residual,
+                        mask,
+                        max_step=max_step_px,
+                        smooth_px=shift_smoothing_px / level.factor,
+                    )
+                    * level.factor
+                )
+                new_shifts = remove_gauge(shifts + delta, angles, gauge=gauge)
+                change = float(np.max(np.abs(new_shifts - shifts)))
+                shifts = new_shifts
+                data, mask = level.resample(shifts)
+            record = {
+                "level": float(level.factor),
+                "iteration": float(k),
+                "data_residual": data_residual,
+                "tv": tv,
+                "objective": data_residual + lam_abs * tv,
+                "max_shift_change_px": change,
+            }
+            history.append(record)
+            log.info(
+                "bin %d it %d: residual %.4g TV %.4g max shift change %.3f px",
+                level.factor, k, data_residual, tv, change,
+            )
+            volume = u.cpu().numpy()
+            if callback is not None:
+                callback(record, shifts.copy(), volume)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(bin=level.factor, res=f"{data_residual:.3g}", ds=f"{change:.3f}")
+            if ckpt_path is not None:
+                _save_checkpoint(
+                    ckpt_path,
+                    {
+                        "version": np.array(_CHECKPOINT_VERSION),
+                        "fingerprint": np.array(fingerprint),
+                        "level_index": np.array(li),
+                        "next_iteration": np.array(k + 1),
+                        "shifts_px": shifts,
+                        "u": volume,
+                        "u_bar": u_bar.cpu().numpy(),
+                        "p": p.cpu().numpy(),
+                        "q": q.cpu().numpy(),
+                        "history": np.array(json.dumps(history)),
+                    },
+                )
+            if update_shifts and tolerance_px > 0 and change < tolerance_px:
+                break
+        volume = u.cpu().numpy()
+        state = None
+        if ckpt_path is not None and li + 1 < len(levels):
+            # The next level starts from CGLS; record that this level is done.
+            _save_checkpoint(
+                ckpt_path,
+                {
+                    "version": np.array(_CHECKPOINT_VERSION),
+                    "fingerprint": np.array(fingerprint),
+                    "level_index": np.array(li + 1),
+                    "next_iteration": np.array(0),
+                    "shifts_px": shifts,
+                    "u": np.zeros(1, np.float32),
+                    "u_bar": np.zeros(1, np.float32),
+                    "p": np.zeros(1, np.float32),
+                    "q": np.zeros(1, np.float32),
+                    "history": np.array(json.dumps(history)),
+                },
+            )
+    if bar is not None:
+        bar.close()
+    return JointAlignment(
+        shifts_px=shifts,
+        volume=np.asarray(volume, dtype=np.float32),
+        history=history,
+        tilt_axis_angle_deg=float(tilt_axis_angle_deg),
+        binning=levels[-1],
+    )
