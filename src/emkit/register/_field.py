@@ -129,11 +129,11 @@ def invert_affine_map(
     fixed_shape: tuple[int, int],
     *,
     start_affine: np.ndarray,
-    step: int = 4,
+    step: int | None = None,
     coarse_iter: int = 10,
     fine_iter: int = 4,
     tolerance_px: float = 0.1,
-    smooth_px: float = 0.02,
+    smooth_px: float = 0.05,
     defect: np.ndarray | None = None,
     candidates: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -171,6 +171,10 @@ def invert_affine_map(
     from scipy import ndimage
 
     h, w = fixed_shape
+    if step is None:
+        # About 150,000 grid nodes; bilinear interpolation of a smooth field between them
+        # errs by at most smooth_px / 8.
+        step = max(4, int(np.ceil(np.sqrt(h * w / 150_000))))
     inv = cv2.invertAffineTransform(start_affine.astype(np.float64))
     gy = np.arange(0, (h - 1) + step, step, dtype=np.float32)
     gx = np.arange(0, (w - 1) + step, step, dtype=np.float32)
@@ -194,6 +198,7 @@ def invert_affine_map(
 
     field = np.empty((2, h, w), dtype=np.float32)
     converged = np.ones((h, w), dtype=bool)
+    per_pixel = np.zeros((h, w), dtype=bool)
     xs = np.arange(w, dtype=np.float32)
     cell_x = np.minimum(np.arange(w) // step, rough_cell.shape[1] - 1)
     for top in range(0, h, _STRIP_ROWS):
@@ -205,6 +210,7 @@ def invert_affine_map(
         )
         cell_y = np.minimum(np.arange(top, bottom) // step, rough_cell.shape[0] - 1)
         todo = rough_cell[cell_y[:, None], cell_x[None, :]]
+        per_pixel[top:bottom] = todo
         if todo.any():
             tx, ty = sx[todo], sy[todo]
             fx, fy, res = _newton_flat(
@@ -216,7 +222,8 @@ def invert_affine_map(
         field[0, top:bottom] = d[..., 1]
         field[1, top:bottom] = d[..., 0]
     if defect is not None and candidates is not None and len(candidates) > 1:
-        _restart_in_defect(amap, field, converged, defect, candidates, tolerance_px)
+        # Only pixels beside a jump of the field can have landed in the defect.
+        _restart_in_defect(amap, field, converged, per_pixel, defect, candidates, tolerance_px)
     return field, converged
 
 
@@ -224,33 +231,39 @@ def _restart_in_defect(
     amap: AffineMap,
     field: np.ndarray,
     converged: np.ndarray,
+    where: np.ndarray,
     defect: np.ndarray,
     candidates: np.ndarray,
     tolerance_px: float,
 ) -> None:
-    """Solve again, from each candidate affine's inverse, the fixed pixels whose solution
-    is not converged or lies in the defect; keep the first converged solution off it."""
+    """Solve again, from each candidate affine's inverse, the fixed pixels (among
+    ``where``) whose solution is not converged or lies in the defect; keep the first
+    converged solution off it."""
     import cv2
 
     h_m, w_m = defect.shape
+    h, w = converged.shape
 
     def in_defect(px: np.ndarray, py: np.ndarray) -> np.ndarray:
         ix = np.clip(np.rint(px), 0, w_m - 1).astype(np.intp)
         iy = np.clip(np.rint(py), 0, h_m - 1).astype(np.intp)
         return defect[iy, ix]
 
-    ys, xs = np.nonzero(converged)
-    py = ys + field[0, ys, xs]
-    px = xs + field[1, ys, xs]
-    bad_conv = in_defect(px, py)
-    yb = np.concatenate([ys[bad_conv], np.nonzero(~converged)[0]])
-    xb = np.concatenate([xs[bad_conv], np.nonzero(~converged)[1]])
+    ys, xs = np.nonzero(where)
+    bad = ~converged[ys, xs] | in_defect(xs + field[1, ys, xs], ys + field[0, ys, xs])
+    yb, xb = ys[bad], xs[bad]
     if yb.size == 0:
         return
+    # Clusters on one side of a fold have nearly the same affine: one restart is enough.
+    corners = np.array([[0, 0, 1], [w - 1, 0, 1], [0, h - 1, 1], [w - 1, h - 1, 1]], float).T
+    distinct: list[np.ndarray] = []
+    for affine in candidates:
+        if all(np.abs((affine - other) @ corners).max() > 1.0 for other in distinct):
+            distinct.append(affine)
     qx = xb.astype(np.float32)
     qy = yb.astype(np.float32)
     todo = np.ones(yb.size, dtype=bool)
-    for affine in candidates:
+    for affine in distinct:
         if not todo.any():
             break
         inv = cv2.invertAffineTransform(affine.astype(np.float64))
@@ -302,7 +315,7 @@ def field_validity(
     The defect is grown by one pixel because a bilinear read touches the 2x2 pixels around
     the position.
     """
-    from scipy import ndimage
+    from emkit.register._pathdist import grow
 
     h_m, w_m = moving_shape
     _, h, w = field.shape
@@ -311,7 +324,7 @@ def field_validity(
     px = xx + field[1]
     valid = (px >= 0) & (px <= w_m - 1) & (py >= 0) & (py <= h_m - 1)
     if defect_mask is not None and defect_mask.any():
-        grown = ndimage.binary_dilation(defect_mask, iterations=1)
+        grown = grow(defect_mask, 1)
         iy = np.clip(np.rint(py), 0, h_m - 1).astype(np.intp)
         ix = np.clip(np.rint(px), 0, w_m - 1).astype(np.intp)
         valid &= ~grown[iy, ix]

@@ -99,7 +99,18 @@ def blocked_pixels(defect_mask: np.ndarray | None, image_shape: tuple[int, int])
     a 1-pixel diagonal must not leak)."""
     if defect_mask is None:
         return np.zeros(image_shape, dtype=bool)
-    return ndimage.binary_dilation(defect_mask, iterations=2)
+    return grow(defect_mask, 2)
+
+
+def grow(mask: np.ndarray, pixels: int, *, square: bool = False) -> np.ndarray:
+    """Binary dilation by ``pixels`` steps (4-neighbour cross, or 3x3 square), via OpenCV
+    (several times faster than scipy on full-size sections)."""
+    import cv2
+
+    shape = cv2.MORPH_RECT if square else cv2.MORPH_CROSS
+    kernel = cv2.getStructuringElement(shape, (3, 3))
+    grown = cv2.dilate(mask.astype(np.uint8), kernel, iterations=pixels)
+    return grown.astype(bool)
 
 
 def build_coarse_grid(blocked_px: np.ndarray, bin_px: int) -> CoarseGrid:
@@ -171,7 +182,7 @@ def band_sources(grid: CoarseGrid, blocked_px: np.ndarray) -> np.ndarray:
     out = np.full((h_full, w_full), -1, dtype=np.int32)
     if not band.any():
         return out
-    ring = ndimage.binary_dilation(band, structure=np.ones((3, 3), bool)) & ~band
+    ring = grow(band, 1, square=True) & ~band
     nodes = band | ring
     node_id = np.full((h_full, w_full), -1, dtype=np.int64)
     n_nodes = int(nodes.sum())
