@@ -110,3 +110,58 @@ def test_bad_inputs():
         project_3d(vol, np.stack([np.eye(3)] * 2), shifts_px=np.zeros((3, 2)))
     with pytest.raises(ShapeError, match="one rotation per image"):
         backproject_3d(np.zeros((3, 4, 4), np.float32), np.stack([np.eye(3)] * 2))
+
+
+def _blobs_and_analytic_projections(n: int, rot: np.ndarray):
+    """Gaussian blobs (sampled on the grid) and their exact line integrals."""
+    rng = np.random.default_rng(11)
+    c = (n - 1) / 2
+    zz, yy, xx = np.mgrid[:n, :n, :n] - c
+    yy2, xx2 = np.mgrid[:n, :n] - c
+    blobs = [(rng.uniform(-n / 4, n / 4, 3), rng.uniform(1.5, 2.5)) for _ in range(6)]
+    vol = np.zeros((n, n, n))
+    truth = np.zeros((len(rot), n, n))
+    for (bx, by, bz), s in blobs:
+        vol += np.exp(-((xx - bx) ** 2 + (yy - by) ** 2 + (zz - bz) ** 2) / (2 * s * s))
+        for i, r in enumerate(rot):
+            px, py, _ = r @ np.array([bx, by, bz])
+            truth[i] += np.sqrt(2 * np.pi) * s * np.exp(
+                -((xx2 - px) ** 2 + (yy2 - py) ** 2) / (2 * s * s)
+            )
+    return vol.astype(np.float32), truth
+
+
+@pytest.mark.parametrize(("method", "tolerance"), [("real", 0.04), ("fourier", 0.02)])
+def test_matches_analytic_projections_of_blobs(method, tolerance):
+    rot = random_rotations(5, seed=12)
+    vol, truth = _blobs_and_analytic_projections(32, rot)
+    images = project_3d(vol, rot, method=method)
+    for img, ref in zip(images, truth):
+        # measured: real 0.026-0.029, fourier 0.009-0.024 (oblique views)
+        assert np.linalg.norm(img - ref) / np.linalg.norm(ref) < tolerance
+
+
+@pytest.mark.parametrize("shape", [(16, 16, 16), (15, 17, 16)])
+def test_fourier_adjoint_is_exact(shape):
+    rng = np.random.default_rng(13)
+    rot = random_rotations(4, seed=14)
+    shifts = rng.uniform(-2, 2, (4, 2))
+    x = rng.standard_normal(shape).astype(np.float32)
+    ax = project_3d(x, rot, shifts_px=shifts, method="fourier", batch_size=3)
+    y = rng.standard_normal(ax.shape).astype(np.float32)
+    aty = backproject_3d(
+        y, rot, shifts_px=shifts, volume_shape=shape, method="fourier", batch_size=3
+    )
+    lhs, rhs = _dot(ax, y), _dot(x, aty)
+    assert abs(lhs - rhs) <= 1e-4 * max(abs(lhs), abs(rhs))
+
+
+def test_fourier_shifts_follow_the_same_convention():
+    rot = random_rotations(4, seed=15)
+    shifts = np.array([[2.0, -1.5], [0.0, 3.0], [-2.5, 0.5], [1.0, 1.0]])
+    vol, truth = _blobs_and_analytic_projections(32, rot)
+    a = project_3d(vol, rot, shifts_px=shifts)
+    b = project_3d(vol, rot, shifts_px=shifts, method="fourier")
+    assert np.linalg.norm(a - b) / np.linalg.norm(a) < 0.05
+    unshifted = project_3d(vol, rot, method="fourier")
+    assert np.linalg.norm(b - unshifted) / np.linalg.norm(b) > 0.3  # the shifts did act

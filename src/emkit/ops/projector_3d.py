@@ -9,13 +9,15 @@ samples are summed. The adjoint is the vector-Jacobian product of that same line
 from __future__ import annotations
 
 import math
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from emkit.errors import InputError, ShapeError
+from emkit.ops import _fourier_slice as _fs
 
 __all__ = ["project_3d", "backproject_3d"]
 
@@ -110,6 +112,40 @@ def _chunks(n: int, per_item: int, batch_size: int | None) -> list[tuple[int, in
     return [(a, min(a + size, n)) for a in range(0, n, size)]
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """How to project: ``"real"`` (ray sampling, ``n_samples`` per ray) or ``"fourier"``
+    (central slices of a spectrum padded to ``fourier_size``); images per chunk."""
+
+    method: str
+    n_samples: int
+    fourier_size: int
+    batch_size: int | None
+
+    def chunks(self, n_images: int, out_shape: tuple[int, int]) -> list[tuple[int, int]]:
+        if self.method == "real":
+            per_item = self.n_samples * out_shape[0] * out_shape[1]
+        else:
+            per_item = 8 * self.fourier_size**2  # sampling grid, values, FFT buffers
+        return _chunks(n_images, per_item, self.batch_size)
+
+
+def _make_plan(
+    volume_shape: tuple[int, int, int],
+    method: str,
+    n_ray_samples: int | None,
+    batch_size: int | None,
+) -> _Plan:
+    if method not in ("real", "fourier"):
+        raise InputError(f"unknown projection method {method!r}; use 'real' or 'fourier'")
+    return _Plan(
+        method,
+        _n_samples(volume_shape, n_ray_samples),
+        _fs.padded_size(volume_shape, 2.0),
+        batch_size,
+    )
+
+
 def _project_chunk(
     vol5: torch.Tensor,
     rotations: torch.Tensor,
@@ -128,15 +164,19 @@ def _forward(
     rotations: torch.Tensor,
     shifts: torch.Tensor | None,
     out_shape: tuple[int, int],
-    n_samples: int,
-    batch_size: int | None,
+    plan: _Plan,
 ) -> torch.Tensor:
-    vol5 = volume[None, None]
-    per_item = n_samples * out_shape[0] * out_shape[1]
+    if plan.method == "fourier":
+        source = _fs.spectrum(volume, plan.fourier_size)
+    else:
+        source = volume[None, None]
     parts = []
-    for a, b in _chunks(rotations.shape[0], per_item, batch_size):
+    for a, b in plan.chunks(rotations.shape[0], out_shape):
         sh = None if shifts is None else shifts[a:b]
-        parts.append(_project_chunk(vol5, rotations[a:b], sh, out_shape, n_samples))
+        if plan.method == "fourier":
+            parts.append(_fs.slices(source, rotations[a:b], sh, out_shape))
+        else:
+            parts.append(_project_chunk(source, rotations[a:b], sh, out_shape, plan.n_samples))
     return torch.cat(parts, dim=0)
 
 
@@ -145,24 +185,36 @@ def _adjoint(
     rotations: torch.Tensor,
     shifts: torch.Tensor | None,
     volume_shape: tuple[int, int, int],
-    n_samples: int,
-    batch_size: int | None,
+    plan: _Plan,
 ) -> torch.Tensor:
+    """Vector-Jacobian product of the (linear) forward map, accumulated chunk by chunk."""
     out_shape = (images.shape[1], images.shape[2])
-    per_item = n_samples * out_shape[0] * out_shape[1]
-    result = torch.zeros(volume_shape, device=images.device, dtype=images.dtype)
+    dev, dt = images.device, images.dtype
     rot = rotations.detach()
     sh_all = None if shifts is None else shifts.detach()
     imgs = images.detach()
     with torch.enable_grad():
-        probe = torch.zeros((1, 1, *volume_shape), device=images.device, dtype=images.dtype)
-        probe.requires_grad_(True)
-        for a, b in _chunks(rot.shape[0], per_item, batch_size):
+        if plan.method == "fourier":
+            p = plan.fourier_size
+            probe = torch.zeros((1, 2, p, p, p), device=dev, dtype=dt, requires_grad=True)
+        else:
+            probe = torch.zeros((1, 1, *volume_shape), device=dev, dtype=dt, requires_grad=True)
+        acc = torch.zeros_like(probe)
+        for a, b in plan.chunks(rot.shape[0], out_shape):
             sh = None if sh_all is None else sh_all[a:b]
-            out = _project_chunk(probe, rot[a:b], sh, out_shape, n_samples)
+            if plan.method == "fourier":
+                out = _fs.slices(probe, rot[a:b], sh, out_shape)
+            else:
+                out = _project_chunk(probe, rot[a:b], sh, out_shape, plan.n_samples)
             (grad,) = torch.autograd.grad(out, probe, grad_outputs=imgs[a:b])
-            result += grad[0, 0]
-    return result
+            acc += grad
+        if plan.method == "real":
+            return acc[0, 0]
+        # then back through the spectrum computation, once
+        vol_probe = torch.zeros(volume_shape, device=dev, dtype=dt, requires_grad=True)
+        spec = _fs.spectrum(vol_probe, plan.fourier_size)
+        (grad,) = torch.autograd.grad(spec, vol_probe, grad_outputs=acc)
+    return grad
 
 
 class _Project3D(torch.autograd.Function):
@@ -173,20 +225,19 @@ class _Project3D(torch.autograd.Function):
         rotations: torch.Tensor,
         shifts: torch.Tensor | None,
         out_shape: tuple[int, int],
-        n_samples: int,
-        batch_size: int | None,
+        plan: _Plan,
     ) -> torch.Tensor:
         ctx.save_for_backward(rotations, shifts)
-        ctx.settings = (tuple(volume.shape), n_samples, batch_size)
+        ctx.settings = (tuple(volume.shape), plan)
         with torch.no_grad():
-            return _forward(volume, rotations, shifts, out_shape, n_samples, batch_size)
+            return _forward(volume, rotations, shifts, out_shape, plan)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
         rotations, shifts = ctx.saved_tensors
-        volume_shape, n_samples, batch_size = ctx.settings
-        g = _adjoint(grad.contiguous(), rotations, shifts, volume_shape, n_samples, batch_size)
-        return g, None, None, None, None, None
+        volume_shape, plan = ctx.settings
+        g = _adjoint(grad.contiguous(), rotations, shifts, volume_shape, plan)
+        return g, None, None, None, None
 
 
 class _Backproject3D(torch.autograd.Function):
@@ -197,20 +248,19 @@ class _Backproject3D(torch.autograd.Function):
         rotations: torch.Tensor,
         shifts: torch.Tensor | None,
         volume_shape: tuple[int, int, int],
-        n_samples: int,
-        batch_size: int | None,
+        plan: _Plan,
     ) -> torch.Tensor:
         ctx.save_for_backward(rotations, shifts)
-        ctx.settings = ((images.shape[1], images.shape[2]), n_samples, batch_size)
-        return _adjoint(images, rotations, shifts, volume_shape, n_samples, batch_size)
+        ctx.settings = ((images.shape[1], images.shape[2]), plan)
+        return _adjoint(images, rotations, shifts, volume_shape, plan)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
         rotations, shifts = ctx.saved_tensors
-        out_shape, n_samples, batch_size = ctx.settings
+        out_shape, plan = ctx.settings
         with torch.no_grad():
-            g = _forward(grad.contiguous(), rotations, shifts, out_shape, n_samples, batch_size)
-        return g, None, None, None, None, None
+            g = _forward(grad.contiguous(), rotations, shifts, out_shape, plan)
+        return g, None, None, None, None
 
 
 def _prepare(
@@ -229,6 +279,7 @@ def project_3d(
     out_shape: tuple[int, int] | None = None,
     batch_size: int | None = None,
     n_ray_samples: int | None = None,
+    method: Literal["real", "fourier"] = "real",
 ) -> Any:
     """Project a volume along many orientations (parallel beam, line integrals).
 
@@ -256,7 +307,15 @@ def project_3d(
     batch_size : int, optional
         Images computed at once (default: as many as fit ~2^23 ray samples, ~130 MiB).
     n_ray_samples : int, optional
-        Samples along each ray (default: enough to cross the volume's diagonal).
+        Samples along each ray (default: enough to cross the volume's diagonal; a particle
+        masked to a sphere needs only ``nz``, about 1.7x faster).
+    method : {"real", "fourier"}
+        ``"real"``: ray sampling as above. ``"fourier"``: central-slice theorem on a 2x
+        padded spectrum (trilinear interpolation, sinc^2 gridding correction), also with an
+        exact adjoint; 2-4x faster on the CPU for 64^3 maps. On smooth maps it is closer to
+        the analytic projection than ``"real"`` for oblique views (~1% vs ~3%) but worse for
+        views exactly along a grid axis (~7%), and it wraps around (no zero outside) beyond
+        twice the box.
 
     Returns
     -------
@@ -274,14 +333,14 @@ def project_3d(
     rot, sh = _prepare(rotations, shifts_px, device=vol.device, dtype=vol.dtype)
     shape = (int(vol.shape[0]), int(vol.shape[1]), int(vol.shape[2]))
     out_hw = (shape[1], shape[2]) if out_shape is None else (int(out_shape[0]), int(out_shape[1]))
-    n_samples = _n_samples(shape, n_ray_samples)
+    plan = _make_plan(shape, method, n_ray_samples, batch_size)
     if rot.requires_grad or (sh is not None and sh.requires_grad):
-        out = _forward(vol, rot, sh, out_hw, n_samples, batch_size)
+        out = _forward(vol, rot, sh, out_hw, plan)
     elif vol.requires_grad:
-        out = _Project3D.apply(vol, rot, sh, out_hw, n_samples, batch_size)
+        out = _Project3D.apply(vol, rot, sh, out_hw, plan)
     else:
         with torch.no_grad():
-            out = _forward(vol, rot, sh, out_hw, n_samples, batch_size)
+            out = _forward(vol, rot, sh, out_hw, plan)
     return out.cpu().numpy() if is_numpy else out
 
 
@@ -293,6 +352,7 @@ def backproject_3d(
     volume_shape: tuple[int, int, int] | None = None,
     batch_size: int | None = None,
     n_ray_samples: int | None = None,
+    method: Literal["real", "fourier"] = "real",
 ) -> Any:
     """Exact adjoint of :func:`project_3d`: spread images back along their rays.
 
@@ -307,8 +367,9 @@ def backproject_3d(
     volume_shape : (int, int, int), optional
         ``(nz, ny, nx)`` of the result (default ``(w, h, w)``, i.e. ``(n, n, n)`` for square
         images).
-    batch_size, n_ray_samples : int, optional
-        As for :func:`project_3d` (use the same ``n_ray_samples`` for an exact adjoint).
+    batch_size, n_ray_samples, method
+        As for :func:`project_3d` (use the same ``n_ray_samples`` and ``method`` for an
+        exact adjoint).
 
     Returns
     -------
@@ -331,9 +392,9 @@ def backproject_3d(
     if volume_shape is None:
         volume_shape = (int(imgs.shape[2]), int(imgs.shape[1]), int(imgs.shape[2]))
     shape = (int(volume_shape[0]), int(volume_shape[1]), int(volume_shape[2]))
-    n_samples = _n_samples(shape, n_ray_samples)
+    plan = _make_plan(shape, method, n_ray_samples, batch_size)
     if imgs.requires_grad:
-        out = _Backproject3D.apply(imgs, rot, sh, shape, n_samples, batch_size)
+        out = _Backproject3D.apply(imgs, rot, sh, shape, plan)
     else:
-        out = _adjoint(imgs, rot, sh, shape, n_samples, batch_size)
+        out = _adjoint(imgs, rot, sh, shape, plan)
     return out.cpu().numpy() if is_numpy else out
