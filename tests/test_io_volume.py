@@ -182,7 +182,7 @@ def test_tiff_written_in_nm_for_imagej(tmp_path: Path) -> None:
         assert tif.is_imagej
         assert tif.imagej_metadata["unit"] == "nm"
         assert tif.imagej_metadata["spacing"] == pytest.approx(2.0)
-        assert tif.pages.first.resolution == pytest.approx((1.0, 1.0))
+        assert tif.pages[0].resolution == pytest.approx((1.0, 1.0))
 
 
 def test_tiff_from_fiji_in_micron_and_ome_tiff_read_back(tmp_path: Path) -> None:

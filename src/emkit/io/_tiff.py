@@ -63,7 +63,7 @@ def _imagej_calibration(
 ) -> tuple[tuple[float, float, float] | None, tuple[float, float, float]]:
     meta = tif.imagej_metadata or {}
     scale = _unit_in_A(meta.get("unit"))
-    xres, yres = _page_resolution(tif.pages.first)
+    xres, yres = _page_resolution(tif.pages[0])
     if scale is None or xres is None or yres is None:
         return None, (0.0, 0.0, 0.0)
     vx, vy = scale / xres, scale / yres
@@ -114,7 +114,7 @@ def _ome_calibration(tif: tifffile.TiffFile) -> tuple[float, float, float] | Non
 def _tiff_resolution_calibration(tif: tifffile.TiffFile) -> tuple[float, float, float] | None:
     # Only a centimetre resolution unit carries a physical size; inch-based DPI values
     # (72, 300) in EM TIFFs describe printing, not the specimen.
-    page = tif.pages.first
+    page: Any = tif.pages[0]
     try:
         unit = int(page.tags["ResolutionUnit"].value)
     except (KeyError, TypeError, ValueError):
