@@ -60,7 +60,8 @@ def single_axis_system_matrix(
     return _system_matrices(nz, nx, angles, nd)[0]
 
 
-@functools.lru_cache(maxsize=8)
+# Each entry holds A and A.T (~100 MiB for 256^2 slices x 61 tilts), hence a small cache.
+@functools.lru_cache(maxsize=4)
 def _system_matrices(
     nz: int, nx: int, angles_deg: tuple[float, ...], nd: int
 ) -> tuple[sp.csr_matrix, sp.csr_matrix]:
@@ -112,6 +113,28 @@ def _system_matrices(
     a_t = a.T.tocsr()
     a_t.sort_indices()
     return a, a_t
+
+
+@functools.lru_cache(maxsize=4)
+def _torch_system_matrices(
+    key: tuple[int, int, tuple[float, ...], int], device: str, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``A`` and ``A.T`` as torch sparse CSR tensors on ``device``; cached per geometry."""
+    np_dtype = np.float32 if dtype == torch.float32 else np.float64
+    mats = []
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        for m in _system_matrices(*key):
+            mats.append(
+                torch.sparse_csr_tensor(
+                    torch.from_numpy(m.indptr.astype(np.int64)),
+                    torch.from_numpy(m.indices.astype(np.int64)),
+                    torch.from_numpy(m.data.astype(np_dtype)),
+                    size=m.shape,
+                    check_invariants=False,
+                ).to(device)
+            )
+    return mats[0], mats[1]
 
 
 _POOL: ThreadPoolExecutor | None = None
@@ -328,20 +351,7 @@ class SingleAxisProjector:
 
     def _torch_matrices(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self._torch_mats is None:
-            mats = []
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
-                for m in _system_matrices(*self._key):
-                    mats.append(
-                        torch.sparse_csr_tensor(
-                            torch.from_numpy(m.indptr.astype(np.int64)),
-                            torch.from_numpy(m.indices.astype(np.int64)),
-                            torch.from_numpy(m.data.astype(self._np_dtype)),
-                            size=m.shape,
-                            check_invariants=False,
-                        ).to(self.device)
-                    )
-            self._torch_mats = (mats[0], mats[1])
+            self._torch_mats = _torch_system_matrices(self._key, str(self.device), self.dtype)
         return self._torch_mats
 
     # ------------------------------------------------------------------ core products
