@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from emkit.errors import InputError
-from emkit.parallel import default_n_workers, map_inputs
+from emkit.parallel import dask_client, default_n_workers, map_inputs
 
 
 def _square(x: int) -> int:
@@ -44,5 +44,8 @@ def test_local_cluster_order_and_errors():
 
 
 def test_unreachable_scheduler_is_a_user_error():
-    with pytest.raises(InputError, match="cannot reach"):
-        map_inputs(_square, [1, 2], scheduler="tcp://127.0.0.1:9")
+    with (
+        pytest.raises(InputError, match="cannot reach"),
+        dask_client("tcp://127.0.0.1:9", timeout_s=1.0),
+    ):
+        pass

@@ -29,7 +29,11 @@ def default_n_workers() -> int:
 
 @contextlib.contextmanager
 def dask_client(
-    scheduler: Any = None, *, n_workers: int | None = None, threads_per_worker: int = 1
+    scheduler: Any = None,
+    *,
+    n_workers: int | None = None,
+    threads_per_worker: int = 1,
+    timeout_s: float = 10.0,
 ) -> Iterator[Any]:
     """A ``distributed.Client``: to a running scheduler, or to a new local cluster.
 
@@ -43,6 +47,8 @@ def dask_client(
         Worker processes of a local cluster (default: :func:`default_n_workers`).
     threads_per_worker : int
         Threads per local worker.
+    timeout_s : float
+        How long to try reaching a scheduler given by address.
 
     Yields
     ------
@@ -60,7 +66,7 @@ def dask_client(
         return
     if isinstance(scheduler, str):
         try:
-            client = Client(scheduler, timeout="10s")
+            client = Client(scheduler, timeout=f"{timeout_s}s")
         except (OSError, TimeoutError) as error:
             raise InputError(
                 f"cannot reach the Dask scheduler at {scheduler} ({error}); start it "
