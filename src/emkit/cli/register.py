@@ -88,7 +88,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Add ``emkit register`` with its ``pair`` and ``stack`` subcommands."""
     parser = add_subcommand(subparsers, "register", __doc__, func=None)
     sub = parser.add_subparsers(dest="register_command", metavar="WHAT")
-    parser.set_defaults(func=lambda args: parser.print_help() or 0)
+
+    def show_help(args: argparse.Namespace) -> int:
+        parser.print_help()
+        return 0
+
+    parser.set_defaults(func=show_help)
 
     pair = add_subcommand(sub, "pair", _PAIR_DOC, func=run_pair)
     pair.add_argument("fixed", type=Path, help="fixed (reference) section image")
@@ -535,7 +540,11 @@ def run_demo(out_dir: Path, *, seed: int, progress: bool) -> dict[str, Any]:
     results: dict[str, Any] = {}
     for method, tag in (("expected-affine", "expected_affine"), ("global-affine", "global_affine")):
         reg = register_pair(
-            fixed, damaged.moving, defect_mask=damaged.defect_mask, method=method, seed=seed
+            fixed,
+            damaged.moving,
+            defect_mask=damaged.defect_mask,
+            method=method,  # type: ignore[arg-type]
+            seed=seed,
         )
         scored = reg.valid & damaged.true_valid
         epe = endpoint_error(

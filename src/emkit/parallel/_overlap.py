@@ -102,7 +102,7 @@ def chunked_map_overlap(
 
         with dask_client(scheduler, n_workers=n_workers) as client:
             return _finish(result, output, client=client)
-    config = {"scheduler": "sync" if scheduler == "sync" else scheduler}
+    config: dict[str, Any] = {"scheduler": "sync" if scheduler == "sync" else scheduler}
     if n_workers is not None and scheduler in ("threads", "processes"):
         config["num_workers"] = n_workers
     with dask.config.set(config):

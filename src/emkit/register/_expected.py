@@ -107,7 +107,7 @@ def geodesic_kmeans(
         centre_nodes = nodes[centres]
         _, nearest = grid.nearest_source(centre_nodes)
         # Several centres may share a node; the first one wins, the others go empty.
-        node_to_cluster = {}
+        node_to_cluster: dict[int, int] = {}
         for i, node in enumerate(centre_nodes):
             node_to_cluster.setdefault(int(node), i)
         src = nearest[nodes]

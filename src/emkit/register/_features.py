@@ -83,9 +83,11 @@ def sift_keypoints(
         img = cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
         if det_mask is not None:
             # A reduced pixel may be used only if every pixel it covers is allowed.
-            det_mask = cv2.resize(det_mask, (img.shape[1], img.shape[0]), cv2.INTER_AREA)
-            det_mask = np.where(det_mask == 255, 255, 0).astype(np.uint8)
-    sift = cv2.SIFT_create(nfeatures=max_features)
+            reduced = cv2.resize(
+                det_mask, (img.shape[1], img.shape[0]), interpolation=cv2.INTER_AREA
+            )
+            det_mask = np.where(reduced == 255, 255, 0).astype(np.uint8)
+    sift = cv2.SIFT_create(nfeatures=max_features)  # type: ignore[attr-defined]
     keypoints, descriptors = sift.detectAndCompute(img, det_mask)
     if descriptors is None or len(keypoints) == 0:
         return np.zeros((0, 2)), np.zeros((0, 128), np.float32)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from typing import Any, Literal
 
 import numpy as np
@@ -61,7 +62,7 @@ class PairRegistration:
     valid: np.ndarray
     warped: np.ndarray
     affines: np.ndarray
-    info: dict[str, Any] = field(default_factory=dict)
+    info: dict[str, Any] = dataclass_field(default_factory=dict)
 
 
 def _check_inputs(

@@ -120,7 +120,7 @@ def build_coarse_grid(blocked_px: np.ndarray, bin_px: int) -> CoarseGrid:
     w = -(-w_full // bin_px)
     padded = np.zeros((h * bin_px, w * bin_px), dtype=bool)
     padded[:h_full, :w_full] = blocked_px
-    blocked = padded.reshape(h, bin_px, w, bin_px).any(axis=(1, 3))
+    blocked = np.asarray(padded.reshape(h, bin_px, w, bin_px).any(axis=(1, 3)))
     open_cells = ~blocked
     graph = _grid_graph(open_cells, step_px=float(bin_px))
     if open_cells.any():
