@@ -77,14 +77,36 @@ def _phantom(
         return np.asarray(sim.shepp_logan_3d(shape), dtype=np.float32)
     if name == "particles":
         templates = [
-            sim.density_template(t, voxel_size_A=pixel_size_A)
-            for t in ("1ake", "3enl", "6flr", "3o21")
+            sim.density_template(t, voxel_size_A=pixel_size_A).data
+            for t in (record["name"] for record in sim.list_density_templates())
         ]
-        vol = sim.place_particles(shape, templates, seed=seed, volume_fraction=0.2).volume
+        # Only templates that fit the (thin) volume; thicker volumes or coarser pixels admit
+        # the bigger complexes.
+        templates = [_crop_template(t) for t in templates]
+        fitting = [t for t in templates if max(t.shape) < min(shape) - 2]
+        if not fitting:
+            raise InputError(
+                f"no particle template fits a volume of {shape} voxels of {pixel_size_A:g} Å; "
+                "use a thicker volume or a larger pixel size"
+            )
+        vol = sim.place_particles(shape, fitting, seed=seed, volume_fraction=0.2).volume
         vol = np.asarray(vol, dtype=np.float32)
         peak = float(vol.max())
         return vol / peak if peak > 0 else vol
     raise InputError(f"unknown phantom {name!r}; choose one of {PHANTOMS}")
+
+
+def _crop_template(template: np.ndarray, level: float = 0.02) -> np.ndarray:
+    """Crop a template's box about its centre voxel ``box // 2`` to its density above
+    ``level`` times the maximum (the padding of the stored boxes does not have to fit)."""
+    centre = np.array(template.shape) // 2
+    above = np.argwhere(template > level * float(template.max()))
+    if len(above) == 0:
+        return template
+    half = int(np.ceil(np.abs(above - centre).max())) + 1
+    lo = np.maximum(centre - half, 0)
+    hi = np.minimum(centre + half + 1, template.shape)
+    return np.ascontiguousarray(template[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]])
 
 
 def _raw_from_aligned(

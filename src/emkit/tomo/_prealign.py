@@ -304,7 +304,7 @@ def estimate_tilt_axis(
     Projecting an image onto the tilt axis gives the projection of the specimen onto that
     line, which does not change with tilt. For each trial angle the images are rotated so
     the trial axis is along y and summed along x; the score is the mean normalised
-    correlation of neighbouring tilts' profiles (each pair allowed a y shift). The best
+    correlation of each profile with the lowest tilt's (each allowed a y shift). The best
     angle on a ``step_deg`` grid is refined by golden-section search.
 
     Parameters
@@ -339,8 +339,10 @@ def estimate_tilt_axis(
     yy, xx = np.mgrid[:ny, :nx]
     disc = ((yy - cy) ** 2 + (xx - cx) ** 2) <= radius**2
     images = images * disc
-    order = np.argsort(angles, kind="stable")
-    pairs = list(zip(order[:-1], order[1:]))
+    # Compare every image with the lowest tilt: neighbours look alike for any trial angle,
+    # distant tilts only along the true axis.
+    reference = int(np.argmin(np.abs(angles)))
+    pairs = [(reference, i) for i in range(n) if i != reference]
     max_lag = max(2, ny // 4)
     lag_filter = None
 
@@ -350,7 +352,10 @@ def estimate_tilt_axis(
             images, np.zeros((n, 2)), tilt_axis_angle_deg=axis_deg, order=1, fill=0.0
         )
         profiles = rotated.sum(axis=2)
-        profiles = profiles - profiles.mean(axis=1, keepdims=True)
+        # Band-pass: the broad envelope of the specimen is alike at every trial angle.
+        profiles = ndimage.gaussian_filter1d(profiles, 1.0, axis=1) - ndimage.gaussian_filter1d(
+            profiles, ny / 16.0, axis=1
+        )
         total = 0.0
         for a, b in pairs:
             pa, pb = profiles[a], profiles[b]
