@@ -78,3 +78,29 @@ def test_stack_error_names_the_failing_pair():
         register_stack(
             [image, flat], reference=0, scheduler="sync", section_names=["a.png", "flat.png"]
         )
+
+
+@pytest.mark.slow
+def test_chain_through_a_folded_section():
+    """Section 1 is folded, sections 0 and 2 are the same intact tissue. Section 2 is
+    registered to the folded section 1 (the pair is run the other way round so the fold
+    blocks the paths); chained to section 0 its field must be ~zero."""
+    from emkit.sim.sections import simulate_damaged_section
+
+    tissue = section_texture((320, 320), seed=0)
+    folded = simulate_damaged_section(tissue, kind="fold", seed=1)
+    result = register_stack(
+        [tissue, folded.moving, tissue],
+        defect_masks=[None, folded.defect_mask, None],
+        reference=0,
+        scheduler="sync",
+    )
+    assert result.pair_info[2]["reversed"] and not result.pair_info[1]["reversed"]
+    err1 = endpoint_error(
+        result.fields[1], folded.true_field, valid=result.valid[1] & folded.true_valid
+    )
+    assert err1["epe_mean_px"] < 0.2
+    err2 = endpoint_error(result.fields[2], np.zeros_like(result.fields[2]), valid=result.valid[2])
+    assert err2["epe_mean_px"] < 0.2 and err2["epe_p95_px"] < 0.5
+    # Only the tissue hidden under the fold is lost for section 2, not the whole band.
+    assert result.valid[2].mean() > result.valid[1].mean()

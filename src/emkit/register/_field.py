@@ -294,6 +294,25 @@ def _newton_flat(
     return fx.ravel()[:n], fy.ravel()[:n], res.ravel()[:n]
 
 
+def forward_map_field(amap: AffineMap, shape: tuple[int, int]) -> np.ndarray:
+    """For each moving pixel ``p``, ``(dy, dx)`` from ``p`` to ``A(p) p`` in the fixed image.
+
+    Returns
+    -------
+    ndarray of float32, shape (2, H, W)
+    """
+    h, w = shape
+    out = np.empty((2, h, w), dtype=np.float32)
+    xs = np.arange(w, dtype=np.float32)
+    for top in range(0, h, _STRIP_ROWS):
+        bottom = min(top + _STRIP_ROWS, h)
+        sy, sx = np.meshgrid(np.arange(top, bottom, dtype=np.float32), xs, indexing="ij")
+        a = amap.sample(sx, sy)
+        out[1, top:bottom] = a[..., 0] * sx + a[..., 1] * sy + a[..., 2] - sx
+        out[0, top:bottom] = a[..., 3] * sx + a[..., 4] * sy + a[..., 5] - sy
+    return out
+
+
 def affine_field(affine: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Field ``(2, H, W)`` of one global affine given as moving -> fixed ``(x, y)``."""
     import cv2

@@ -17,6 +17,7 @@ from emkit.register._field import (
     AffineMap,
     affine_field,
     field_validity,
+    forward_map_field,
     invert_affine_map,
     warp_image,
 )
@@ -51,6 +52,13 @@ class PairRegistration:
     warped : ndarray, shape (H, W)
         The moving image resampled onto the fixed grid, in the moving image's dtype;
         ``fill_value`` where ``valid`` is False.
+    forward_field : ndarray of float32, shape (2, H, W), or None
+        With ``forward=True``: for each *moving* pixel, ``(dy, dx)`` to its position in
+        the fixed image (the per-pixel affine itself; defect pixels take their side's).
+    defined : ndarray of bool, shape (H, W)
+        Where ``field`` is the model's exact inverse (it may point into the defect): usable
+        for chaining fields through a stack, though the moving image has no tissue there
+        when ``valid`` is False.
     affines : ndarray of float64, shape (k, 2, 3)
         The affine of each kept cluster (one for the global method), mapping moving
         ``(x, y)`` to fixed ``(x, y)`` in pixels.
@@ -62,6 +70,8 @@ class PairRegistration:
     valid: np.ndarray
     warped: np.ndarray
     affines: np.ndarray
+    defined: np.ndarray
+    forward_field: np.ndarray | None
     info: dict[str, Any] = dataclass_field(default_factory=dict)
 
 
@@ -85,13 +95,17 @@ def _check_inputs(
             raise NonFiniteError(f"{name} image contains NaN or infinite values; fix or crop it")
     if defect_mask is None:
         return None
+    return _check_mask(defect_mask, moving.shape, "moving")
+
+
+def _check_mask(defect_mask: np.ndarray, shape: tuple[int, ...], which: str) -> np.ndarray:
     mask = np.asarray(defect_mask)
     if mask.ndim == 3 and mask.shape[-1] in (3, 4):
         mask = mask[..., 0]
-    if mask.shape != moving.shape:
+    if mask.shape != shape:
         raise MismatchError(
-            f"defect mask is {'x'.join(map(str, mask.shape))} but the moving image is "
-            f"{moving.shape[0]}x{moving.shape[1]}; give a mask of the moving image's size"
+            f"defect mask is {'x'.join(map(str, mask.shape))} but the {which} image is "
+            f"{shape[0]}x{shape[1]}; give a mask of the {which} image's size"
         )
     mask = mask != 0
     if mask.all():
@@ -104,6 +118,7 @@ def register_pair(
     moving: np.ndarray,
     *,
     defect_mask: np.ndarray | None = None,
+    fixed_mask: np.ndarray | None = None,
     method: Method = "expected-affine",
     n_clusters: int | None = None,
     max_clusters: int = 8,
@@ -118,6 +133,7 @@ def register_pair(
     grid_cells: int = 40_000,
     fill_value: float = 0.0,
     seed: int = 0,
+    forward: bool = False,
 ) -> PairRegistration:
     """Register a (damaged) moving section onto a fixed one.
 
@@ -135,6 +151,10 @@ def register_pair(
     defect_mask : ndarray, shape (H, W), optional
         Nonzero where the moving section is damaged (fold, crack). No keypoints are taken
         there, no path crosses it, and fixed pixels that map into it get ``fill_value``.
+    fixed_mask : ndarray, shape (H, W), optional
+        Nonzero where the fixed section is damaged: no keypoints are taken there. (Paths
+        are blocked only by the moving section's defect; if only the fixed section is
+        damaged, register the other way round and use ``forward_field``.)
     method : {"expected-affine", "global-affine"}
         ``"global-affine"`` is the usual baseline: one RANSAC affine from the same matches.
     n_clusters : int, optional
@@ -164,6 +184,8 @@ def register_pair(
         Value of warped pixels without data.
     seed : int
         Seed of the clustering (same seed, same result).
+    forward : bool
+        Also compute ``forward_field``: where each moving pixel lands in the fixed image.
 
     Returns
     -------
@@ -186,9 +208,12 @@ def register_pair(
     >>> result.field.shape
     (2, 384, 384)
     """
+    import cv2
+
     fixed = np.asarray(fixed)
     moving = np.asarray(moving)
     mask = _check_inputs(fixed, moving, defect_mask)
+    fmask = None if fixed_mask is None else _check_mask(fixed_mask, fixed.shape, "fixed")
     if method not in ("expected-affine", "global-affine"):
         raise InputError(f"unknown method {method!r}; use 'expected-affine' or 'global-affine'")
     h, w = fixed.shape
@@ -202,7 +227,7 @@ def register_pair(
     matches = find_matches(
         fixed,
         moving,
-        fixed_mask=None,
+        fixed_mask=None if fmask is None else ~blocked_pixels(fmask, (h, w)),
         moving_mask=None if mask is None else ~blocked,
         scale=scale,
         max_features=max_features,
@@ -236,13 +261,16 @@ def register_pair(
         )
     info["n_inliers_global"] = int(global_inliers.sum())
 
+    forward_field = None
     if method == "global-affine":
         affines = global_affine[None]
         fld = affine_field(global_affine, (h, w))
         converged = np.ones((h, w), dtype=bool)
+        if forward:
+            forward_field = affine_field(cv2.invertAffineTransform(global_affine), (h, w))
         timings["model_s"] = time.perf_counter() - t1
     else:
-        affines, fld, converged, model_info = _expected_affine(
+        affines, fld, converged, amap, model_info = _expected_affine(
             matches,
             blocked,
             global_affine,
@@ -259,6 +287,8 @@ def register_pair(
             timings=timings,
         )
         info.update(model_info)
+        if forward:
+            forward_field = forward_map_field(amap, (h, w))
     t2 = time.perf_counter()
     valid = field_validity(fld, mask, moving.shape) & converged
     warped = warp_image(moving, fld, valid=valid, fill_value=fill_value)
@@ -266,7 +296,15 @@ def register_pair(
     timings["total_s"] = time.perf_counter() - t0
     info["valid_fraction"] = float(valid.mean())
     info["seconds"] = {k: round(v, 3) for k, v in timings.items()}
-    return PairRegistration(field=fld, valid=valid, warped=warped, affines=affines, info=info)
+    return PairRegistration(
+        field=fld,
+        valid=valid,
+        warped=warped,
+        affines=affines,
+        defined=converged,
+        forward_field=forward_field,
+        info=info,
+    )
 
 
 def _expected_affine(
@@ -285,7 +323,7 @@ def _expected_affine(
     grid_cells: int,
     seed: int,
     timings: dict[str, float],
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, AffineMap, dict[str, Any]]:
     """Clusters -> affines -> weights -> per-pixel affine -> inverse field."""
     t = time.perf_counter()
     grid = build_coarse_grid(blocked, choose_bin(shape, grid_cells))
@@ -350,7 +388,7 @@ def _expected_affine(
         "n_inliers_clusters": [int(len(x)) for x in clusters.inlier_xy],
         "grid_bin_px": int(grid.bin_px),
     }
-    return affines, fld, converged, info
+    return affines, fld, converged, amap, info
 
 
 def _match_residuals(

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from emkit.errors import EmkitError, InputError, MismatchError, ShapeError
-from emkit.register._field import compose_fields, warp_image
+from emkit.register._field import compose_fields, field_validity, warp_image
 from emkit.register._pair import register_pair
 
 
@@ -48,17 +48,41 @@ def neighbour_pairs(n: int, reference: int) -> list[tuple[int, int]]:
     return pairs
 
 
-def _pair_job(job: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """One neighbour registration (module level so Dask can send it to a worker)."""
+def _pair_job(
+    job: dict[str, Any],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+    """One neighbour registration (module level so Dask can send it to a worker).
+
+    Returns the field from the fixed neighbour's pixels to the moving section, where the
+    moving section has data, where the field is usable for chaining, and the info.
+    """
     try:
+        if job["fixed_mask"] is not None and job["mask"] is None:
+            # Only the neighbour is damaged: its defect must block the paths, so it is
+            # registered as the moving image and that model's forward map is the field.
+            result = register_pair(
+                job["moving"],
+                job["fixed"],
+                defect_mask=job["fixed_mask"],
+                forward=True,
+                **job["options"],
+            )
+            assert result.forward_field is not None
+            shape = result.forward_field.shape[1:]
+            inside = field_validity(result.forward_field, None, (shape[0], shape[1]))
+            return result.forward_field, inside, inside, dict(result.info, reversed=True)
         result = register_pair(
-            job["fixed"], job["moving"], defect_mask=job["mask"], **job["options"]
+            job["fixed"],
+            job["moving"],
+            defect_mask=job["mask"],
+            fixed_mask=job["fixed_mask"],
+            **job["options"],
         )
     except EmkitError as error:
         # Name the section: the user must know which pair of the stack failed.
         raise type(error)(f"{job['name']}: {error}") from None
     # The warped image stays in the worker: the stack is warped once, after chaining.
-    return result.field, result.valid, result.info
+    return result.field, result.valid, result.defined, dict(result.info, reversed=False)
 
 
 def register_stack(
@@ -77,8 +101,12 @@ def register_stack(
 
     Each section ``i`` is registered to its neighbour towards the reference (``i + 1``
     below it, ``i - 1`` above it) with :func:`register_pair`; the pairs are independent
-    and run in parallel (:func:`emkit.parallel.map_inputs`). The fields are then composed
-    outward from the reference, so every section lands in the reference's frame.
+    and run in parallel (:func:`emkit.parallel.map_inputs`). When only the neighbour is
+    damaged, the pair is registered the other way round (the damaged section as the
+    moving image, so its defect blocks the path distances) and that model's forward map
+    is used. The fields are then composed outward from the reference, so every section
+    lands in the reference's frame. Through a neighbour's defect band the chain uses the
+    affine of the nearest tissue (an approximation: the band has no counterpart).
 
     Parameters
     ----------
@@ -145,6 +173,7 @@ def register_stack(
             "fixed": sections[fixed],
             "moving": sections[moving],
             "mask": masks[moving],
+            "fixed_mask": masks[fixed],
             "options": dict(pair_options, fill_value=fill_value),
             "name": (f"{names[moving]} (registered to {names[fixed]})"),
         }
@@ -162,13 +191,18 @@ def register_stack(
     fields = np.zeros((n, 2, h, w), dtype=np.float32)
     valid = np.zeros((n, h, w), dtype=bool)
     valid[ref] = True
+    # Where the chained field is trustworthy, whether or not that section has tissue
+    # there: a fold in one section must not blank the region in every section beyond it.
+    defined = np.zeros((n, h, w), dtype=bool)
+    defined[ref] = True
     info: list[dict[str, Any]] = [{} for _ in range(n)]
     by_moving = {moving: (fixed, res) for (moving, fixed), res in zip(pairs, results)}
     # Chain outward from the reference: neighbour j is always done before section i.
     for moving, fixed in pairs:
-        _, (pair_field, pair_valid, pair_info) = by_moving[moving]
+        _, (pair_field, pair_valid, pair_defined, pair_info) = by_moving[moving]
         fields[moving] = compose_fields(fields[fixed], pair_field)
-        valid[moving] = valid[fixed] & _sample_nearest(pair_valid, fields[fixed])
+        valid[moving] = defined[fixed] & _sample_nearest(pair_valid, fields[fixed])
+        defined[moving] = defined[fixed] & _sample_nearest(pair_defined, fields[fixed])
         info[moving] = dict(pair_info, neighbour=fixed)
     aligned = np.empty((n, h, w), dtype=sections[0].dtype)
     for i in range(n):
