@@ -99,6 +99,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     pair.add_argument("fixed", type=Path, help="fixed (reference) section image")
     pair.add_argument("moving", type=Path, help="moving (damaged) section image")
     pair.add_argument("--mask", type=Path, help="defect mask of the moving image (nonzero)")
+    pair.add_argument(
+        "--fixed-mask",
+        type=Path,
+        help="defect mask of the fixed image: no features there, excluded from the metrics",
+    )
     pair.add_argument("--output", type=Path, required=True, help="warped moving image")
     pair.add_argument("--field", type=Path, help="write the displacement field here (.npy)")
     pair.add_argument(
@@ -221,7 +226,7 @@ def run_pair(args: argparse.Namespace) -> int:
     from emkit.io import Volume, atomic_output, check_not_input, write_volume
     from emkit.register import register_pair, similarity
 
-    inputs = [args.fixed, args.moving, args.mask, args.true_field]
+    inputs = [args.fixed, args.moving, args.mask, args.fixed_mask, args.true_field]
     metrics_path = args.output.with_name(_stem(args.output) + ".metrics.json")
     for out in (args.output, args.field, metrics_path):
         if out is not None:
@@ -238,24 +243,39 @@ def run_pair(args: argparse.Namespace) -> int:
             )
         )
     mask = _read_mask(args.mask, moving.data.shape, args.moving) if args.mask else None
+    fixed_mask = (
+        _read_mask(args.fixed_mask, fixed.data.shape, args.fixed) if args.fixed_mask else None
+    )
     true_field = _read_true_field(args.true_field, fixed.data.shape) if args.true_field else None
 
     try:
-        result = register_pair(fixed.data, moving.data, defect_mask=mask, **_pair_options(args))
+        result = register_pair(
+            fixed.data,
+            moving.data,
+            defect_mask=mask,
+            fixed_mask=fixed_mask,
+            **_pair_options(args),
+        )
     except EmkitError as error:
         raise type(error)(with_path(args.moving, str(error))) from None
 
+    # Metrics only where both sections have tissue.
+    scored_valid = result.valid if fixed_mask is None else result.valid & ~fixed_mask
     metrics: dict[str, Any] = {
         "method": args.method,
-        "registered": similarity(fixed.data, result.warped, valid=result.valid),
+        "registered": similarity(fixed.data, result.warped, valid=scored_valid),
         "valid_fraction": result.info["valid_fraction"],
     }
     before_valid = np.ones(fixed.data.shape, bool) if mask is None else ~mask
+    if fixed_mask is not None:
+        before_valid &= ~fixed_mask
     metrics["unregistered"] = similarity(fixed.data, moving.data, valid=before_valid)
     if args.compare_global and args.method != "global-affine":
         options = dict(_pair_options(args), method="global-affine")
-        baseline = register_pair(fixed.data, moving.data, defect_mask=mask, **options)
-        common = baseline.valid & result.valid
+        baseline = register_pair(
+            fixed.data, moving.data, defect_mask=mask, fixed_mask=fixed_mask, **options
+        )
+        common = baseline.valid & scored_valid
         metrics["common_region"] = {
             "expected-affine": similarity(fixed.data, result.warped, valid=common),
             "global-affine": similarity(fixed.data, baseline.warped, valid=common),
@@ -263,7 +283,7 @@ def run_pair(args: argparse.Namespace) -> int:
     if true_field is not None:
         from emkit.register import endpoint_error
 
-        scored = result.valid & np.isfinite(true_field).all(axis=0)
+        scored = scored_valid & np.isfinite(true_field).all(axis=0)
         metrics["endpoint_error"] = endpoint_error(
             result.field, np.nan_to_num(true_field), valid=scored
         )
