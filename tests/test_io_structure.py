@@ -92,6 +92,45 @@ def test_resolution_blurs_more_and_box_default_fits() -> None:
     assert sigma == pytest.approx(8.0 / (np.pi * np.sqrt(2)), rel=0.05)
 
 
+def _form_factor_variance_A2(element: str) -> float:
+    """Per-axis variance (Å^2) of an unblurred atom's c4322 density (mix of Gaussians)."""
+    coefs = gemmi.Element(element).c4322.get_coefs()
+    a, b = np.array(coefs[:5]), np.array(coefs[5:])
+    return float((a * b).sum() / a.sum() / (8 * np.pi**2))
+
+
+@pytest.mark.parametrize(("voxel_A", "resolution_A"), [(2.0, 6.0), (5.0, 12.0)])
+def test_resolution_near_nyquist_is_kept_not_clamped(voxel_A: float, resolution_A: float) -> None:
+    # Asked-for sigma < 0.95 voxel: computed 2x finer and block-averaged, so the map's
+    # width is the requested Gaussian plus the form factor plus a 2-sample box, not
+    # gemmi's 0.95-voxel minimum blur.
+    st = _carbons([(0.3, -0.7, 1.1)], b_iso=60.0)
+    vol = structure_to_density(st, voxel_A, resolution_A=resolution_A)
+    d = vol.data.astype(np.float64)
+    n = d.shape[0]
+    np.testing.assert_allclose(ndimage.center_of_mass(d), [n // 2] * 3, atol=1e-3)
+    atoms = structure_atoms(st)
+    assert d.sum() * voxel_A**3 == pytest.approx(atoms["scattering"].sum(), rel=1e-4)
+    x = (np.arange(n) - n // 2) * voxel_A
+    sigma = np.sqrt((d.sum(axis=(0, 1)) * x**2).sum() / d.sum())
+    asked = resolution_A / (np.pi * np.sqrt(2))
+    box = 3 / 12 * (voxel_A / 2) ** 2  # variance of a box of two samples
+    expected = np.sqrt(asked**2 + _form_factor_variance_A2("C") + box)
+    assert sigma == pytest.approx(expected, rel=0.02)
+    clamped = np.sqrt((voxel_A / np.sqrt(1.1)) ** 2 + _form_factor_variance_A2("C"))
+    assert sigma < 0.85 * clamped
+
+
+@needs_shared
+def test_protein_mass_is_all_there_at_low_resolution() -> None:
+    # gemmi's default density cutoff dropped ~2% of a 12 Å map's mass
+    path = SHARED / "structures" / "1ake.pdb"
+    vol = structure_to_density(path, 5.0, resolution_A=12.0)
+    total = structure_atoms(read_structure(path))["scattering"].sum()
+    assert vol.data.sum() * 5.0**3 == pytest.approx(total, rel=1e-3)
+    assert vol.data.min() >= 0.0
+
+
 def test_odd_box_and_cropping_keep_centre_on_n_floor_half() -> None:
     st = _carbons([(0.0, 0.0, 0.0), (20.0, 0.0, 0.0)])
     vol = structure_to_density(st, 1.0, box_size=15)  # smaller than the model: cropped

@@ -5,9 +5,9 @@ Run from a checkout that has the shared reference structures::
     python -m emkit.sim._make_templates [STRUCTURES_DIR]
 
 ``STRUCTURES_DIR`` defaults to ``../shared/data/structures`` relative to the repository root.
-Each template is the sum of per-atom Gaussians (:func:`emkit.sim._density.atoms_to_density`)
-of a public PDB entry (PDB data are CC0), at 5 Å/voxel and 12 Å resolution, stored as float16
-in a compressed ``.npz`` with its metadata in ``templates.json``.
+Each template is the electron-scattering density (:func:`emkit.io.structure_to_density`) of a
+public PDB entry (PDB data are CC0), at 5 Å/voxel and 12 Å resolution, stored as float16 in a
+compressed ``.npz`` with its metadata in ``templates.json``.
 """
 
 from __future__ import annotations
@@ -18,8 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from emkit.io import atomic_output
-from emkit.sim._density import SIGMA_PER_RESOLUTION, atoms_to_density, read_atoms
+from emkit.io import atomic_output, read_structure, structure_atoms, structure_to_density
 
 VOXEL_SIZE_A = 5.0
 RESOLUTION_A = 12.0
@@ -40,13 +39,12 @@ def make_templates(structures_dir: Path, out_dir: Path = TEMPLATE_DIR) -> list[d
     out_dir.mkdir(parents=True, exist_ok=True)
     records = []
     for name, filename, box, description in TEMPLATES:
-        coords, numbers = read_atoms(structures_dir / filename)
-        density, origin_zyx = atoms_to_density(
-            coords, numbers, voxel_size_A=VOXEL_SIZE_A, resolution_A=RESOLUTION_A, box_size=box
-        )
+        path = structures_dir / filename
+        atoms = structure_atoms(read_structure(path))
+        vol = structure_to_density(path, VOXEL_SIZE_A, box_size=box, resolution_A=RESOLUTION_A)
         with atomic_output(out_dir / f"{name}.npz") as tmp:
             with open(tmp, "wb") as fh:
-                np.savez_compressed(fh, density=density.astype(np.float16))
+                np.savez_compressed(fh, density=vol.data.astype(np.float16))
         records.append(
             {
                 "name": name,
@@ -56,14 +54,22 @@ def make_templates(structures_dir: Path, out_dir: Path = TEMPLATE_DIR) -> list[d
                 "voxel_size_A": VOXEL_SIZE_A,
                 "box": [box, box, box],
                 "resolution_A": RESOLUTION_A,
-                "origin_A_zyx": [round(float(v), 4) for v in origin_zyx],
-                "n_atoms": int(len(numbers)),
-                "units": "electrons per cubic angstrom (atomic-number weights)",
+                "origin_A_zyx": [round(float(v), 4) for v in vol.origin],
+                "n_atoms": int(len(atoms["element"])),
+                "total_scattering_A": round(float(atoms["scattering"].sum()), 2),
+                "units": (
+                    "1/A^2: electron scattering length f_e(0) (A) per A^3, proportional to "
+                    "the Coulomb potential (x 47.88 = volts); sum x voxel volume = "
+                    "total_scattering_A"
+                ),
                 "how": (
-                    f"gemmi-read model 1, no water or hydrogen; each atom's atomic number spread "
-                    f"trilinearly and blurred by a Gaussian of sigma "
-                    f"{SIGMA_PER_RESOLUTION} x resolution; weighted centre of mass at voxel "
-                    f"box // 2; stored as float16 (python -m emkit.sim._make_templates)"
+                    f"emkit.io.structure_to_density({filename}, {VOXEL_SIZE_A}, "
+                    f"box_size={box}, resolution_A={RESOLUTION_A}): gemmi-read model 1, no "
+                    "water or hydrogen, occupancy-weighted electron form factors (c4322) "
+                    "blurred by a Gaussian of sigma resolution / (pi sqrt 2) (B-factors "
+                    "ignored), computed on a finer grid and block-averaged; scattering-weighted "
+                    "centre of mass at voxel box // 2; stored as float16 "
+                    "(python -m emkit.sim._make_templates)"
                 ),
             }
         )

@@ -1,9 +1,11 @@
 """Density templates: small built-in maps of public PDB entries, and PDB -> density.
 
 The built-in templates need no external file, so demos and tests run anywhere. They were made
-by :mod:`emkit.sim._make_templates` from PDB entries (CC0) as sums of per-atom Gaussians at
-5 Å/voxel and 12 Å resolution; values are electrons per Å^3, so templates of different
-proteins have comparable contrast. Every template has its weighted centre of mass on voxel
+by :mod:`emkit.sim._make_templates` from PDB entries (CC0) with
+:func:`emkit.io.structure_to_density` (electron form factors blurred to 12 Å resolution,
+5 Å/voxel); values are in Å^-2 (electron scattering length per Å^3, proportional to the
+Coulomb potential), the same absolute scale for every protein, so templates of different
+proteins have comparable contrast. Every template has its centre of mass on voxel
 ``box // 2`` (the cryo-EM box-centre convention), the centre that
 :func:`emkit.sim.place_particles` rotates about.
 """
@@ -15,7 +17,6 @@ import json
 import math
 import os
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,8 +24,7 @@ from numpy.typing import NDArray
 from scipy import ndimage
 
 from emkit.errors import InputError
-from emkit.io import Volume
-from emkit.sim._density import atoms_to_density, read_atoms
+from emkit.io import Volume, structure_to_density
 
 __all__ = ["density_from_pdb", "density_template", "list_density_templates"]
 
@@ -86,7 +86,8 @@ def density_template(name: str, *, voxel_size_A: float | None = None) -> Volume:
     Returns
     -------
     Volume
-        ``data`` is a cubic ``(z, y, x)`` float32 map in electrons per Å^3 (non-negative),
+        ``data`` is a cubic ``(z, y, x)`` float32 map in Å^-2 (non-negative; the units of
+        :func:`emkit.io.structure_to_density`),
         ``voxel_size`` the voxel size in Å, ``origin`` the position of voxel (0, 0, 0) in the
         PDB entry's frame (Å, (z, y, x)).
 
@@ -134,29 +135,32 @@ def density_from_pdb(
     box_size: int | None = None,
     resolution_A: float | None = None,
 ) -> Volume:
-    """Density map of an atomic model (PDB or mmCIF, optionally gzipped).
+    """Density map of an atomic model for simulations (PDB or mmCIF, optionally gzipped).
 
-    Waters and hydrogens are dropped; every other atom adds a Gaussian weighted by its atomic
-    number, of standard deviation ``0.225 * resolution_A`` (Chimera's molmap convention). The
-    weighted centre of mass lands on voxel ``box_size // 2``.
+    :func:`emkit.io.structure_to_density` with one difference of default: without
+    ``resolution_A`` the map is blurred to the Nyquist resolution ``2 * voxel_size_A``
+    rather than by the model's B-factors, so maps of different entries share one blur and
+    are as sharp as the grid holds (the way the built-in templates were made, at 12 Å).
 
     Parameters
     ----------
     path : path-like
-        Structure file read with gemmi (first model).
+        Structure file read with gemmi (first model; waters and hydrogens dropped).
     voxel_size_A : float
         Voxel size in Å.
     box_size : int, optional
-        Edge of the cubic box in voxels. Default: just large enough for the whole model in
-        any orientation (even).
+        Edge of the cubic box in voxels. Default: the whole model plus a margin (even).
     resolution_A : float, optional
-        Resolution in Å that sets the blur. Default: ``2 * voxel_size_A`` (Nyquist).
+        Resolution in Å that sets the blur (Gaussian of standard deviation
+        ``resolution_A / (pi * sqrt(2))``). Default: ``2 * voxel_size_A``.
 
     Returns
     -------
     Volume
-        ``(z, y, x)`` float32 map in electrons per Å^3, with ``voxel_size`` and ``origin``
-        (position of voxel (0, 0, 0) in the model's frame, Å) set and ``path`` the input.
+        ``(z, y, x)`` float32 map in Å^-2 (electron scattering length per Å^3; its sum
+        times ``voxel_size_A**3`` is the model's total scattering), with the centre of mass
+        on voxel ``box_size // 2``, ``voxel_size`` and ``origin`` (position of voxel
+        (0, 0, 0) in the model's frame, Å) set and ``path`` the input.
 
     Raises
     ------
@@ -164,16 +168,9 @@ def density_from_pdb(
         If ``path`` does not exist.
     FileFormatError
         If gemmi cannot read it or it holds no atoms.
+    InputError
+        If ``voxel_size_A``, ``resolution_A`` or ``box_size`` is not positive.
     """
-    coords, numbers = read_atoms(path)
-    resolution = 2.0 * voxel_size_A if resolution_A is None else resolution_A
-    data, origin = atoms_to_density(
-        coords, numbers, voxel_size_A=voxel_size_A, resolution_A=resolution, box_size=box_size
-    )
-    v = float(voxel_size_A)
-    return Volume(
-        data=data,
-        voxel_size=(v, v, v),
-        origin=(float(origin[0]), float(origin[1]), float(origin[2])),
-        path=Path(path),
-    )
+    if resolution_A is None and voxel_size_A > 0:
+        resolution_A = 2.0 * float(voxel_size_A)
+    return structure_to_density(path, voxel_size_A, box_size=box_size, resolution_A=resolution_A)
