@@ -237,8 +237,8 @@ def _restart_in_defect(
     tolerance_px: float,
 ) -> None:
     """Solve again, from each candidate affine's inverse, the fixed pixels (among
-    ``where``) whose solution is not converged or lies in the defect; keep the first
-    converged solution off it."""
+    ``where``) whose solution lies in the defect; keep the first converged solution off
+    it (otherwise the solution in the defect stays: the pixel has no data)."""
     import cv2
 
     h_m, w_m = defect.shape
@@ -249,8 +249,10 @@ def _restart_in_defect(
         iy = np.clip(np.rint(py), 0, h_m - 1).astype(np.intp)
         return defect[iy, ix]
 
-    ys, xs = np.nonzero(where)
-    bad = ~converged[ys, xs] | in_defect(xs + field[1, ys, xs], ys + field[0, ys, xs])
+    # Pixels that did not converge are tissue a fold hides (no solution anywhere); those
+    # that converged into the defect may have a true solution on the other side.
+    ys, xs = np.nonzero(where & converged)
+    bad = in_defect(xs + field[1, ys, xs], ys + field[0, ys, xs])
     yb, xb = ys[bad], xs[bad]
     if yb.size == 0:
         return
@@ -258,7 +260,7 @@ def _restart_in_defect(
     corners = np.array([[0, 0, 1], [w - 1, 0, 1], [0, h - 1, 1], [w - 1, h - 1, 1]], float).T
     distinct: list[np.ndarray] = []
     for affine in candidates:
-        if all(np.abs((affine - other) @ corners).max() > 1.0 for other in distinct):
+        if all(np.abs((affine - other) @ corners).max() > 2.0 for other in distinct):
             distinct.append(affine)
     qx = xb.astype(np.float32)
     qy = yb.astype(np.float32)
@@ -319,7 +321,8 @@ def affine_field(affine: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
     h, w = shape
     inv = cv2.invertAffineTransform(affine.astype(np.float64))
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    yy = np.arange(h, dtype=np.float64)[:, None]
+    xx = np.arange(w, dtype=np.float64)[None, :]
     field = np.empty((2, h, w), dtype=np.float32)
     field[1] = inv[0, 0] * xx + inv[0, 1] * yy + inv[0, 2] - xx
     field[0] = inv[1, 0] * xx + inv[1, 1] * yy + inv[1, 2] - yy
@@ -338,9 +341,8 @@ def field_validity(
 
     h_m, w_m = moving_shape
     _, h, w = field.shape
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    py = yy + field[0]
-    px = xx + field[1]
+    py = np.arange(h, dtype=np.float32)[:, None] + field[0]
+    px = np.arange(w, dtype=np.float32)[None, :] + field[1]
     valid = (px >= 0) & (px <= w_m - 1) & (py >= 0) & (py <= h_m - 1)
     if defect_mask is not None and defect_mask.any():
         grown = grow(defect_mask, 1)
@@ -413,9 +415,8 @@ def compose_fields(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
     import cv2
 
     _, h, w = outer.shape
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    sy = (yy + outer[0]).astype(np.float32)
-    sx = (xx + outer[1]).astype(np.float32)
+    sy = (np.arange(h, dtype=np.float32)[:, None] + outer[0]).astype(np.float32)
+    sx = (np.arange(w, dtype=np.float32)[None, :] + outer[1]).astype(np.float32)
     inner_hw2 = np.ascontiguousarray(np.moveaxis(inner, 0, -1))
     moved = cv2.remap(inner_hw2, sx, sy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     return (outer + np.moveaxis(moved, -1, 0)).astype(np.float32)

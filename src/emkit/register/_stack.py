@@ -215,9 +215,8 @@ def register_stack(
 def _sample_nearest(mask: np.ndarray, field: np.ndarray) -> np.ndarray:
     """``mask`` read at ``q + field(q)`` (nearest pixel; False outside)."""
     h, w = mask.shape
-    yy, xx = np.mgrid[0:h, 0:w]
-    py = np.rint(yy + field[0]).astype(np.intp)
-    px = np.rint(xx + field[1]).astype(np.intp)
+    py = np.rint(np.arange(h)[:, None] + field[0]).astype(np.intp)
+    px = np.rint(np.arange(w)[None, :] + field[1]).astype(np.intp)
     inside = (py >= 0) & (py < h) & (px >= 0) & (px < w)
     out = np.zeros((h, w), dtype=bool)
     out[inside] = mask[py[inside], px[inside]]
