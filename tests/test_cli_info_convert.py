@@ -178,3 +178,35 @@ def test_bad_voxel_size_option_exits_2(
     )
     _assert_one_line_error(capsys, "--voxel-size")
     assert _names(tmp_path) == ["in"]
+
+
+def test_malformed_table_error_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "picks.csv"
+    bad.write_text("x,y\n1\n2,3,4\n")  # pandas' message for this ends with a newline
+    assert main(["info", str(bad)]) == 2
+    _assert_one_line_error(capsys, "picks.csv")
+
+
+def test_corrupt_tiff_gives_one_error_and_no_library_warning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    bad = tmp_path / "bad.tif"
+    bad.write_bytes(b"II*\x00" + b"\x00" * 50)
+    with caplog.at_level("WARNING"):
+        assert main(["convert", str(bad), str(tmp_path / "o.mrc")]) == 2
+    _assert_one_line_error(capsys, "bad.tif", "TIFF")
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == []
+    assert _names(tmp_path) == ["bad.tif"]
+
+
+def test_output_that_is_a_folder_exits_2_and_keeps_it(
+    volume_mrc: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "out.mrc"
+    folder.mkdir()
+    assert main(["convert", str(volume_mrc), str(folder)]) == 2
+    _assert_one_line_error(capsys, "out.mrc", "folder")
+    assert folder.is_dir() and list(folder.iterdir()) == []
+    assert _names(tmp_path) == ["in", "out.mrc"]

@@ -48,3 +48,24 @@ def test_output_equal_to_input_is_refused(tmp_path: Path) -> None:
     assert isinstance(info.value, EmkitError) and isinstance(info.value, FileExistsError)
     assert "a.mrc" in str(info.value)
     check_not_input(tmp_path / "b.mrc", [source])
+
+
+def test_file_output_onto_a_folder_is_refused_and_leaves_nothing(tmp_path: Path) -> None:
+    folder = tmp_path / "out.mrc"
+    folder.mkdir()
+    (folder / "keep").write_text("x")
+    with pytest.raises(OutputExistsError, match="out.mrc: is a folder"):
+        with atomic_output(folder) as tmp:
+            tmp.write_text("data")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mrc"]
+    assert [p.name for p in folder.iterdir()] == ["keep"]
+
+
+def test_folder_output_replaces_a_file_without_leftovers(tmp_path: Path) -> None:
+    target = tmp_path / "vol.zarr"
+    target.write_text("old file")
+    with atomic_output(target, directory=True) as tmp:
+        tmp.mkdir()
+        (tmp / "new").write_text("y")
+    assert target.is_dir() and [p.name for p in target.iterdir()] == ["new"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["vol.zarr"]

@@ -12,6 +12,7 @@ Messages name the file (when there is one) and say what to do, e.g.
 from __future__ import annotations
 
 import os
+import re
 
 __all__ = [
     "EmkitError",
@@ -55,11 +56,20 @@ class MismatchError(InputError):
 
 
 class OutputExistsError(EmkitError, FileExistsError):
-    """An output would overwrite an input."""
+    """An output would overwrite an input, or a folder stands where a file is to go."""
+
+
+# A run of whitespace that holds a line break (library errors quoted in messages have them).
+_LINE_BREAK = re.compile(r"\s*[\r\n]+\s*")
 
 
 def with_path(path: str | os.PathLike[str] | None, message: str) -> str:
-    """Prefix ``message`` with the file name, the way every emkit error names its file."""
+    """Prefix ``message`` with the file name, the way every emkit error names its file.
+
+    Line breaks (e.g. in a quoted pandas or tifffile error) become spaces, so the message
+    stays the one line the CLI prints.
+    """
+    message = _LINE_BREAK.sub(" ", message).strip()
     if path is None:
         return message
     return f"{os.fspath(path)}: {message}"

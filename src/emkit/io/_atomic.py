@@ -46,6 +46,11 @@ def atomic_output(path: str | os.PathLike[str], *, directory: bool = False) -> I
         is replaced only once the new one is complete.
     """
     final = Path(path)
+    if not directory and final.is_dir():
+        # os.replace cannot put a file over a folder; refuse before anything is written
+        raise OutputExistsError(
+            with_path(final, "is a folder; give a file name for this output")
+        )
     final.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(
         prefix=f".{final.stem}.", suffix=f".part{final.suffix}", dir=final.parent
@@ -61,12 +66,15 @@ def atomic_output(path: str | os.PathLike[str], *, directory: bool = False) -> I
     try:
         yield tmp
         if directory:
-            if final.exists():
+            if final.is_dir():
                 old = final.with_name(f".{final.name}.old")
                 shutil.rmtree(old, ignore_errors=True)
                 final.rename(old)
                 tmp.rename(final)
                 shutil.rmtree(old, ignore_errors=True)
+            elif final.exists():  # a file where the folder goes: replaced
+                final.unlink()
+                tmp.rename(final)
             else:
                 tmp.rename(final)
         else:

@@ -8,8 +8,10 @@ pixels the way ImageJ's Calibration stores them (physical x of pixel i is
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +52,27 @@ _UNIT_TO_A: dict[str, float] = {
 
 # dtypes ImageJ can hold; everything else is written as float32.
 _IMAGEJ_DTYPES = (np.uint8, np.uint16, np.float32)
+
+
+class _ToDebug(logging.Filter):
+    """Pass tifffile's records on to emkit's logger at DEBUG level instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        logger.debug("tifffile: %s", record.getMessage())
+        return False
+
+
+@contextlib.contextmanager
+def _tifffile_quiet() -> Iterator[None]:
+    # tifffile logs a WARNING for what emkit reports itself (a file with no pages, odd
+    # tags): on the CLI that would be a second line beside emkit's one-line error.
+    tiff_logger = logging.getLogger("tifffile")
+    quiet = _ToDebug()
+    tiff_logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        tiff_logger.removeFilter(quiet)
 
 
 def _unit_in_A(unit: Any) -> float | None:
@@ -158,7 +181,7 @@ def read_tiff(path: PathLike, *, mmap: bool = False) -> Volume:
     """
     path = Path(path)
     try:
-        with tifffile.TiffFile(path) as tif:
+        with _tifffile_quiet(), tifffile.TiffFile(path) as tif:
             series = tif.series[0]
             axes = series.axes
             data: np.ndarray | None = None
