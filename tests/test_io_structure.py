@@ -175,3 +175,25 @@ def test_bad_structure_input(tmp_path: Path) -> None:
         read_structure(tmp_path / "water.pdb")
     with pytest.raises(InputError):
         structure_to_density(_carbons([(0.0, 0.0, 0.0)]), 0.0)
+
+
+def test_each_atom_lands_on_its_own_voxel_through_the_origin() -> None:
+    # Centre-of-mass checks cannot see an axis swap or flip (the centre is on n // 2 by
+    # construction); separate, asymmetrically placed atoms can: every density peak must sit
+    # where (position - origin) / voxel_size puts its atom, in (z, y, x) order.
+    xyz = [(9.0, 0.0, 0.0), (0.0, -6.0, 0.0), (0.0, 0.0, 4.0), (-3.0, 5.0, -7.0)]
+    st = _carbons(xyz, b_iso=5.0)
+    vol = structure_to_density(st, 1.0, box_size=40)
+    atoms = structure_atoms(st)
+    expected = (atoms["zyx_A"] - np.asarray(vol.origin)) / np.asarray(vol.voxel_size)
+    np.testing.assert_allclose(atoms["zyx_A"], np.array(xyz)[:, ::-1])
+    d = vol.data.astype(np.float64)
+    # an atom half-way between voxels gives two equal maxima: one labelled peak
+    labels, n_peaks = ndimage.label((d == ndimage.maximum_filter(d, size=5)) & (d > 0.2 * d.max()))
+    assert n_peaks == len(xyz)
+    found = np.array(ndimage.center_of_mass(d, labels, range(1, n_peaks + 1)))
+    for position in expected:
+        nearest = np.rint(found[np.argmin(np.linalg.norm(found - position, axis=1))]).astype(int)
+        window = tuple(slice(c - 2, c + 3) for c in nearest)
+        local = np.array(ndimage.center_of_mass(d[window])) + nearest - 2
+        np.testing.assert_allclose(local, position, atol=0.15)
