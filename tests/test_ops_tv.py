@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from emkit.errors import InputError, ShapeError
 from emkit.ops import (
     GRADIENT_NORM_3D,
     divergence_3d,
@@ -74,8 +75,12 @@ def test_tv_gradient_matches_autograd():
     expected = u.grad.numpy()
     np.testing.assert_allclose(tv_gradient(u.detach().numpy(), eps=eps), expected, atol=1e-10)
     np.testing.assert_allclose(tv_gradient(u.detach(), eps=eps).numpy(), expected, atol=1e-10)
-    with pytest.raises(ValueError):
+    with pytest.raises(InputError):  # emkit's family (the CLI's exit 2), also a ValueError
         tv_gradient(u.detach(), eps=0.0)
+    with pytest.raises(ShapeError):
+        divergence_3d(np.zeros((2, 4, 4, 4)))
+    with pytest.raises(InputError):
+        power_iteration(gradient_3d, divergence_3d, (4, 4, 4), n_iter=0)
 
 
 def test_project_l2_ball():

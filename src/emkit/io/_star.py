@@ -10,7 +10,14 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 
-from emkit.errors import FileFormatError, MismatchError, NonFiniteError, ShapeError, with_path
+from emkit.errors import (
+    FileFormatError,
+    InputError,
+    MismatchError,
+    NonFiniteError,
+    ShapeError,
+    with_path,
+)
 from emkit.io._atomic import atomic_output
 from emkit.io._paths import PathLike, require_exists
 
@@ -135,7 +142,7 @@ def write_particles_star(
     euler = _column(euler_deg, n, "euler_deg", out, 3)
     shifts = np.zeros((n, 2)) if shifts_A is None else _column(shifts_A, n, "shifts_A", out, 2)
     if not (np.isfinite(pixel_size_A) and pixel_size_A > 0):
-        raise ShapeError(with_path(out, f"pixel_size_A must be positive, got {pixel_size_A}"))
+        raise InputError(with_path(out, f"pixel_size_A must be positive, got {pixel_size_A}"))
     optics = pd.DataFrame(
         {
             "rlnOpticsGroupName": [optics_group_name],

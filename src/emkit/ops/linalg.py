@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from emkit.errors import InputError
+
 __all__ = ["power_iteration"]
 
 
@@ -46,7 +48,7 @@ def power_iteration(
         The estimate of ``||A||_2``; 0.0 for the zero operator.
     """
     if n_iter < 1:
-        raise ValueError(f"n_iter must be >= 1, got {n_iter}")
+        raise InputError(f"n_iter must be >= 1, got {n_iter}")
     rng = np.random.default_rng(seed)
     x = rng.standard_normal(shape).astype(dtype)
     x /= np.linalg.norm(x.ravel())

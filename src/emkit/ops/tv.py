@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from emkit.errors import InputError, ShapeError
+
 __all__ = [
     "GRADIENT_NORM_3D",
     "divergence_3d",
@@ -103,7 +105,7 @@ def divergence_3d(p: Any) -> Any:
     """
     ndim = p.ndim - 1
     if p.shape[0] != ndim:
-        raise ValueError(f"p must have shape ({ndim}, ...) for a {ndim}D field, got {p.shape}")
+        raise ShapeError(f"p must have shape ({ndim}, ...) for a {ndim}D field, got {p.shape}")
     total = None
     for a in range(ndim):
         comp = p[a]
@@ -150,7 +152,7 @@ def tv_gradient(u: Any, *, eps: float) -> Any:
     same kind and shape as ``u``
     """
     if eps <= 0:
-        raise ValueError(f"eps must be > 0, got {eps}")
+        raise InputError(f"eps must be > 0, got {eps}")
     g = gradient_3d(u)
     mag = _sqrt((g * g).sum(0) + eps * eps)
     return -divergence_3d(g / mag)
