@@ -17,7 +17,7 @@ import numpy as np
 
 from emkit.errors import FileFormatError, MismatchError, NonFiniteError, ShapeError, with_path
 from emkit.io._atomic import write_text_atomic
-from emkit.io._paths import PathLike, full_suffix, require_exists
+from emkit.io._paths import PathLike, require_exists, require_suffix
 from emkit.io._star import read_coordinates_star, write_coordinates_star
 
 COORDINATE_SUFFIXES = (".csv", ".tsv", ".star", ".xml")
@@ -42,19 +42,6 @@ def _labels(values: Any, n: int, path: PathLike, what: str) -> np.ndarray:
     if arr.shape != (n,):
         raise MismatchError(with_path(path, f"{arr.size} {what} values for {n} points"))
     return arr.astype(np.int64)
-
-
-def _suffix(path: PathLike) -> str:
-    suffix = full_suffix(path)
-    if suffix not in COORDINATE_SUFFIXES:
-        raise FileFormatError(
-            with_path(
-                path,
-                f"unknown coordinate file type {suffix or '(no suffix)'!r}; emkit "
-                f"reads and writes {', '.join(COORDINATE_SUFFIXES)}",
-            )
-        )
-    return suffix
 
 
 def _read_table(path: Path, sep: str) -> tuple[np.ndarray, np.ndarray | None]:
@@ -127,7 +114,7 @@ def read_coordinates(path: PathLike) -> tuple[np.ndarray, np.ndarray | None]:
         ``(z, y, x)`` in pixels (z = 0 for 2D files).
     classes : ndarray of int64, shape (n,), or None
     """
-    suffix = _suffix(path)
+    suffix = require_suffix(path, COORDINATE_SUFFIXES, "coordinate")
     p = require_exists(path)
     if suffix == ".star":
         return read_coordinates_star(p)
@@ -150,7 +137,7 @@ def write_coordinates(path: PathLike, zyx: Any, classes: Any | None = None) -> P
         ``(z, y, x)`` pixels.
     classes : array of int, shape (n,), optional
     """
-    suffix = _suffix(path)
+    suffix = require_suffix(path, COORDINATE_SUFFIXES, "coordinate")
     out = Path(path)
     pts = _points(zyx, out)
     cls = None if classes is None else _labels(classes, len(pts), out, "class")

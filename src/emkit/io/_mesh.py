@@ -17,22 +17,9 @@ import numpy as np
 
 from emkit.errors import FileFormatError, NonFiniteError, ShapeError, with_path
 from emkit.io._atomic import atomic_output
-from emkit.io._paths import PathLike, full_suffix, require_exists
+from emkit.io._paths import PathLike, require_exists, require_suffix
 
 MESH_SUFFIXES = (".ply", ".obj", ".stl", ".glb")
-
-
-def _mesh_suffix(path: PathLike) -> str:
-    suffix = full_suffix(path)
-    if suffix not in MESH_SUFFIXES:
-        raise FileFormatError(
-            with_path(
-                path,
-                f"unknown mesh file type {suffix or '(no suffix)'!r}; emkit reads "
-                f"and writes {', '.join(MESH_SUFFIXES)}",
-            )
-        )
-    return suffix
 
 
 def _scale_origin(
@@ -78,7 +65,7 @@ def write_mesh(
     import trimesh
 
     out = Path(path)
-    suffix = _mesh_suffix(out)
+    suffix = require_suffix(out, MESH_SUFFIXES, "mesh")
     verts = np.asarray(vertices_zyx, dtype=np.float64)
     tri = np.asarray(faces)
     if verts.ndim != 2 or verts.shape[1] != 3:
@@ -123,7 +110,7 @@ def read_mesh(
     """
     import trimesh
 
-    _mesh_suffix(path)
+    require_suffix(path, MESH_SUFFIXES, "mesh")
     p = require_exists(path)
     try:
         mesh = trimesh.load(p, force="mesh", process=False)

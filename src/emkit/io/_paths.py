@@ -77,6 +77,23 @@ def volume_format(path: PathLike, *, for_writing: bool = False) -> str:
     return kind
 
 
+def require_suffix(path: PathLike, suffixes: tuple[str, ...], kind: str) -> str:
+    """Return the suffix of ``path``; raise :class:`FileFormatError` unless it is in ``suffixes``.
+
+    ``kind`` names the file type in the message, e.g. ``"mesh"``.
+    """
+    suffix = full_suffix(path)
+    if suffix not in suffixes:
+        raise FileFormatError(
+            with_path(
+                path,
+                f"unknown {kind} file type {suffix or '(no suffix)'!r}; emkit reads and "
+                f"writes {', '.join(suffixes)}",
+            )
+        )
+    return suffix
+
+
 def require_exists(path: PathLike) -> Path:
     """Return ``Path(path)``; raise :class:`MissingFileError` naming it when it does not exist."""
     p = Path(path)
