@@ -67,11 +67,11 @@ def opencv_global(
     """OpenCV's SIFT + ratio test + RANSAC affine + warpAffine; (warped, valid)."""
     import cv2
 
-    from emkit.register._features import to_uint8
+    from emkit.register._features import default_sift_scale, to_uint8
     from emkit.register._pathdist import blocked_pixels
 
     h, w = fixed.shape
-    scale = min(1.0, 1400.0 / max(h, w))  # emkit's default detection scale
+    scale = default_sift_scale((h, w))  # emkit's default detection scale
     allowed = ~blocked_pixels(mask, (h, w))
     f8 = to_uint8(fixed)
     m8 = to_uint8(moving, allowed)

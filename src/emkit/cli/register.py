@@ -143,7 +143,7 @@ def _add_method_options(parser: argparse.ArgumentParser) -> None:
         "--clusters", type=int, help="number of match clusters (default: from the data)"
     )
     parser.add_argument(
-        "--sift-scale", type=float, help="scale SIFT runs at (default: long side <= 1400 px)"
+        "--sift-scale", type=float, help="scale SIFT runs at (default: long side <= 1000 px)"
     )
     parser.add_argument("--fill", type=float, default=0.0, help="value of pixels without data")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")

@@ -32,6 +32,17 @@ class Matches:
         return int(self.fixed_xy.shape[0])
 
 
+# SIFT runs on images reduced so that the long side is at most this many pixels: on the
+# 2080x2752 ZW7L18 pair 1000 px gives the NCC of 1400 px (0.906) in 30 % less time, and
+# coarse features are the ones that survive from one section to the next.
+SIFT_MAX_SIDE_PX = 1000
+
+
+def default_sift_scale(shape: tuple[int, ...]) -> float:
+    """Detection scale (<= 1) for an image of ``shape``: long side <= SIFT_MAX_SIDE_PX."""
+    return min(1.0, SIFT_MAX_SIDE_PX / max(shape))
+
+
 def to_uint8(image: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
     """Stretch an image to uint8 by its 0.5-99.5 percentiles (SIFT works on 8 bits).
 

@@ -12,7 +12,13 @@ import numpy as np
 
 from emkit.errors import InputError, MismatchError, NonFiniteError, ShapeError
 from emkit.register import _expected as ex
-from emkit.register._features import Matches, consistent_matches, find_matches, subset
+from emkit.register._features import (
+    Matches,
+    consistent_matches,
+    default_sift_scale,
+    find_matches,
+    subset,
+)
 from emkit.register._field import (
     AffineMap,
     affine_field,
@@ -166,7 +172,7 @@ def register_pair(
     knn : int
         Neighbours for the k-NN density (see :func:`._expected.knn_weights`).
     sift_scale : float, optional
-        Scale at which SIFT runs (<= 1); by default so that the long side is <= 1400 px.
+        Scale at which SIFT runs (<= 1); by default so that the long side is <= 1000 px.
     max_features : int
         SIFT keypoints kept per image.
     ratio : float
@@ -219,7 +225,7 @@ def register_pair(
     h, w = fixed.shape
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    scale = min(1.0, 1400.0 / max(h, w)) if sift_scale is None else float(sift_scale)
+    scale = default_sift_scale((h, w)) if sift_scale is None else float(sift_scale)
     if not 0.05 <= scale <= 1.0:
         raise InputError(f"sift_scale {scale} out of range; give a value in [0.05, 1]")
 
