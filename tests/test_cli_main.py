@@ -44,7 +44,7 @@ def test_user_error_exits_2_with_one_line(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     def fail(args: argparse.Namespace) -> int:
-        raise MismatchError("tilts.tlt: 59 angles but the stack has 61 images; give one per image")
+        raise MismatchError("tilts.tlt: 59 angles but the stack\nhas 61 images; give one per image")
 
     monkeypatch.setattr(cli_main, "build_parser", lambda: _parser_with(fail))
     assert cli_main.main(["boom"]) == 2

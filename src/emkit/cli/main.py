@@ -65,7 +65,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         status = args.func(args)
     except EmkitError as error:
-        print(f"emkit: error: {error}", file=sys.stderr)
+        # One line, whatever the message: a library's text may carry line breaks.
+        message = " ".join(str(error).split())
+        print(f"emkit: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("emkit: interrupted", file=sys.stderr)
