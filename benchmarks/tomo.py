@@ -217,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="256 WBP, 128 joint")
     parser.add_argument("--no-memory", action="store_true", help="skip the memory probes")
     parser.add_argument("--skip-joint", action="store_true")
+    parser.add_argument("--skip-wbp", action="store_true")
     parser.add_argument("--probe", choices=("wbp", "astra", "joint"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
@@ -227,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     print(f"emkit tomo benchmark: {torch.get_num_threads()} torch threads")
-    wbp = bench_wbp(args)
+    wbp = {} if args.skip_wbp else bench_wbp(args)
     if "astra_s" in wbp:
         ratio = wbp["astra_s"] / wbp["emkit_warm_s"]
         print(f"WBP speed-up over the ASTRA loop: {ratio:.1f}x "
@@ -240,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         common = ["--size", str(args.size), "--joint-size", str(args.joint_size),
                   "--tilts", str(args.tilts), "--astra-slices", str(args.astra_slices)]
         rows = []
-        tasks = ["wbp"] + (["astra"] if _astra_available() else [])
+        tasks = [] if args.skip_wbp else ["wbp"] + (["astra"] if _astra_available() else [])
         tasks += [] if args.skip_joint else ["joint"]
         for task in tasks:
             r = probe_in_subprocess([script, "--probe", task, *common])

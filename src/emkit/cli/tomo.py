@@ -448,8 +448,14 @@ def run_align(args: argparse.Namespace) -> int:
         axis = float(axis_values.mean())
         source = f"{args.xf}"
     else:
+        # Correlating images much larger than ~1k px gains nothing for a coarse start.
+        pre_bin = max(1, int(np.ceil(max(series.stack.shape[1:]) / 1024)))
         pre = prealign(
-            series.stack, series.angles, tilt_axis_angle_deg=_tilt_axis(args), progress=False
+            series.stack,
+            series.angles,
+            binning=pre_bin,
+            tilt_axis_angle_deg=_tilt_axis(args),
+            progress=False,
         )
         shifts0, axis = pre.shifts_px, pre.tilt_axis_angle_deg
         source = "prealign"

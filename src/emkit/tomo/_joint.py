@@ -34,7 +34,11 @@ import numpy as np
 
 from emkit.errors import FileFormatError, InputError, MismatchError, with_path
 from emkit.tomo._prealign import check_tilt_series
-from emkit.tomo._reconstruct import central_crop_for_binning, reconstruct_cgls
+from emkit.tomo._reconstruct import (
+    binning_centre_offset,
+    central_crop_for_binning,
+    reconstruct_cgls,
+)
 from emkit.tomo._transform import remove_gauge, transform_images, validity_masks
 
 log = logging.getLogger(__name__)
@@ -140,6 +144,87 @@ def _shift_step(
     return step
 
 
+class _Workspace:
+    """Buffers for the in-place primal-dual step (allocating per step costs more than the
+    arithmetic at these sizes)."""
+
+    def __init__(self, shape: tuple[int, int, int], device: Any, dtype: Any) -> None:
+        import torch
+
+        self.grad = torch.empty((3, *shape), device=device, dtype=dtype)
+        self.div = torch.empty(shape, device=device, dtype=dtype)
+        self.norm = torch.empty(shape, device=device, dtype=dtype)
+
+
+def _gradient_into(u: Any, out: Any) -> Any:
+    """Forward differences with Neumann boundary, as :func:`emkit.ops.gradient_3d`, in place."""
+    import torch
+
+    out[0, -1].zero_()
+    out[1, :, -1].zero_()
+    out[2, :, :, -1].zero_()
+    torch.sub(u[1:], u[:-1], out=out[0, :-1])
+    torch.sub(u[:, 1:], u[:, :-1], out=out[1, :, :-1])
+    torch.sub(u[:, :, 1:], u[:, :, :-1], out=out[2, :, :, :-1])
+    return out
+
+
+def _divergence_into(q: Any, out: Any) -> Any:
+    """Minus the adjoint of :func:`_gradient_into`, as :func:`emkit.ops.divergence_3d`."""
+    out.zero_()
+    out[:-1] += q[0, :-1]
+    out[1:] -= q[0, :-1]
+    out[:, :-1] += q[1, :, :-1]
+    out[:, 1:] -= q[1, :, :-1]
+    out[:, :, :-1] += q[2, :, :, :-1]
+    out[:, :, 1:] -= q[2, :, :, :-1]
+    return out
+
+
+def _primal_dual_step(
+    projector: Any,
+    u: Any,
+    u_bar: Any,
+    p: Any,
+    q: Any,
+    work: _Workspace,
+    b: Any,
+    m: Any,
+    sigma_p: Any,
+    sigma_q: float,
+    tau: Any,
+    lam: float,
+) -> None:
+    """One Chambolle-Pock step for ``1/2 ||M (A u - b)||^2 + lam TV(u)``, in place.
+
+    ``u`` becomes ``u_new`` and ``u_bar`` the extrapolation ``2 u_new - u_old``, kept apart.
+    """
+    # Data dual: prox of the conjugate of 1/2 ||M (. - b)||^2, zero off the mask.
+    residual = projector.forward(u_bar)
+    residual.sub_(b).mul_(sigma_p)
+    p.add_(residual).div_(1.0 + sigma_p).mul_(m)
+    # TV dual: ascent, then pointwise projection onto the ball of radius lam.
+    q.add_(_gradient_into(u_bar, work.grad), alpha=sigma_q)
+    norm = work.norm
+    _sum_squares_into(q, norm)
+    norm.sqrt_().div_(lam).clamp_(min=1.0)
+    q.div_(norm)
+    # Primal descent: u_new = u - tau (A^T p - div q); u_bar = 2 u_new - u = u_new - step.
+    step = projector.adjoint(p)
+    step.sub_(_divergence_into(q, work.div)).mul_(tau)
+    u.sub_(step)
+    u_bar.copy_(u).sub_(step)
+
+
+def _sum_squares_into(q: Any, out: Any) -> Any:
+    """``out = sum_k q[k]^2`` without temporaries."""
+    import torch
+
+    torch.mul(q[0], q[0], out=out)
+    out.addcmul_(q[1], q[1]).addcmul_(q[2], q[2])
+    return out
+
+
 class _Level:
     """State of one binning level: binned data, projector, masks, primal-dual variables."""
 
@@ -160,6 +245,7 @@ class _Level:
         # Binned data divided by the factor: the density then has the same scale at every
         # level (see emkit.tomo.reconstruct).
         self.data = _bin(stack, factor) / np.float32(factor)
+        self.centre_offset = binning_centre_offset(stack.shape, factor)
         n, ny, nx = self.data.shape
         self.shape = (max(1, thickness // factor), ny, nx)
         self.user_masks = None if user_masks is None else _bin_mask(user_masks, factor)
@@ -169,7 +255,9 @@ class _Level:
 
     def resample(self, shifts_px: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Original binned data shifted by ``shifts_px`` (unbinned) and their masks."""
-        s = shifts_px / self.factor
+        # Cropping an odd number of pixels before binning moves the binned centre (the
+        # tilt axis of the projector) by half a pixel; shift the data back onto it.
+        s = (shifts_px + self.centre_offset) / self.factor
         shifted = transform_images(self.data, s, order=3)
         masks = validity_masks(self.data.shape, s, margin_px=1.0)
         if self.user_masks is not None:
@@ -307,7 +395,7 @@ def align_joint(
     """
     import torch
 
-    from emkit.ops import GRADIENT_NORM_3D, divergence_3d, gradient_3d, project_l2_ball, tv_norm
+    from emkit.ops import GRADIENT_NORM_3D, tv_norm
 
     stack, angles = check_tilt_series(stack, tilt_angles_deg)
     n = len(stack)
@@ -422,16 +510,14 @@ def align_joint(
             p = torch.zeros(level.data.shape, device=tdev, dtype=tdtype)
             q = torch.zeros((3, *level.shape), device=tdev, dtype=tdtype)
             first = 0
+        work = _Workspace(level.shape, tdev, tdtype)
         for k in range(first, per_level[li]):
             b = torch.from_numpy(data).to(tdev, tdtype)
             m = torch.from_numpy(mask).to(tdev, tdtype)
             for _ in range(inner_iterations):
-                # prox of the conjugate of 1/2 ||M (. - b)||^2; p = 0 off the mask.
-                p = (p + sigma_p * (level.projector.forward(u_bar) - b)) / (1.0 + sigma_p) * m
-                q = project_l2_ball(q + sigma_q * gradient_3d(u_bar), lam_abs)
-                u_new = u - tau * (level.projector.adjoint(p) - divergence_3d(q))
-                u_bar = 2.0 * u_new - u
-                u = u_new
+                _primal_dual_step(
+                    level.projector, u, u_bar, p, q, work, b, m, sigma_p, sigma_q, tau, lam_abs
+                )
             model = np.asarray(level.projector.forward(u).cpu().numpy(), dtype=np.float32)
             residual = data - model
             data_residual = 0.5 * float(np.sum((residual * mask).astype(np.float64) ** 2))

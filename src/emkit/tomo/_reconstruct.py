@@ -244,6 +244,18 @@ def central_crop_for_binning(stack: np.ndarray, factor: int) -> np.ndarray:
     return stack[:, ry // 2 : ny - (ry - ry // 2), rx // 2 : nx - (rx - rx // 2)]
 
 
+def binning_centre_offset(shape: tuple[int, ...], factor: int) -> np.ndarray:
+    """``(dy, dx)`` in unbinned pixels from the image centre to the centre of the cropped,
+    binned image (-0.5 where an odd number of pixels is cropped, else 0).
+
+    Shifting the images by this before binning keeps the tilt axis on the binned
+    image's centre.
+    """
+    ny, nx = shape[-2:]
+    ry, rx = ny % factor, nx % factor
+    return np.array([ry // 2 - ry / 2.0, rx // 2 - rx / 2.0])
+
+
 def reconstruct(
     stack: np.ndarray,
     tilt_angles_deg: np.ndarray,
@@ -314,6 +326,9 @@ def reconstruct(
         # A slab centred at z0 projects shifted by z0 sin(t); undo that so the slab is central.
         shifts = shifts.copy()
         shifts[:, 1] -= z_offset_px * np.sin(np.deg2rad(angles))
+    if binning > 1:
+        # Keep the tilt axis on the centre of the cropped, binned images.
+        shifts = shifts + binning_centre_offset(stack.shape, binning)
     masks = None
     if np.any(shifts != 0) or tilt_axis_angle_deg:
         aligned = transform_images(stack, shifts, tilt_axis_angle_deg=tilt_axis_angle_deg)
