@@ -54,3 +54,20 @@ def test_dtype_and_bad_depth(volume):
         chunked_map_overlap(_smooth, volume, chunks=8, depth=9)
     with pytest.raises(InputError, match="axes"):
         chunked_map_overlap(_smooth, volume, chunks=(8, 8), depth=1)
+
+
+@pytest.mark.slow
+def test_on_a_local_cluster(volume, tmp_path):
+    """scheduler=None starts a local cluster of processes (a few seconds)."""
+    out = chunked_map_overlap(
+        _smooth,
+        volume,
+        chunks=20,
+        depth=3,
+        scheduler=None,
+        n_workers=2,
+        output=tmp_path / "out.zarr",
+    )
+    import zarr
+
+    np.testing.assert_allclose(zarr.open_array(str(out))[:], _smooth(volume), atol=1e-6)
