@@ -175,6 +175,8 @@ def prealign(
     highpass: float = 0.01,
     taper_fraction: float = 0.1,
     refine_iterations: int = 3,
+    neighbours: int = 3,
+    network_passes: int = 1,
     progress: bool = False,
 ) -> Prealignment:
     """Coarse translation alignment by cross-correlating stretched neighbouring tilts.
@@ -202,6 +204,11 @@ def prealign(
     refine_iterations : int
         Re-correlations after shifting the image onto its reference (removes the bias of
         the edge taper towards zero shift).
+    neighbours, network_passes : int
+        After the walk, every image is also correlated with its ``neighbours`` next tilts
+        on each side and all shifts are re-solved by least squares from these pairs
+        (``network_passes`` times): the longer baselines keep pair errors from adding up
+        along the walk. ``network_passes=0`` keeps the plain walk.
     progress : bool
         Show a progress bar.
 
@@ -282,11 +289,80 @@ def prealign(
         shifts[target] = shift
         peaks[target] = peak
         log.debug("tilt %.1f: shift %s peak %.3f", angles[target], shifts[target], peak)
+    for _ in range(network_passes):
+        shifts = _network_refine(
+            binned, angles, shifts, neighbours=neighbours, filt=filt, width=width
+        )
     shifts = remove_gauge(shifts * binning, angles, gauge="rigid")
     masks = validity_masks(stack.shape, shifts, tilt_axis_angle_deg=axis_deg)
     return Prealignment(
         shifts_px=shifts, tilt_axis_angle_deg=axis_deg, masks=masks, peaks=peaks
     )
+
+
+def _pair_correction(
+    images: np.ndarray,
+    shifts: np.ndarray,
+    ref: int,
+    target: int,
+    factor: float,
+    filt: np.ndarray,
+    width: int,
+) -> np.ndarray:
+    """Residual ``(dy, dx)`` of ``shift[target] - shift[ref]`` from one windowed correlation
+    of the shifted, stretched target with the shifted reference."""
+    _, ny, nx = images.shape
+    reference = transform_images(images[ref][None], shifts[ref][None], order=3)[0]
+    moving = stretch_x(
+        transform_images(images[target][None], shifts[target][None], order=3)[0], factor
+    )
+    valid_ref = validity_masks((1, ny, nx), shifts[ref][None], margin_px=0.5)[0]
+    valid = validity_masks((1, ny, nx), shifts[target][None], margin_px=0.5)[0]
+    valid = stretch_x(valid.astype(np.float32), factor) > 0.999
+    window = soft_window(valid_ref & valid, width)
+    dp, _ = correlation_peak(
+        _apply_window(reference, window),
+        _apply_window(moving, window),
+        filt=filt,
+        max_shift_px=3.0,
+    )
+    return np.array([dp[0], dp[1] / factor])
+
+
+def _network_refine(
+    images: np.ndarray,
+    angles: np.ndarray,
+    shifts: np.ndarray,
+    *,
+    neighbours: int,
+    filt: np.ndarray,
+    width: int,
+) -> np.ndarray:
+    """Least-squares shifts from correlations of each image with its next few tilts."""
+    order = np.argsort(angles, kind="stable")
+    cos = np.cos(np.deg2rad(angles))
+    n = len(angles)
+    rows: list[tuple[int, int]] = []
+    observed: list[np.ndarray] = []
+    for a in range(n):
+        for b in range(a + 1, min(n, a + 1 + neighbours)):
+            i, j = int(order[a]), int(order[b])
+            # Stretch the higher tilt onto the lower one.
+            ref, target = (i, j) if cos[i] >= cos[j] else (j, i)
+            correction = _pair_correction(
+                images, shifts, ref, target, float(cos[ref] / cos[target]), filt, width
+            )
+            rows.append((ref, target))
+            observed.append(shifts[target] - shifts[ref] + correction)
+    # Solve s_target - s_ref = observed for all pairs, with the mean shift fixed at its
+    # current value (the equations only see differences).
+    design = np.zeros((len(rows) + 1, n))
+    for k, (ref, target) in enumerate(rows):
+        design[k, target], design[k, ref] = 1.0, -1.0
+    design[-1] = 1.0 / n
+    rhs = np.vstack([np.asarray(observed), shifts.mean(axis=0)[None]])
+    solution, *_ = np.linalg.lstsq(design, rhs, rcond=None)
+    return np.asarray(solution, dtype=np.float64)
 
 
 def estimate_tilt_axis(
