@@ -105,6 +105,7 @@ def _bad_pair_case(tmp_path: Path, case: str) -> tuple[list[str], str]:
     write_volume(tmp_path / "fixed.png", fixed)
     moving, mask = damaged.moving, damaged.defect_mask
     named = "moving.png"
+    moving_name = "moving.png"
     if case == "sizes":
         moving = moving[:150]
     elif case == "mask-size":
@@ -116,13 +117,17 @@ def _bad_pair_case(tmp_path: Path, case: str) -> tuple[list[str], str]:
     elif case == "no-features":
         moving = np.full_like(moving, 128)
         mask = np.zeros_like(mask)
-    write_volume(tmp_path / "moving.png", moving)
+    elif case == "nan":
+        moving = moving.astype(np.float32)
+        moving[40, 50] = np.nan
+        moving_name = named = "moving.tif"
+    write_volume(tmp_path / moving_name, moving)
     write_volume(tmp_path / "mask.png", mask)
     args = [
         "register",
         "pair",
         str(tmp_path / "fixed.png"),
-        str(tmp_path / "moving.png"),
+        str(tmp_path / moving_name),
         "--mask",
         str(tmp_path / "mask.png"),
         "--output",
@@ -133,7 +138,7 @@ def _bad_pair_case(tmp_path: Path, case: str) -> tuple[list[str], str]:
     return args, named
 
 
-@pytest.mark.parametrize("case", ["sizes", "mask-size", "all-defect", "no-features"])
+@pytest.mark.parametrize("case", ["sizes", "mask-size", "all-defect", "no-features", "nan"])
 def test_pair_bad_input_exit_2_nothing_written(tmp_path, capsys, case):
     args, named = _bad_pair_case(tmp_path, case)
     before = _files(tmp_path)
@@ -142,6 +147,48 @@ def test_pair_bad_input_exit_2_nothing_written(tmp_path, capsys, case):
     assert err.count("\n") == 0 and err.startswith("emkit: error:")
     assert named in err
     assert _files(tmp_path) == before  # nothing written, no temporary left
+
+
+def _pair_args(sim_dir: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        "register",
+        "pair",
+        str(sim_dir / "fixed.png"),
+        str(sim_dir / "moving.png"),
+        "--mask",
+        str(sim_dir / "defect_mask.png"),
+        "--output",
+        str(out / "w.png"),
+        *extra,
+    ]
+
+
+def test_pair_field_must_be_npy(sim_dir, tmp_path, capsys):
+    """np.save appends .npy to other names: the field would land in a stray temporary."""
+    out = tmp_path / "out"
+    assert main(_pair_args(sim_dir, out, "--field", str(out / "f.txt"))) == 2
+    err = capsys.readouterr().err
+    assert "f.txt" in err and ".npy" in err
+    assert _files(tmp_path) == set()
+
+
+def test_pair_bad_output_found_before_anything_is_written(sim_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    (out / "f.npy").mkdir(parents=True)
+    assert main(_pair_args(sim_dir, out, "--field", str(out / "f.npy"))) == 2
+    assert "f.npy" in capsys.readouterr().err
+    assert _files(tmp_path) == {"out", "f.npy"}  # no warped image, metrics or record
+    assert main(_pair_args(sim_dir, tmp_path / "o2") + ["--output", str(tmp_path / "w.jpg")]) == 2
+    assert "w.jpg" in capsys.readouterr().err
+    assert _files(tmp_path) == {"out", "f.npy"}
+
+
+def test_pair_true_field_without_data_is_a_user_error(sim_dir, tmp_path, capsys):
+    np.save(tmp_path / "nan_field.npy", np.full((2, 320, 320), np.nan, np.float32))
+    out = tmp_path / "out"
+    assert main(_pair_args(sim_dir, out, "--true-field", str(tmp_path / "nan_field.npy"))) == 2
+    assert "nan_field.npy" in capsys.readouterr().err
+    assert not out.exists()
 
 
 def test_pair_refuses_to_overwrite_an_input(sim_dir, capsys):
@@ -170,6 +217,16 @@ def test_pair_missing_file(tmp_path, capsys):
         == 2
     )
     assert "nope.png" in capsys.readouterr().err
+
+
+def test_sim_section_refuses_to_overwrite_its_image(tmp_path, capsys):
+    image = tmp_path / "moving.png"
+    write_volume(image, section_texture((128, 128), seed=1))
+    before = image.read_bytes()
+    assert main(["sim", "section", str(image), "--output", str(tmp_path)]) == 2
+    assert image.read_bytes() == before
+    assert "also an input" in capsys.readouterr().err
+    assert _files(tmp_path) == {"moving.png"}
 
 
 def _stack_dir(tmp_path: Path) -> tuple[Path, Path]:
@@ -215,6 +272,17 @@ def test_stack_folder_with_masks(tmp_path):
     np.testing.assert_array_equal(np.load(fields / "section_0001.npy"), 0)
     record = json.loads((out.parent / "emkit-run.json").read_text())
     assert len(record["results"]["pairs"]) == 3
+
+
+def test_stack_mask_named_like_no_section_is_an_error(tmp_path, capsys):
+    """A misnamed mask must not be ignored silently (the fold would go unmasked)."""
+    sections, masks = _stack_dir(tmp_path)
+    (masks / "s1.png").rename(masks / "s1_mask.png")
+    out = tmp_path / "out" / "aligned.tif"
+    args = ["register", "stack", str(sections), "--masks", str(masks), "--output", str(out)]
+    assert main([*args, "--workers", "1", "--quiet"]) == 2
+    assert "s1_mask.png" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
 def test_stack_file_input_to_mrc(tmp_path):

@@ -222,7 +222,7 @@ def _pair_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def run_pair(args: argparse.Namespace) -> int:
     """``emkit register pair``."""
-    from emkit.errors import EmkitError, MismatchError, with_path
+    from emkit.errors import EmkitError, InputError, MismatchError, with_path
     from emkit.io import Volume, atomic_output, check_not_input, write_volume
     from emkit.register import register_pair, similarity
 
@@ -231,6 +231,7 @@ def run_pair(args: argparse.Namespace) -> int:
     for out in (args.output, args.field, metrics_path):
         if out is not None:
             check_not_input(out, inputs)
+    _check_outputs_writable(args.output, args.field, metrics_path)
     fixed = _read_section(args.fixed, "fixed")
     moving = _read_section(args.moving, "moving")
     if fixed.data.shape != moving.data.shape:
@@ -284,6 +285,14 @@ def run_pair(args: argparse.Namespace) -> int:
         from emkit.register import endpoint_error
 
         scored = scored_valid & np.isfinite(true_field).all(axis=0)
+        if not scored.any():
+            raise InputError(
+                with_path(
+                    args.true_field,
+                    "the known field is NaN wherever the registration has data; give the "
+                    "true_field.npy made for these images",
+                )
+            )
         metrics["endpoint_error"] = endpoint_error(
             result.field, np.nan_to_num(true_field), valid=scored
         )
@@ -301,6 +310,23 @@ def run_pair(args: argparse.Namespace) -> int:
     )
     print(_pair_summary(args, metrics))
     return 0
+
+
+def _check_outputs_writable(image: Path, field: Path | None, metrics: Path) -> None:
+    """Refuse, before any work, outputs that could not be written: a run writes all of
+    them or none."""
+    from emkit.errors import FileFormatError, OutputExistsError, with_path
+    from emkit.io import volume_format
+
+    image_is_folder = volume_format(image, for_writing=True) in ("zarr", "ome-zarr")
+    if field is not None and field.suffix.lower() != ".npy":
+        # np.save would append .npy to any other name.
+        raise FileFormatError(with_path(field, "the field is a NumPy file; give a .npy name"))
+    for path in (None if image_is_folder else image, field, metrics):
+        if path is not None and path.is_dir():
+            raise OutputExistsError(
+                with_path(path, "is a folder; give a file name for this output")
+            )
 
 
 def _read_true_field(path: Path, shape: tuple[int, ...]) -> np.ndarray:
@@ -362,6 +388,11 @@ def _stem(path: Path) -> str:
     return path.stem
 
 
+def _is_section_folder(path: Path) -> bool:
+    """A folder of section images (a Zarr store is a folder too, but one stack)."""
+    return path.is_dir() and not path.name.lower().endswith(".zarr")
+
+
 def _read_stack_input(args: argparse.Namespace) -> tuple[list[np.ndarray], list[str], Any]:
     """Sections, their names (for messages) and the voxel size to keep."""
     from emkit.errors import InputError, MissingFileError, with_path
@@ -370,7 +401,7 @@ def _read_stack_input(args: argparse.Namespace) -> tuple[list[np.ndarray], list[
     path: Path = args.input
     if not path.exists():
         raise MissingFileError(with_path(path, "does not exist; give a folder or a stack file"))
-    if path.is_dir() and not path.name.lower().endswith(".zarr"):
+    if _is_section_folder(path):
         files = _list_sections(path)
         if len(files) < 2:
             raise InputError(
@@ -399,7 +430,18 @@ def _read_stack_masks(
         raise MissingFileError(with_path(masks_path, "does not exist; give the masks folder"))
     if masks_path.is_dir():
         files = {p.stem: p for p in _list_sections(masks_path)}
-        if args.input.is_dir():
+        if _is_section_folder(args.input):
+            stems = {Path(name).stem for name in names}
+            for stem, mask_file in files.items():
+                if stem not in stems:
+                    # Ignoring it would leave that section's defect unmasked, silently.
+                    raise MismatchError(
+                        with_path(
+                            mask_file,
+                            f"names no section in {args.input}; name each mask like its "
+                            "section (same file stem)",
+                        )
+                    )
             out: list[np.ndarray | None] = []
             for name in names:
                 match = files.get(Path(name).stem)
@@ -518,6 +560,9 @@ def run_sim_section(args: argparse.Namespace) -> int:
         fixed = section_texture((h, w), seed=args.seed)
         moving_name = "moving.png"
         voxel_size = None
+    names = [moving_name, "defect_mask.png", "true_field.npy", "params.json", "emkit-run.json"]
+    for name in names:
+        check_not_input(out / name, [args.image])
     damaged = simulate_damaged_section(fixed, kind=args.kind, seed=args.seed)
     out.mkdir(parents=True, exist_ok=True)
     if args.image is None:
