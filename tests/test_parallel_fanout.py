@@ -49,3 +49,31 @@ def test_unreachable_scheduler_is_a_user_error():
         dask_client("tcp://127.0.0.1:9", timeout_s=1.0),
     ):
         pass
+
+
+def test_an_address_that_is_not_a_dask_scheduler_is_a_user_error():
+    """Something else listening there (it answers garbage) must not crash with a traceback."""
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    port = server.getsockname()[1]
+
+    def answer_garbage():
+        conn, _ = server.accept()
+        conn.sendall(b"\xff" * 64)
+        conn.recv(1)  # hold the connection until the client gives up
+        conn.close()
+
+    thread = threading.Thread(target=answer_garbage, daemon=True)
+    thread.start()
+    try:
+        with (
+            pytest.raises(InputError, match="cannot reach"),
+            dask_client(f"tcp://127.0.0.1:{port}", timeout_s=2.0),
+        ):
+            pass
+    finally:
+        server.close()

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from emkit.errors import InputError, ShapeError
 from emkit.sim.sections import section_texture, simulate_damaged_section
 
 
@@ -75,9 +76,10 @@ def test_same_seed_same_section():
 
 
 def test_bad_arguments():
-    with pytest.raises(ValueError, match="unknown defect kind"):
+    # emkit's own error family (the CLI reports these as user errors, exit 2).
+    with pytest.raises(InputError, match="unknown defect kind"):
         simulate_damaged_section(np.zeros((128, 128)), kind="tear")
-    with pytest.raises(ValueError, match="at least 64x64"):
+    with pytest.raises(ShapeError, match="at least 64x64"):
         simulate_damaged_section(np.zeros((32, 128)))
-    with pytest.raises(ValueError, match="too small"):
+    with pytest.raises(ShapeError, match="too small"):
         section_texture((8, 8))

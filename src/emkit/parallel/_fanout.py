@@ -57,7 +57,7 @@ def dask_client(
     Raises
     ------
     InputError
-        The scheduler address cannot be reached.
+        The scheduler address cannot be reached, or is not a Dask scheduler.
     """
     from distributed import Client, LocalCluster
 
@@ -67,7 +67,9 @@ def dask_client(
     if isinstance(scheduler, str):
         try:
             client = Client(scheduler, timeout=f"{timeout_s}s")
-        except (OSError, TimeoutError) as error:
+        except Exception as error:
+            # Not only OSError/TimeoutError: a service that is not a Dask scheduler answers
+            # garbage, and distributed fails on it with ValueError or MemoryError.
             raise InputError(
                 f"cannot reach the Dask scheduler at {scheduler} ({error}); start it "
                 "(`dask scheduler`) or leave out --scheduler to use a local cluster"

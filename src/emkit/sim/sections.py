@@ -24,6 +24,8 @@ from typing import Any, Literal
 import numpy as np
 from scipy import ndimage
 
+from emkit.errors import InputError, ShapeError
+
 __all__ = ["DamagedSection", "section_texture", "simulate_damaged_section"]
 
 
@@ -95,7 +97,7 @@ def section_texture(
     """
     h, w = (int(shape[0]), int(shape[1]))
     if h < 16 or w < 16:
-        raise ValueError(f"texture shape {shape} too small; give at least 16x16 pixels")
+        raise ShapeError(f"texture shape {shape} too small; give at least 16x16 pixels")
     rng = np.random.default_rng(seed)
     # Voronoi cells on a smoothly warped grid, so that cells are irregular, not polygons.
     n_cells = max(4, int(h * w / cell_size_px**2))
@@ -178,8 +180,10 @@ def simulate_damaged_section(
 
     Raises
     ------
-    ValueError
-        If ``fixed`` is not a 2D image of at least 64x64 pixels or ``kind`` is unknown.
+    ShapeError
+        If ``fixed`` is not a 2D image of at least 64x64 pixels.
+    InputError
+        If ``kind`` is unknown.
 
     Examples
     --------
@@ -192,9 +196,9 @@ def simulate_damaged_section(
 
     fixed = np.asarray(fixed)
     if fixed.ndim != 2 or min(fixed.shape) < 64:
-        raise ValueError(f"need a 2D image of at least 64x64 pixels, got shape {fixed.shape}")
+        raise ShapeError(f"need a 2D image of at least 64x64 pixels, got shape {fixed.shape}")
     if kind not in ("fold", "crack"):
-        raise ValueError(f"unknown defect kind {kind!r}; use 'fold' or 'crack'")
+        raise InputError(f"unknown defect kind {kind!r}; use 'fold' or 'crack'")
     rng = np.random.default_rng(seed)
     h, w = fixed.shape
     centre = np.array([(w - 1) / 2.0, (h - 1) / 2.0])
