@@ -32,6 +32,7 @@ def test_correlation_peak_finds_a_subpixel_shift():
     assert np.all(np.abs(limited) <= 2.0 + 1.5)
 
 
+@pytest.mark.slow
 def test_prealign_meets_one_pixel(series):
     result = prealign(series.stack, series.tilt_angles_deg)
     angles, truth = series.tilt_angles_deg, series.shifts_px
