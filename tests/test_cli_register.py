@@ -329,6 +329,10 @@ def test_stack_bad_input(tmp_path, capsys):
     )
     assert "s3.png" in capsys.readouterr().err
     assert not (tmp_path / "a.tif").exists()
+    # An output format emkit cannot write is refused first, before any section is read.
+    args = ["register", "stack", str(sections), "--output", str(tmp_path / "a.jpg")]
+    assert main(args) == 2
+    assert "a.jpg" in capsys.readouterr().err
 
 
 @pytest.mark.slow

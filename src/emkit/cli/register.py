@@ -471,12 +471,13 @@ def _read_stack_masks(
 def run_stack(args: argparse.Namespace) -> int:
     """``emkit register stack``."""
     from emkit.errors import MismatchError, with_path
-    from emkit.io import atomic_output, check_not_input, write_volume
+    from emkit.io import atomic_output, check_not_input, volume_format, write_volume
     from emkit.register import register_stack
 
     fields_dir: Path = args.fields or args.output.with_name(_stem(args.output) + "_fields")
     check_not_input(args.output, [args.input, args.masks])
     check_not_input(fields_dir, [args.input, args.masks])
+    volume_format(args.output, for_writing=True)  # before the work, not after
     sections, names, voxel_size = _read_stack_input(args)
     shape = sections[0].shape
     for section, name in zip(sections, names):
