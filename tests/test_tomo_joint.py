@@ -79,6 +79,24 @@ def test_interrupted_run_resumes_to_the_same_result(small, tmp_path):
         _run(small, checkpoint=checkpoint, resume=True, lam=0.5)
 
 
+def test_run_interrupted_between_levels_resumes_to_the_same_result(small, tmp_path):
+    # The last checkpoint is then the one written when the coarse level finished; the fine
+    # level must start from the upsampled coarse volume, as in an uninterrupted run.
+    full = _run(small)
+    checkpoint = tmp_path / "run.ckpt.npz"
+
+    def stop_in_first_fine_iteration(record, shifts, volume):
+        if record["level"] == 1 and record["iteration"] == 0:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _run(small, checkpoint=checkpoint, callback=stop_in_first_fine_iteration)
+    resumed = _run(small, checkpoint=checkpoint, resume=True)
+    np.testing.assert_allclose(resumed.shifts_px, full.shifts_px, atol=1e-6)
+    np.testing.assert_allclose(resumed.volume, full.volume, atol=1e-5 * np.abs(full.volume).max())
+    assert len(resumed.history) == len(full.history)
+
+
 def test_volume_steps_decrease_the_objective(small):
     final = {}
     for preconditioned in (True, False):

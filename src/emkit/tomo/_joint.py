@@ -492,6 +492,10 @@ def align_joint(
             q = torch.from_numpy(state["q"]).to(tdev, tdtype)
             first = start_iter
         else:
+            if state is not None and li == start_level and state["u"].ndim == 3:
+                # Resuming at a level boundary: the checkpoint holds the finished level's
+                # volume, which an uninterrupted run would upsample here.
+                volume = np.asarray(state["u"], dtype=np.float32)
             if li == 0 or volume.ndim != 3:
                 u0 = reconstruct_cgls(
                     data,
@@ -578,7 +582,7 @@ def align_joint(
         volume = u.cpu().numpy()
         state = None
         if ckpt_path is not None and li + 1 < len(levels):
-            # The next level starts from CGLS; record that this level is done.
+            # Record that this level is done, with its volume: the next level starts from it.
             _save_checkpoint(
                 ckpt_path,
                 {
@@ -587,7 +591,7 @@ def align_joint(
                     "level_index": np.array(li + 1),
                     "next_iteration": np.array(0),
                     "shifts_px": shifts,
-                    "u": np.zeros(1, np.float32),
+                    "u": volume,
                     "u_bar": np.zeros(1, np.float32),
                     "p": np.zeros(1, np.float32),
                     "q": np.zeros(1, np.float32),
