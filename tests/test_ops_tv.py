@@ -98,3 +98,30 @@ def test_project_l2_ball():
     out_t = project_l2_ball(torch.from_numpy(p), torch.from_numpy(radius))
     assert isinstance(out_t, torch.Tensor)
     assert float(out_t.square().sum(0).sqrt().max()) <= 0.5 + 1e-12
+
+
+@pytest.mark.parametrize("kind", ["numpy", "torch"])
+def test_out_buffers_give_the_same_results(kind):
+    rng = np.random.default_rng(3)
+    u = rng.standard_normal((5, 6, 7)).astype(np.float32)
+    p = rng.standard_normal((3, 5, 6, 7)).astype(np.float32) * 2
+    radius = 0.7 + rng.random((5, 6, 7)).astype(np.float32)
+    if kind == "torch":
+        u, p, radius = torch.from_numpy(u), torch.from_numpy(p), torch.from_numpy(radius)
+        full = torch.full
+    else:
+        full = np.full
+    # Buffers filled with garbage: every element must be written.
+    grad = gradient_3d(u, out=full((3, 5, 6, 7), 9.0, dtype=u.dtype))
+    np.testing.assert_allclose(np.asarray(grad), np.asarray(gradient_3d(u)), atol=1e-6)
+    div = divergence_3d(p, out=full((5, 6, 7), 9.0, dtype=u.dtype))
+    np.testing.assert_allclose(np.asarray(div), np.asarray(divergence_3d(p)), atol=1e-6)
+    expected = np.asarray(project_l2_ball(p, radius))
+    in_place = p.clone() if kind == "torch" else p.copy()
+    result = project_l2_ball(in_place, radius, out=in_place)
+    assert result is in_place
+    np.testing.assert_allclose(np.asarray(in_place), expected, rtol=1e-6)
+    with pytest.raises(ShapeError):
+        gradient_3d(u, out=full((3, 5, 6, 6), 0.0, dtype=u.dtype))
+    with pytest.raises(ShapeError):
+        divergence_3d(p, out=full((5, 6, 6), 0.0, dtype=u.dtype))

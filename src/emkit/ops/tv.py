@@ -69,19 +69,43 @@ def _forward_difference(u: Any, axis: int) -> Any:
     return _cat([diff, _zeros(u, tuple(pad_shape))], axis)
 
 
-def gradient_3d(u: Any) -> Any:
+def _check_out(out: Any, shape: tuple[int, ...], name: str) -> None:
+    if tuple(out.shape) != shape:
+        raise ShapeError(f"{name}: out must have shape {shape}, got {tuple(out.shape)}")
+
+
+def gradient_3d(u: Any, *, out: Any = None) -> Any:
     """Forward-difference gradient with Neumann boundary.
 
     Parameters
     ----------
     u : ndarray or torch.Tensor, shape (z, y, x)
         (Any ``d``-dimensional array works; the result then has ``d`` components.)
+    out : same kind, shape (3, z, y, x), optional
+        Write the result here instead of allocating it (iterative solvers reuse one
+        buffer); not differentiable through torch autograd.
 
     Returns
     -------
     same kind, shape (3, z, y, x)
-        Components ``(d/dz, d/dy, d/dx)``; the last slice along each axis is 0.
+        Components ``(d/dz, d/dy, d/dx)``; the last slice along each axis is 0. ``out``
+        when given.
     """
+    if out is not None:
+        _check_out(out, (u.ndim, *u.shape), "gradient_3d")
+        nd = u.ndim
+        for a in range(nd):
+            upper = u[_slice(nd, a, slice(1, None))]
+            lower = u[_slice(nd, a, slice(None, -1))]
+            target = out[a][_slice(nd, a, slice(None, -1))]
+            if _is_torch(u):
+                import torch
+
+                torch.sub(upper, lower, out=target)
+            else:
+                np.subtract(upper, lower, out=target)
+            out[a][_slice(nd, a, slice(-1, None))] = 0
+        return out
     parts = [_forward_difference(u, a) for a in range(u.ndim)]
     if _is_torch(u):
         import torch
@@ -90,22 +114,34 @@ def gradient_3d(u: Any) -> Any:
     return np.stack(parts, axis=0)
 
 
-def divergence_3d(p: Any) -> Any:
+def divergence_3d(p: Any, *, out: Any = None) -> Any:
     """Discrete divergence, the exact negative adjoint of :func:`gradient_3d`.
 
     Parameters
     ----------
     p : ndarray or torch.Tensor, shape (3, z, y, x)
         A vector field (components ``z, y, x``).
+    out : same kind, shape (z, y, x), optional
+        Write the result here instead of allocating it (must not share memory with ``p``);
+        not differentiable through torch autograd.
 
     Returns
     -------
     same kind, shape (z, y, x)
-        ``div p`` with ``<gradient_3d(u), p> = -<u, divergence_3d(p)>``.
+        ``div p`` with ``<gradient_3d(u), p> = -<u, divergence_3d(p)>``; ``out`` when given.
     """
     ndim = p.ndim - 1
     if p.shape[0] != ndim:
         raise ShapeError(f"p must have shape ({ndim}, ...) for a {ndim}D field, got {p.shape}")
+    if out is not None:
+        _check_out(out, tuple(p.shape[1:]), "divergence_3d")
+        out[...] = 0
+        for a in range(ndim):
+            inner = p[a][_slice(ndim, a, slice(None, -1))]
+            # d[i] = p[i] - p[i-1], with p[-1] = 0 and p[n-1] treated as 0
+            out[_slice(ndim, a, slice(None, -1))] += inner
+            out[_slice(ndim, a, slice(1, None))] -= inner
+        return out
     total = None
     for a in range(ndim):
         comp = p[a]
@@ -158,7 +194,7 @@ def tv_gradient(u: Any, *, eps: float) -> Any:
     return -divergence_3d(g / mag)
 
 
-def project_l2_ball(p: Any, radius: Any) -> Any:
+def project_l2_ball(p: Any, radius: Any, *, out: Any = None) -> Any:
     """Project each voxel's vector ``p[:, i]`` onto the ball of radius ``radius``.
 
     ``p / max(1, |p| / radius)`` with ``|p|`` the Euclidean norm over the first axis: the
@@ -169,11 +205,32 @@ def project_l2_ball(p: Any, radius: Any) -> Any:
     p : ndarray or torch.Tensor, shape (3, z, y, x)
     radius : float or array broadcastable to (z, y, x)
         Positive.
+    out : same kind and shape as ``p``, optional
+        Write the result here (``out=p`` projects in place, allocating only one
+        ``(z, y, x)`` array); not differentiable through torch autograd.
 
     Returns
     -------
-    same kind and shape as ``p``
+    same kind and shape as ``p`` (``out`` when given)
     """
+    if out is not None:
+        _check_out(out, tuple(p.shape), "project_l2_ball")
+        # Sum of squares component by component: no (3, z, y, x) temporary.
+        if _is_torch(p):
+            import torch
+
+            norm = torch.mul(p[0], p[0])
+            for k in range(1, p.shape[0]):
+                norm.addcmul_(p[k], p[k])
+            norm.sqrt_().div_(radius).clamp_(min=1.0)
+            return torch.div(p, norm, out=out)
+        norm = np.multiply(p[0], p[0])
+        for k in range(1, p.shape[0]):
+            norm += p[k] * p[k]
+        np.sqrt(norm, out=norm)
+        norm /= radius
+        np.maximum(norm, 1.0, out=norm)
+        return np.divide(p, norm, out=out)
     norm = _sqrt((p * p).sum(0))
     scale = norm / radius
     if _is_torch(p):

@@ -153,32 +153,6 @@ class _Workspace:
 
         self.grad = torch.empty((3, *shape), device=device, dtype=dtype)
         self.div = torch.empty(shape, device=device, dtype=dtype)
-        self.norm = torch.empty(shape, device=device, dtype=dtype)
-
-
-def _gradient_into(u: Any, out: Any) -> Any:
-    """Forward differences with Neumann boundary, as :func:`emkit.ops.gradient_3d`, in place."""
-    import torch
-
-    out[0, -1].zero_()
-    out[1, :, -1].zero_()
-    out[2, :, :, -1].zero_()
-    torch.sub(u[1:], u[:-1], out=out[0, :-1])
-    torch.sub(u[:, 1:], u[:, :-1], out=out[1, :, :-1])
-    torch.sub(u[:, :, 1:], u[:, :, :-1], out=out[2, :, :, :-1])
-    return out
-
-
-def _divergence_into(q: Any, out: Any) -> Any:
-    """Minus the adjoint of :func:`_gradient_into`, as :func:`emkit.ops.divergence_3d`."""
-    out.zero_()
-    out[:-1] += q[0, :-1]
-    out[1:] -= q[0, :-1]
-    out[:, :-1] += q[1, :, :-1]
-    out[:, 1:] -= q[1, :, :-1]
-    out[:, :, :-1] += q[2, :, :, :-1]
-    out[:, :, 1:] -= q[2, :, :, :-1]
-    return out
 
 
 def _primal_dual_step(
@@ -199,30 +173,22 @@ def _primal_dual_step(
 
     ``u`` becomes ``u_new`` and ``u_bar`` the extrapolation ``2 u_new - u_old``, kept apart.
     """
+    from emkit.ops import divergence_3d, gradient_3d, project_l2_ball
+
     # Data dual: prox of the conjugate of 1/2 ||M (. - b)||^2, zero off the mask.
     residual = projector.forward(u_bar)
     residual.sub_(b).mul_(sigma_p)
     p.add_(residual).div_(1.0 + sigma_p).mul_(m)
-    # TV dual: ascent, then pointwise projection onto the ball of radius lam.
-    q.add_(_gradient_into(u_bar, work.grad), alpha=sigma_q)
-    norm = work.norm
-    _sum_squares_into(q, norm)
-    norm.sqrt_().div_(lam).clamp_(min=1.0)
-    q.div_(norm)
+    # TV dual: ascent, then pointwise projection onto the ball of radius lam (for lam = 0
+    # the ball is the point 0, where q stays; projecting would divide 0 by 0).
+    if lam > 0:
+        q.add_(gradient_3d(u_bar, out=work.grad), alpha=sigma_q)
+        project_l2_ball(q, lam, out=q)
     # Primal descent: u_new = u - tau (A^T p - div q); u_bar = 2 u_new - u = u_new - step.
     step = projector.adjoint(p)
-    step.sub_(_divergence_into(q, work.div)).mul_(tau)
+    step.sub_(divergence_3d(q, out=work.div)).mul_(tau)
     u.sub_(step)
     u_bar.copy_(u).sub_(step)
-
-
-def _sum_squares_into(q: Any, out: Any) -> Any:
-    """``out = sum_k q[k]^2`` without temporaries."""
-    import torch
-
-    torch.mul(q[0], q[0], out=out)
-    out.addcmul_(q[1], q[1]).addcmul_(q[2], q[2])
-    return out
 
 
 class _Level:
