@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from emkit.io._atomic import atomic_output
+from emkit.report._figure import new_figure, save_png
 
 __all__ = ["overlay_image", "save_overlay", "save_field_figure"]
 
@@ -86,25 +87,16 @@ def save_field_figure(
     valid : ndarray of bool, shape (H, W), optional
         Pixels without data are left blank.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     _, h, w = field.shape
     magnitude = np.hypot(field[0], field[1])
     shown = np.where(valid, magnitude, np.nan) if valid is not None else magnitude
     step = max(1, max(h, w) // 24)
     ys, xs = np.mgrid[step // 2 : h : step, step // 2 : w : step]
-    fig, ax = plt.subplots(figsize=(6, 6 * h / w + 0.5), dpi=120)
-    try:
-        im = ax.imshow(shown, cmap="viridis")
-        ax.quiver(xs, ys, field[1][ys, xs], field[0][ys, xs], color="white", angles="xy")
-        fig.colorbar(im, ax=ax, label="|displacement| (px)", shrink=0.8)
-        ax.set_title(title)
-        ax.set_axis_off()
-        with atomic_output(path) as tmp:
-            fig.savefig(tmp, format="png", bbox_inches="tight")
-    finally:
-        plt.close(fig)
+    fig, ax = new_figure(figsize=(6, 6 * h / w + 0.5), dpi=120)
+    im = ax.imshow(shown, cmap="viridis")
+    ax.quiver(xs, ys, field[1][ys, xs], field[0][ys, xs], color="white", angles="xy")
+    fig.colorbar(im, ax=ax, label="|displacement| (px)", shrink=0.8)
+    ax.set_title(title)
+    ax.set_axis_off()
+    save_png(fig, path, bbox_inches="tight")
     return Path(path)
