@@ -99,31 +99,40 @@ def test_tlt_that_does_not_match_the_stack(simulated, tmp_path, capsys, command)
                      "--output", target], capsys, out, "short.tlt", "17 tilt angles")
 
 
-def test_fewer_than_three_tilts(tmp_path, capsys):
+def _output(out, command):
+    return str(out / "rec.mrc") if command == "reconstruct" else str(out)
+
+
+@pytest.mark.parametrize("command", ["prealign", "align", "reconstruct"])
+def test_fewer_than_three_tilts(tmp_path, capsys, command):
     _write_stack(tmp_path / "two.mrc", np.ones((2, 32, 32)))
     (tmp_path / "two.tlt").write_text("-10\n10\n")
     out = tmp_path / "out"
-    _assert_refused(["tomo", "prealign", str(tmp_path / "two.mrc"), "--output", str(out)],
-                    capsys, out, "two.mrc", "at least 3")
+    _assert_refused(["tomo", command, str(tmp_path / "two.mrc"), "--output",
+                     _output(out, command)], capsys, out, "two.mrc", "at least 3")
 
 
 @pytest.mark.filterwarnings("ignore:Data array contains NaN")
-def test_non_finite_pixels(tmp_path, capsys):
+@pytest.mark.parametrize("command", ["prealign", "align", "reconstruct"])
+def test_non_finite_pixels(tmp_path, capsys, command):
     data = np.random.default_rng(0).normal(size=(5, 32, 32))
     data[2, 4, 4] = np.nan
     _write_stack(tmp_path / "nan.mrc", data)
     (tmp_path / "nan.tlt").write_text("-20\n-10\n0\n10\n20\n")
     out = tmp_path / "out"
-    _assert_refused(["tomo", "align", str(tmp_path / "nan.mrc"), "--output", str(out)],
-                    capsys, out, "nan.mrc")
+    _assert_refused(["tomo", command, str(tmp_path / "nan.mrc"), "--output",
+                     _output(out, command)], capsys, out, "nan.mrc")
 
 
-def test_unreadable_and_missing_files(tmp_path, capsys):
+@pytest.mark.parametrize("command", ["prealign", "align", "reconstruct"])
+def test_unreadable_and_missing_files(tmp_path, capsys, command):
     (tmp_path / "junk.mrc").write_bytes(b"this is not an MRC file" * 10)
     (tmp_path / "junk.tlt").write_text("-20\n0\n20\n")
     out = tmp_path / "out"
-    _assert_refused(["tomo", "reconstruct", str(tmp_path / "junk.mrc"), "--output",
-                     str(out / "r.mrc")], capsys, out, "junk.mrc")
+    _assert_refused(["tomo", command, str(tmp_path / "junk.mrc"), "--output",
+                     _output(out, command)], capsys, out, "junk.mrc")
+    if command != "prealign":
+        return
     _assert_refused(["tomo", "prealign", str(tmp_path / "absent.mrc"), "--angles",
                      str(tmp_path / "junk.tlt"), "--output", str(out)], capsys, out, "absent.mrc")
     _write_stack(tmp_path / "ok.mrc", np.ones((3, 32, 32)))
