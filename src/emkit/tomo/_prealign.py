@@ -29,8 +29,9 @@ class Prealignment:
     Attributes
     ----------
     shifts_px : ndarray, shape (n, 2)
-        ``(dy, dx)`` alignment shifts in unbinned pixels (mean zero), applied after the
-        rotation by ``tilt_axis_angle_deg``.
+        ``(dy, dx)`` alignment shifts in unbinned pixels, applied after the rotation by
+        ``tilt_axis_angle_deg``; rigid gauge removed (y has mean zero, x no part
+        ``x0 cos t + z0 sin t``; see :func:`emkit.tomo.remove_gauge`).
     tilt_axis_angle_deg : float
         In-plane tilt-axis angle of the raw images (0 = along y).
     masks : ndarray of bool, shape (n, y, x)
@@ -215,7 +216,7 @@ def prealign(
     Returns
     -------
     Prealignment
-        Shifts (mean zero), tilt-axis angle, validity masks and correlation peaks.
+        Shifts (rigid gauge removed), tilt-axis angle, validity masks and correlation peaks.
 
     Examples
     --------
@@ -270,21 +271,14 @@ def prealign(
         # (which sits at the centre only once the image is shifted). So shift the raw image
         # by the estimate, stretch it about the centre, and re-correlate inside one soft
         # window over the common field of view until the correction vanishes.
-        ref_valid = validity_masks((1, ny, nx), shifts[ref][None], margin_px=0.5)[0]
         for _ in range(refine_iterations):
-            shifted = transform_images(binned[target][None], shift[None], order=3)[0]
-            moving = stretch_x(shifted, factor)
-            valid = validity_masks((1, ny, nx), shift[None], margin_px=0.5)[0]
-            valid = stretch_x(valid.astype(np.float32), factor) > 0.999
-            window = soft_window(ref_valid & valid, width)
-            dp, peak = correlation_peak(
-                _apply_window(ref_image, window),
-                _apply_window(moving, window),
-                filt=filt,
-                max_shift_px=2.0,
+            shifts[target] = shift
+            correction, peak = _pair_correction(
+                binned, shifts, ref, target, factor, filt, width, max_shift_px=2.0
             )
-            shift = shift + np.array([dp[0], dp[1] / factor])
-            if np.max(np.abs(dp)) < 0.01:
+            shift = shift + correction
+            # Converged when the correlation peak (stretched pixels) no longer moves.
+            if max(abs(correction[0]), abs(correction[1] * factor)) < 0.01:
                 break
         shifts[target] = shift
         peaks[target] = peak
@@ -308,9 +302,11 @@ def _pair_correction(
     factor: float,
     filt: np.ndarray,
     width: int,
-) -> np.ndarray:
-    """Residual ``(dy, dx)`` of ``shift[target] - shift[ref]`` from one windowed correlation
-    of the shifted, stretched target with the shifted reference."""
+    *,
+    max_shift_px: float = 3.0,
+) -> tuple[np.ndarray, float]:
+    """Residual ``(dy, dx)`` of ``shift[target] - shift[ref]`` and the correlation peak, from
+    one windowed correlation of the shifted, stretched target with the shifted reference."""
     _, ny, nx = images.shape
     reference = transform_images(images[ref][None], shifts[ref][None], order=3)[0]
     moving = stretch_x(
@@ -320,13 +316,13 @@ def _pair_correction(
     valid = validity_masks((1, ny, nx), shifts[target][None], margin_px=0.5)[0]
     valid = stretch_x(valid.astype(np.float32), factor) > 0.999
     window = soft_window(valid_ref & valid, width)
-    dp, _ = correlation_peak(
+    dp, peak = correlation_peak(
         _apply_window(reference, window),
         _apply_window(moving, window),
         filt=filt,
-        max_shift_px=3.0,
+        max_shift_px=max_shift_px,
     )
-    return np.array([dp[0], dp[1] / factor])
+    return np.array([dp[0], dp[1] / factor]), peak
 
 
 def _network_refine(
@@ -349,7 +345,7 @@ def _network_refine(
             i, j = int(order[a]), int(order[b])
             # Stretch the higher tilt onto the lower one.
             ref, target = (i, j) if cos[i] >= cos[j] else (j, i)
-            correction = _pair_correction(
+            correction, _ = _pair_correction(
                 images, shifts, ref, target, float(cos[ref] / cos[target]), filt, width
             )
             rows.append((ref, target))

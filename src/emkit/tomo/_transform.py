@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from emkit.errors import ShapeError
+from emkit.errors import InputError, ShapeError
 
 
 def image_center(shape: tuple[int, ...]) -> np.ndarray:
@@ -226,7 +226,7 @@ def remove_gauge(
     if gauge == "offset":
         return out
     if gauge != "rigid":
-        raise ValueError(f"gauge must be 'offset' or 'rigid', not {gauge!r}")
+        raise InputError(f"gauge must be 'offset' or 'rigid', not {gauge!r}")
     t = np.deg2rad(np.asarray(tilt_angles_deg, dtype=np.float64))
     basis = np.stack([np.cos(t), np.sin(t)], axis=1)
     coef, *_ = np.linalg.lstsq(basis, shifts[:, 1], rcond=None)
@@ -259,7 +259,7 @@ def shift_rmse(
     """
     error = np.asarray(estimated_px, dtype=np.float64) - np.asarray(true_px, dtype=np.float64)
     if gauge == "rigid" and tilt_angles_deg is None:
-        raise ValueError("gauge='rigid' needs the tilt angles")
+        raise InputError("gauge='rigid' needs the tilt angles")
     angles = np.zeros(len(error)) if tilt_angles_deg is None else tilt_angles_deg
     error = remove_gauge(error, angles, gauge=gauge)
     return float(np.sqrt(np.mean(np.sum(error**2, axis=1))))
