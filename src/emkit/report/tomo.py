@@ -9,28 +9,9 @@ from typing import Any
 
 import numpy as np
 
+from emkit.report._figure import new_figure, save_png
+
 __all__ = ["plot_iteration", "plot_shift_errors", "plot_slices"]
-
-
-def _figure(*args: Any, **kwargs: Any) -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt.subplots(*args, **kwargs)
-
-
-def _save(fig: Any, path: str | os.PathLike[str]) -> Path:
-    import matplotlib.pyplot as plt
-
-    from emkit.io import atomic_output
-
-    out = Path(path)
-    with atomic_output(out) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
-    return out
 
 
 def _show(ax: Any, image: np.ndarray, title: str) -> None:
@@ -65,7 +46,7 @@ def plot_iteration(
     true_shifts_px : ndarray, shape (n, 2), optional
         Ground truth to draw for comparison (simulations).
     """
-    fig, axes = _figure(1, 3, figsize=(13, 4))
+    fig, axes = new_figure(1, 3, figsize=(13, 4))
     nz, ny, _ = volume.shape
     _show(axes[0], volume[nz // 2], "central xy slice")
     _show(axes[1], volume[:, ny // 2], "central xz slice")
@@ -90,7 +71,7 @@ def plot_iteration(
             fontsize=10,
         )
     fig.tight_layout()
-    return _save(fig, path)
+    return save_png(fig, path, dpi=100)
 
 
 def plot_slices(
@@ -107,14 +88,14 @@ def plot_slices(
         Which central slice: constant z (``xy``) or constant y (``xz``).
     """
     rows = ["xy", "xz"] if axis == "both" else [axis]
-    fig, axes = _figure(len(rows), len(volumes), figsize=(3.2 * len(volumes), 3.4 * len(rows)))
+    fig, axes = new_figure(len(rows), len(volumes), figsize=(3.2 * len(volumes), 3.4 * len(rows)))
     axes = np.atleast_2d(axes).reshape(len(rows), len(volumes))
     for r, which in enumerate(rows):
         for c, (title, vol) in enumerate(volumes.items()):
             image = vol[vol.shape[0] // 2] if which == "xy" else vol[:, vol.shape[1] // 2]
             _show(axes[r, c], image, f"{title} ({which})")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_png(fig, path, dpi=100)
 
 
 def plot_shift_errors(
@@ -136,7 +117,7 @@ def plot_shift_errors(
     """
     from emkit.tomo import remove_gauge, shift_rmse
 
-    fig, axes = _figure(1, 2, figsize=(10, 3.6), sharey=True)
+    fig, axes = new_figure(1, 2, figsize=(10, 3.6), sharey=True)
     order = np.argsort(tilt_angles_deg)
     for name, est in estimates.items():
         err = remove_gauge(est - true_shifts_px, tilt_angles_deg, gauge="rigid")
@@ -151,4 +132,4 @@ def plot_shift_errors(
     axes[1].axhline(0, color="k", lw=0.5)
     axes[0].legend(fontsize=8)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_png(fig, path, dpi=100)
