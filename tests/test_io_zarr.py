@@ -10,7 +10,13 @@ import pytest
 import zarr
 
 from emkit.errors import FileFormatError, MissingFileError
-from emkit.io import open_zarr_array, read_volume, write_volume
+from emkit.io import (
+    create_zarr_array,
+    open_group_for_write,
+    open_zarr_array,
+    read_volume,
+    write_volume,
+)
 from emkit.io._zarr import zarr_levels
 
 
@@ -87,8 +93,8 @@ def test_ome_zarr_without_voxel_size_has_no_unit(tmp_path: Path) -> None:
 
 def test_foreign_ome_zarr_in_nanometres_with_channel_axis(tmp_path: Path) -> None:
     data = _data((1, 5, 6, 7))
-    group = zarr.open_group(str(tmp_path / "f.ome.zarr"), mode="w", zarr_format=2)
-    group.create_array("s0", shape=data.shape, dtype=data.dtype, chunks=data.shape)[...] = data
+    group = open_group_for_write(tmp_path / "f.ome.zarr")
+    create_zarr_array(tmp_path / "f.ome.zarr" / "s0", data.shape, data.dtype)[...] = data
     group.attrs["multiscales"] = [
         {
             "version": "0.4",
@@ -144,7 +150,7 @@ def test_bad_zarr_paths(tmp_path: Path) -> None:
     (tmp_path / "empty.zarr").mkdir()
     with pytest.raises(FileFormatError, match="empty.zarr"):
         read_volume(tmp_path / "empty.zarr")
-    zarr.open_group(str(tmp_path / "g.zarr"), mode="w", zarr_format=2)
+    open_group_for_write(tmp_path / "g.zarr")
     with pytest.raises(FileFormatError, match="g.zarr: .*multiscales"):
         read_volume(tmp_path / "g.zarr")
     write_volume(tmp_path / "v.ome.zarr", _data((4, 4, 4)), n_levels=1)

@@ -7,6 +7,7 @@ import pytest
 from scipy import ndimage
 
 from emkit.errors import InputError
+from emkit.io import create_zarr_array
 from emkit.parallel import chunked_map_overlap
 
 
@@ -34,9 +35,7 @@ def test_too_small_depth_shows_seams(volume):
 def test_zarr_in_zarr_out(volume, tmp_path):
     import zarr
 
-    src = zarr.create_array(
-        tmp_path / "in.zarr", shape=volume.shape, chunks=(20, 24, 18), dtype="float32"
-    )
+    src = create_zarr_array(tmp_path / "in.zarr", volume.shape, "float32", chunks=(20, 24, 18))
     src[:] = volume
     out = chunked_map_overlap(
         _smooth, tmp_path / "in.zarr", chunks=(20, 24, 18), depth=3, output=tmp_path / "out.zarr"

@@ -46,7 +46,7 @@ from emkit.io._star import (
 )
 from emkit.io._structure import read_structure, structure_atoms, structure_to_density
 from emkit.io._volume import Volume
-from emkit.io._zarr import open_zarr_array
+from emkit.io._zarr import create_zarr_array, open_group_for_write, open_zarr_array
 
 __all__ = [
     "VOLUME_SUFFIXES",
@@ -58,6 +58,8 @@ __all__ = [
     "describe",
     "format_keeps_metadata",
     "open_zarr_array",
+    "create_zarr_array",
+    "open_group_for_write",
     "png_ready",
     "read_aln",
     "read_coordinates",

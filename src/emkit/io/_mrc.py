@@ -157,7 +157,7 @@ def _slab_stats(data: np.ndarray) -> tuple[float, float, float, float]:
     """min, max, mean, rms (standard deviation) of ``data``, computed in slabs (float64)."""
     if data.size == 0:
         return 0.0, 0.0, 0.0, 0.0
-    flat = data.reshape((-1,) + data.shape[-2:]) if data.ndim >= 2 else data.reshape(1, -1)
+    flat = data.reshape(-1, *data.shape[-2:]) if data.ndim >= 2 else data.reshape(1, -1)
     step = max(1, _SLAB_BYTES // max(1, flat[0].nbytes * 2))
     lo, hi, total, total_sq = np.inf, -np.inf, 0.0, 0.0
     for start in range(0, flat.shape[0], step):

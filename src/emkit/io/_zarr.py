@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -238,6 +239,21 @@ def _default_chunks(shape: Sequence[int]) -> tuple[int, ...]:
     return tuple(max(1, min(size, n)) for n in shape)
 
 
+def _zarr_major() -> int:
+    import zarr
+
+    return int(zarr.__version__.split(".")[0])
+
+
+def open_group_for_write(path: str | os.PathLike[str]) -> Any:
+    """A new, empty Zarr-format-2 group at ``path`` (zarr 3, or zarr 2 on Python 3.10)."""
+    import zarr
+
+    if _zarr_major() >= 3:
+        return zarr.open_group(str(path), mode="w", zarr_format=2)
+    return zarr.open_group(str(path), mode="w")
+
+
 def _create_array(
     group_or_path: Any,
     name: str | None,
@@ -246,8 +262,26 @@ def _create_array(
     chunks: tuple[int, ...],
     attributes: dict[str, Any] | None = None,
 ) -> Any:
+    """A Zarr-format-2 array with "/" chunk keys (what OME-NGFF 0.4 readers expect)."""
     import zarr
 
+    if _zarr_major() < 3:
+        # zarr 2 (the newest release for Python 3.10) spells the same store differently.
+        options: dict[str, Any] = {
+            "shape": shape,
+            "dtype": dtype,
+            "chunks": chunks,
+            "compressor": _compressor(),
+            "dimension_separator": "/",
+            "fill_value": 0,
+        }
+        if name is None:
+            array = zarr.open_array(str(group_or_path), mode="w", **options)
+        else:
+            array = group_or_path.create_dataset(name, **options)
+        if attributes:
+            array.attrs.update(attributes)
+        return array
     kwargs: dict[str, Any] = {
         "shape": shape,
         "dtype": dtype,
@@ -263,6 +297,18 @@ def _create_array(
         return zarr.create_array(str(group_or_path), **kwargs)
     kwargs.pop("zarr_format")
     return group_or_path.create_array(name, **kwargs)
+
+
+def create_zarr_array(
+    path: str | os.PathLike[str],
+    shape: tuple[int, ...],
+    dtype: Any,
+    *,
+    chunks: tuple[int, ...] | None = None,
+) -> Any:
+    """A new, empty chunked Zarr array at ``path`` (compressed, Zarr format 2)."""
+    shape = tuple(int(n) for n in shape)
+    return _create_array(Path(path), None, shape, dtype, chunks or _default_chunks(shape))
 
 
 def _tiles(shape: Sequence[int], chunks: Sequence[int], bytes_per_element: int) -> Any:
@@ -375,7 +421,6 @@ def write_ome_zarr(
         Resolution levels including the full one; default: halve until the longest axis
         is at most 64 (at most 8 levels).
     """
-    import zarr
 
     ndim = np.ndim(data)
     if ndim not in (2, 3):
@@ -393,7 +438,7 @@ def write_ome_zarr(
             axis["unit"] = "angstrom"
     base_origin = [float(v) for v in origin][-ndim:]
 
-    group = zarr.open_group(str(path), mode="w", zarr_format=2)
+    group = open_group_for_write(path)
     chunk_shape = chunks or _default_chunks(shape)
     current = _create_array(group, "0", shape, data.dtype, chunk_shape)
     _copy_in_slabs(current, data)
