@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from emkit.errors import InputError
-from emkit.geometry import euler_zyz_to_matrix, tilt_angles, tilt_rotation
+from emkit.geometry import euler_zyz_to_matrix, tilt_angles, tilt_axis_rotation_xy, tilt_rotation
 
 
 def test_positive_tilt_moves_upper_material_to_plus_x():
@@ -44,3 +44,13 @@ def test_tilt_angles_bad_steps():
         tilt_angles(-60, 60, 0)
     with pytest.raises(InputError, match="flip the sign"):
         tilt_angles(-60, 60, -2)
+
+
+@pytest.mark.parametrize("angle_deg", [0.0, 12.5, -85.0, 90.0])
+def test_tilt_axis_rotation_turns_the_axis_onto_plus_y(angle_deg: float) -> None:
+    a = np.deg2rad(angle_deg)
+    axis_xy = np.array([-np.sin(a), np.cos(a)])  # from +y towards -x by angle_deg
+    R = tilt_axis_rotation_xy(angle_deg)
+    np.testing.assert_allclose(R @ axis_xy, [0.0, 1.0], atol=1e-12)
+    np.testing.assert_allclose(R @ R.T, np.eye(2), atol=1e-12)
+    assert np.linalg.det(R) == pytest.approx(1.0)

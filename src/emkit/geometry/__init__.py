@@ -83,7 +83,7 @@ from emkit.geometry._sampling import (
     random_rotations,
     so3_grid,
 )
-from emkit.geometry._tilt import tilt_angles, tilt_rotation
+from emkit.geometry._tilt import tilt_angles, tilt_axis_rotation_xy, tilt_rotation
 
 __all__ = [
     "RotationAlignment",
@@ -106,5 +106,6 @@ __all__ = [
     "rotation_angle_between",
     "so3_grid",
     "tilt_angles",
+    "tilt_axis_rotation_xy",
     "tilt_rotation",
 ]

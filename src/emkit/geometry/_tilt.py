@@ -10,7 +10,7 @@ from numpy.typing import ArrayLike, NDArray
 from emkit.errors import InputError, NonFiniteError
 from emkit.geometry._rotations import axis_angle_to_matrix
 
-__all__ = ["tilt_angles", "tilt_rotation"]
+__all__ = ["tilt_angles", "tilt_axis_rotation_xy", "tilt_rotation"]
 
 
 def tilt_rotation(
@@ -92,3 +92,22 @@ def tilt_angles(start_deg: float, stop_deg: float, step_deg: float) -> NDArray[n
         )
     n = int(math.floor(n_steps + 1e-6)) + 1
     return start_deg + step_deg * np.arange(n, dtype=np.float64)
+
+
+def tilt_axis_rotation_xy(angle_deg: float) -> NDArray[np.float64]:
+    """The 2x2 matrix (acting on image ``(x, y)``) that turns a tilt axis at ``angle_deg`` onto +y.
+
+    Parameters
+    ----------
+    angle_deg : float
+        In-plane tilt-axis angle of a raw image in degrees, measured from the image +y axis
+        towards -x (counter-clockwise with y drawn upwards, as IMOD displays images).
+
+    Returns
+    -------
+    ndarray, shape (2, 2), float64
+        Rotation about the image centre; reverse both axes (``[::-1, ::-1]``) for ``(y, x)``.
+    """
+    a = np.deg2rad(angle_deg)
+    c, s = np.cos(a), np.sin(a)
+    return np.array([[c, s], [-s, c]])

@@ -113,9 +113,9 @@ def _raw_from_aligned(
     image: np.ndarray, shift_yx: np.ndarray, axis_deg: float, center_yx: np.ndarray
 ) -> np.ndarray:
     """Inverse of the alignment transform: the raw image whose alignment gives ``image``."""
-    from emkit.tomo._transform import rotation_xy
+    from emkit.geometry import tilt_axis_rotation_xy
 
-    a_yx = rotation_xy(axis_deg)[::-1, ::-1]
+    a_yx = tilt_axis_rotation_xy(axis_deg)[::-1, ::-1]
     # raw(r) = aligned(A (r - c) + c + d)
     offset = center_yx + shift_yx - a_yx @ center_yx
     return ndimage.affine_transform(image, a_yx, offset=offset, order=3, mode="constant")

@@ -36,7 +36,6 @@ from emkit.tomo._reconstruct import (
 )
 from emkit.tomo._transform import (
     remove_gauge,
-    rotation_xy,
     shift_images,
     shift_rmse,
     transform_images,
@@ -59,7 +58,6 @@ __all__ = [
     "reconstruct_sirt",
     "reconstruct_wbp",
     "remove_gauge",
-    "rotation_xy",
     "shift_images",
     "shift_rmse",
     "shifts_from_aln",

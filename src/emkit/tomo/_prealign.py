@@ -193,7 +193,7 @@ def prealign(
         in unbinned pixels.
     tilt_axis_angle_deg : float or "auto"
         In-plane angle of the tilt axis in the raw images (see
-        :func:`emkit.tomo.rotation_xy`); ``"auto"`` estimates it with
+        :func:`emkit.geometry.tilt_axis_rotation_xy`); ``"auto"`` estimates it with
         :func:`estimate_tilt_axis`. Images are rotated so the axis is along y first.
     max_shift_px : float, optional
         Largest shift between neighbours to search (unbinned pixels); default a quarter of

@@ -16,6 +16,7 @@ import numpy as np
 from scipy import ndimage
 
 from emkit.errors import InputError, ShapeError
+from emkit.geometry import tilt_axis_rotation_xy
 
 
 def image_center(shape: tuple[int, ...]) -> np.ndarray:
@@ -26,17 +27,6 @@ def image_center(shape: tuple[int, ...]) -> np.ndarray:
     """
     ny, nx = shape[-2:]
     return np.array([(ny - 1) / 2.0, (nx - 1) / 2.0])
-
-
-def rotation_xy(angle_deg: float) -> np.ndarray:
-    """The 2x2 matrix (acting on ``(x, y)``) that turns a tilt axis at ``angle_deg`` onto +y.
-
-    ``angle_deg`` is the tilt-axis angle measured from the image +y axis towards -x (counter-
-    clockwise with y drawn upwards, as IMOD displays images).
-    """
-    a = np.deg2rad(angle_deg)
-    c, s = np.cos(a), np.sin(a)
-    return np.array([[c, s], [-s, c]])
 
 
 def _check_shifts(stack: np.ndarray, shifts_px: np.ndarray) -> np.ndarray:
@@ -95,7 +85,8 @@ def transform_images(
     shifts_px : ndarray, shape (n, 2)
         ``(dy, dx)`` in pixels, applied after the rotation (IMOD ``.xf`` order).
     tilt_axis_angle_deg : float or ndarray of shape (n,)
-        Tilt-axis angle of the raw images (see :func:`rotation_xy`); 0 means no rotation.
+        Tilt-axis angle of the raw images (see
+        :func:`emkit.geometry.tilt_axis_rotation_xy`); 0 means no rotation.
     order : int
         Spline order of the interpolation.
     fill : "mean" or float
@@ -123,7 +114,7 @@ def transform_images(
                     image, shifts[i], order=order, mode="constant", cval=cval, prefilter=order > 1
                 )
             continue
-        matrix, offset = _affine_yx(rotation_xy(angles[i]), shifts[i], center)
+        matrix, offset = _affine_yx(tilt_axis_rotation_xy(angles[i]), shifts[i], center)
         out[i] = ndimage.affine_transform(
             image, matrix, offset=offset, order=order, mode="constant", cval=cval
         )
@@ -186,7 +177,7 @@ def validity_masks(
     coords = np.stack([yy.ravel(), xx.ravel()])
     masks = np.empty(shape, dtype=bool)
     for i in range(n):
-        matrix, offset = _affine_yx(rotation_xy(angles[i]), shifts[i], center)
+        matrix, offset = _affine_yx(tilt_axis_rotation_xy(angles[i]), shifts[i], center)
         src = matrix @ coords + offset[:, None]
         inside = (
             (src[0] >= margin_px - 0.5)

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from emkit.errors import InputError, MismatchError, with_path
-from emkit.tomo._transform import rotation_xy
+from emkit.geometry import tilt_axis_rotation_xy
 
 
 def xf_from_alignment(
@@ -21,7 +21,8 @@ def xf_from_alignment(
     shifts_px : ndarray, shape (n, 2)
         ``(dy, dx)`` alignment shifts in pixels.
     tilt_axis_angle_deg : float or ndarray of shape (n,)
-        In-plane tilt-axis angle of the raw images (see :func:`emkit.tomo.rotation_xy`).
+        In-plane tilt-axis angle of the raw images (see
+        :func:`emkit.geometry.tilt_axis_rotation_xy`).
 
     Returns
     -------
@@ -33,7 +34,7 @@ def xf_from_alignment(
     angles = np.broadcast_to(np.asarray(tilt_axis_angle_deg, dtype=np.float64), (n,))
     xf = np.zeros((n, 2, 3))
     for i in range(n):
-        xf[i, :, :2] = rotation_xy(float(angles[i])) + 0.0  # no "-0.0" in the file
+        xf[i, :, :2] = tilt_axis_rotation_xy(float(angles[i])) + 0.0  # no "-0.0" in the file
         xf[i, 0, 2] = shifts[i, 1]
         xf[i, 1, 2] = shifts[i, 0]
     return xf
@@ -142,7 +143,7 @@ def shifts_from_aln(
         )
     shifts = np.zeros((n_images, 2))
     for i, k in enumerate(order):
-        r = rotation_xy(float(rot[k]))
+        r = tilt_axis_rotation_xy(float(rot[k]))
         d = -r @ np.array([tx[k], ty[k]])
         shifts[i] = (d[1], d[0])
     return shifts, rot[order]
