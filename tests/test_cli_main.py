@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -70,3 +71,33 @@ def test_console_script_runs() -> None:
     )
     assert out.returncode == 0
     assert "demo" in out.stdout
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["demo", "--output", "{blocker}"],
+        ["sim", "tiltseries", "--output", "{blocker}/sub"],
+        ["sim", "section", "--output", "{blocker}"],
+    ],
+)
+def test_output_folder_blocked_by_a_file_exits_2_before_any_work(
+    argv: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    assert cli_main.main([a.format(blocker=blocker) for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "afile: is a file, not a folder" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
+def test_closed_pipe_stops_quietly(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def write_to_closed_pipe(args: argparse.Namespace) -> int:
+        raise BrokenPipeError
+
+    monkeypatch.setattr(cli_main, "build_parser", lambda: _parser_with(write_to_closed_pipe))
+    assert cli_main.main(["boom"]) == 141
+    assert capsys.readouterr().err == ""

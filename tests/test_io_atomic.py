@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from emkit.errors import EmkitError, OutputExistsError
-from emkit.io._atomic import atomic_output, check_not_input
+from emkit.io._atomic import atomic_output, check_not_input, require_output_folder
 
 
 def test_file_appears_only_on_success(tmp_path: Path) -> None:
@@ -69,3 +69,17 @@ def test_folder_output_replaces_a_file_without_leftovers(tmp_path: Path) -> None
         (tmp / "new").write_text("y")
     assert target.is_dir() and [p.name for p in target.iterdir()] == ["new"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["vol.zarr"]
+
+
+def test_a_file_in_the_way_of_an_output_folder_is_refused(tmp_path: Path) -> None:
+    blocker = tmp_path / "afile"
+    blocker.write_text("not a folder")
+    for output in (blocker, blocker / "sub", blocker / "sub" / "x.mrc"):
+        with pytest.raises(OutputExistsError, match="afile: is a file, not a folder"):
+            require_output_folder(output)
+    with pytest.raises(OutputExistsError, match="afile"):
+        check_not_input(blocker / "x.mrc", [])
+    with pytest.raises(OutputExistsError, match="afile"), atomic_output(blocker / "x.mrc"):
+        pass
+    assert require_output_folder(tmp_path / "new" / "deeper") == tmp_path / "new" / "deeper"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]

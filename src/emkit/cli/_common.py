@@ -19,7 +19,9 @@ def write_run_record(out_dir: str | Path, args: argparse.Namespace, **extra: Any
 
     ``extra`` holds results worth keeping with the run (e.g. final residuals).
     """
-    out = Path(out_dir)
+    from emkit.io import require_output_folder
+
+    out = require_output_folder(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     params = {
         k: (str(v) if isinstance(v, Path) else v)

@@ -36,7 +36,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    out: Path = args.output
+    from emkit.io import require_output_folder
+
+    out = require_output_folder(args.output)
     out.mkdir(parents=True, exist_ok=True)
     summary: dict[str, Any] = {}
     for name in args.only or DEMO_WORKFLOWS:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Sequence
@@ -69,6 +70,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = " ".join(str(error).split())
         print(f"emkit: error: {message}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader went away (``emkit info --json ... | head``): stop quietly, as a tool
+        # killed by SIGPIPE would, and keep Python from failing again when it flushes stdout.
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):  # stdout is not a real file (captured, closed)
+            pass
+        return 141
     except KeyboardInterrupt:
         print("emkit: interrupted", file=sys.stderr)
         return 130

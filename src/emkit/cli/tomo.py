@@ -302,7 +302,9 @@ def _tilt_axis(args: argparse.Namespace) -> float | str:
 
 
 def _outputs(out_dir: Path, stem: str, inputs: list[Path | None]) -> dict[str, Path]:
-    from emkit.io import check_not_input
+    from emkit.io import check_not_input, require_output_folder
+
+    require_output_folder(out_dir)
 
     paths = {
         "xf": out_dir / f"{stem}.xf",
@@ -564,10 +566,11 @@ def run_reconstruct(args: argparse.Namespace) -> int:
 
 def run_sim(args: argparse.Namespace) -> int:
     """``emkit sim tiltseries``."""
-    from emkit.io import write_tlt, write_volume, write_xf
+    from emkit.io import require_output_folder, write_tlt, write_volume, write_xf
     from emkit.sim import simulate_tilt_series
     from emkit.tomo import xf_from_alignment
 
+    out: Path = require_output_folder(args.output)
     sim = simulate_tilt_series(
         phantom=args.phantom,
         shape=tuple(args.shape),
@@ -581,7 +584,6 @@ def run_sim(args: argparse.Namespace) -> int:
         tilt_axis_angle_deg=args.tilt_axis,
         seed=args.seed,
     )
-    out: Path = args.output
     name = args.name
     write_volume(out / f"{name}.mrc", sim.stack, voxel_size=sim.pixel_size_A, stack=True)
     write_tlt(out / f"{name}.tlt", sim.tilt_angles_deg)

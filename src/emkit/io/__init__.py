@@ -13,7 +13,12 @@ coordinates in pixels, ``(z, y, x)``; angles in degrees. Every writer is atomic 
 name beside the target, renamed when complete) and never leaves a partial file.
 """
 
-from emkit.io._atomic import atomic_output, check_not_input, write_text_atomic
+from emkit.io._atomic import (
+    atomic_output,
+    check_not_input,
+    require_output_folder,
+    write_text_atomic,
+)
 from emkit.io._checks import count_nonfinite, require_finite, require_ndim
 from emkit.io._coords import (
     read_coordinates,
@@ -54,6 +59,7 @@ __all__ = [
     "array_statistics",
     "atomic_output",
     "check_not_input",
+    "require_output_folder",
     "count_nonfinite",
     "describe",
     "format_keeps_metadata",

@@ -16,10 +16,32 @@ from pathlib import Path
 from emkit.errors import OutputExistsError, with_path
 
 
+def require_output_folder(folder: str | os.PathLike[str]) -> Path:
+    """Check that ``folder`` is, or can become, a folder: no file stands in its way.
+
+    Raises :class:`OutputExistsError` naming the file when ``folder`` or one of its parents
+    is an existing file, so a run can refuse before any work rather than fail at the end.
+    """
+    path = Path(folder)
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            if not candidate.is_dir():
+                raise OutputExistsError(
+                    with_path(candidate, "is a file, not a folder; choose another output folder")
+                )
+            break
+    return path
+
+
 def check_not_input(
     output: str | os.PathLike[str], inputs: Iterable[str | os.PathLike[str] | None]
 ) -> None:
-    """Raise :class:`OutputExistsError` if ``output`` is the same file as one of ``inputs``."""
+    """Refuse an ``output`` that is one of ``inputs`` or that a file blocks.
+
+    Raises :class:`OutputExistsError` if ``output`` is the same file as one of ``inputs``, or
+    if an existing file stands where one of its parent folders must be.
+    """
+    require_output_folder(Path(output).parent)
     out = Path(output).resolve()
     for inp in inputs:
         if inp is None:
@@ -51,7 +73,7 @@ def atomic_output(path: str | os.PathLike[str], *, directory: bool = False) -> I
         raise OutputExistsError(
             with_path(final, "is a folder; give a file name for this output")
         )
-    final.parent.mkdir(parents=True, exist_ok=True)
+    require_output_folder(final.parent).mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(
         prefix=f".{final.stem}.", suffix=f".part{final.suffix}", dir=final.parent
     )
