@@ -58,3 +58,8 @@ def add_subcommand(
     )
     parser.set_defaults(func=func)
     return parser
+
+
+def show_progress(quiet: bool) -> bool:
+    """Progress bars only for a person at a terminal: not with ``--quiet``, not into logs."""
+    return not quiet and sys.stderr.isatty()

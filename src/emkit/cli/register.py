@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from emkit.cli._common import add_subcommand, write_run_record
+from emkit.cli._common import add_subcommand, show_progress, write_run_record
 
 logger = logging.getLogger(__name__)
 
@@ -496,7 +496,7 @@ def run_stack(args: argparse.Namespace) -> int:
         reference=args.reference,
         scheduler=args.scheduler,
         n_workers=args.workers,
-        progress=not args.quiet,
+        progress=show_progress(args.quiet),
         section_names=[Path(n).name for n in names],
         **{k: v for k, v in _pair_options(args).items() if k != "fill_value"},
         fill_value=args.fill,

@@ -1,7 +1,7 @@
 """Make synthetic data with a known answer (tilt series, damaged sections, ...).
 
-Each workflow's CLI module adds its own generators under ``emkit sim`` through an
-``add_sim_parsers(sim_subparsers)`` function.
+Every generator writes the data and the ground truth beside it (true shifts, true
+displacement field, phantom volume), so any emkit command can be checked against it.
 
 Examples
 --------
@@ -16,6 +16,7 @@ import importlib
 
 from emkit.cli._common import add_subcommand
 
+# Each workflow CLI module listed here adds its generators through add_sim_parsers(subparsers).
 _WORKFLOWS_WITH_SIMULATORS = ("tomo", "register")
 
 

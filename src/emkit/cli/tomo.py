@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from emkit.cli._common import add_subcommand, write_run_record
+from emkit.cli._common import add_subcommand, show_progress, write_run_record
 
 logger = logging.getLogger(__name__)
 
@@ -187,19 +187,35 @@ def add_sim_parsers(sim_subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--output", type=Path, required=True, help="output folder")
     parser.add_argument("--name", default="tiltseries", help="file stem (tiltseries)")
     parser.add_argument(
-        "--phantom", choices=("ellipsoids", "shepp-logan", "particles"), default="ellipsoids"
+        "--phantom",
+        choices=("ellipsoids", "shepp-logan", "particles"),
+        default="ellipsoids",
+        help="random ellipsoids (default), the 3D Shepp-Logan head, or a crowded volume of "
+        "the built-in PDB-derived particles",
     )
     parser.add_argument(
-        "--shape", type=int, nargs=3, default=(32, 128, 128), metavar=("NZ", "NY", "NX")
+        "--shape",
+        type=int,
+        nargs=3,
+        default=(32, 128, 128),
+        metavar=("NZ", "NY", "NX"),
+        help="phantom size in pixels, z (thickness) y x (32 128 128)",
     )
     parser.add_argument(
-        "--tilt-range", type=float, nargs=2, default=(-60.0, 60.0), metavar=("FIRST", "LAST")
+        "--tilt-range",
+        type=float,
+        nargs=2,
+        default=(-60.0, 60.0),
+        metavar=("FIRST", "LAST"),
+        help="first and last tilt angle in degrees (-60 60)",
     )
     parser.add_argument("--tilt-step", type=float, default=2.0, help="degrees (2)")
     parser.add_argument("--max-shift", type=float, default=10.0, help="pixels (10)")
     parser.add_argument("--snr", type=float, default=1.0, help="signal/noise variance (1)")
     parser.add_argument("--no-noise", action="store_true", help="noise-free")
-    parser.add_argument("--noise", choices=("gaussian", "poisson"), default="gaussian")
+    parser.add_argument(
+        "--noise", choices=("gaussian", "poisson"), default="gaussian", help="noise model"
+    )
     parser.add_argument("--defocus", type=float, help="apply a CTF at this defocus (µm)")
     parser.add_argument("--pixel-size", type=float, default=10.0, help="Å (10)")
     parser.add_argument("--tilt-axis", type=float, default=0.0, help="in-plane axis angle (0)")
@@ -348,7 +364,7 @@ def run_prealign(args: argparse.Namespace) -> int:
         tilt_axis_angle_deg=axis,
         max_shift_px=args.max_shift,
         lowpass=args.lowpass,
-        progress=not args.quiet,
+        progress=show_progress(args.quiet),
     )
     _write_alignment(paths, series, result.shifts_px, result.tilt_axis_angle_deg)
     results = {
