@@ -424,6 +424,8 @@ def align_joint(
         shifts = np.asarray(state["shifts_px"], dtype=np.float64)
         history = json.loads(str(state["history"]))
         log.info("resuming at level %d iteration %d", levels[start_level], start_iter)
+    elif resume:
+        log.warning("no checkpoint at %s to resume from; starting from the beginning", ckpt_path)
 
     bar = None
     if progress:
