@@ -112,5 +112,6 @@ def run(args: argparse.Namespace) -> int:
         n_levels=args.levels,
     )
     vs = "unknown" if voxel_size is None else "x".join(f"{v:.4g}" for v in voxel_size) + " Å"
-    print(f"emkit convert: wrote {out} ({'x'.join(map(str, data.shape))} {data.dtype}, voxel {vs})")
+    dtype = "float32" if out_kind == "mrc" else str(data.dtype)  # MRC is written as mode 2
+    print(f"emkit convert: wrote {out} ({'x'.join(map(str, data.shape))} {dtype}, voxel {vs})")
     return 0
