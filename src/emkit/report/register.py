@@ -58,17 +58,38 @@ def save_overlay(
     valid: np.ndarray | None = None,
     max_size: int = 2048,
 ) -> Path:
-    """Write :func:`overlay_image` as a PNG (reduced so the long side is <= ``max_size``)."""
+    """Write :func:`overlay_image` as a PNG (reduced so the long side is <= ``max_size``).
+
+    A key in the top-left corner says which colour is which: a person opening the PNG
+    on its own should not have to know the convention.
+    """
     import cv2
 
     rgb = overlay_image(fixed, warped, valid=valid)
     scale = min(1.0, max_size / max(rgb.shape[:2]))
     if scale < 1.0:
         rgb = cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    _draw_key(rgb, [("fixed", (255, 0, 255)), ("warped", (0, 255, 0)), ("agree", (255, 255, 255))])
     with atomic_output(path) as tmp:
         if not cv2.imwrite(str(tmp), rgb[..., ::-1]):
             raise OSError(f"{path}: could not write the overlay PNG")
     return Path(path)
+
+
+def _draw_key(rgb: np.ndarray, entries: list[tuple[str, tuple[int, int, int]]]) -> None:
+    """Draw coloured labels on a dark box in the top-left corner of an RGB image, in place."""
+    import cv2
+
+    height = rgb.shape[0]
+    font_scale = max(0.4, height / 1400)
+    thickness = max(1, round(font_scale * 1.5))
+    line = round(28 * font_scale)
+    width = round(130 * font_scale)
+    box = rgb[: line * len(entries) + line // 2, : width + line // 2]
+    box[...] = box // 4
+    for i, (label, colour) in enumerate(entries):
+        cv2.putText(rgb, label, (line // 3, line * (i + 1)), cv2.FONT_HERSHEY_SIMPLEX,
+                    font_scale, colour, thickness, cv2.LINE_AA)
 
 
 def save_field_figure(
