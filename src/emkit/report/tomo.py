@@ -88,7 +88,16 @@ def plot_slices(
         Which central slice: constant z (``xy``) or constant y (``xz``).
     """
     rows = ["xy", "xz"] if axis == "both" else [axis]
-    fig, axes = new_figure(len(rows), len(volumes), figsize=(3.2 * len(volumes), 3.4 * len(rows)))
+    nz, ny, nx = next(iter(volumes.values())).shape
+    # Row heights follow the slices' aspect, so a thin xz slice leaves no empty band.
+    heights = [ny / nx if which == "xy" else max(nz / nx, 0.15) for which in rows]
+    width = 3.2 * len(volumes)
+    fig, axes = new_figure(
+        len(rows),
+        len(volumes),
+        figsize=(width, 3.2 * sum(heights) + 0.45 * len(rows)),
+        height_ratios=heights,
+    )
     axes = np.atleast_2d(axes).reshape(len(rows), len(volumes))
     for r, which in enumerate(rows):
         for c, (title, vol) in enumerate(volumes.items()):
