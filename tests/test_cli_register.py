@@ -83,13 +83,24 @@ def test_pair_writes_outputs_and_reports_epe(sim_dir, tmp_path, capsys):
         ]
     )
     assert status == 0
-    assert _files(out) == {"warped.png", "field.npy", "warped.metrics.json", "emkit-run.json"}
+    assert _files(out) == {
+        "warped.png",
+        "field.npy",
+        "warped.metrics.json",
+        "warped.overlay.png",
+        "emkit-run.json",
+    }
     warped = read_volume(out / "warped.png").data
     assert warped.dtype == np.uint8 and warped.shape == (320, 320)
+    import cv2
+
+    overlay = cv2.imread(str(out / "warped.overlay.png"), cv2.IMREAD_UNCHANGED)
+    assert overlay.shape == (320, 320, 3) and overlay.dtype == np.uint8
     field = np.load(out / "field.npy")
     assert field.shape == (2, 320, 320) and field.dtype == np.float32
     metrics = json.loads((out / "warped.metrics.json").read_text())
     assert metrics["endpoint_error"]["epe_mean_px"] < 0.5
+    assert metrics["endpoint_error"]["epe_near_defect_p95_px"] < 2.0
     assert metrics["registered"]["ncc"] > metrics["unregistered"]["ncc"]
     common = metrics["common_region"]
     assert common["expected-affine"]["ncc"] > common["global-affine"]["ncc"]

@@ -228,10 +228,11 @@ def run_pair(args: argparse.Namespace) -> int:
 
     inputs = [args.fixed, args.moving, args.mask, args.fixed_mask, args.true_field]
     metrics_path = args.output.with_name(_stem(args.output) + ".metrics.json")
-    for out in (args.output, args.field, metrics_path):
+    overlay_path = args.output.with_name(_stem(args.output) + ".overlay.png")
+    for out in (args.output, args.field, metrics_path, overlay_path):
         if out is not None:
             check_not_input(out, inputs)
-    _check_outputs_writable(args.output, args.field, metrics_path)
+    _check_outputs_writable(args.output, args.field, metrics_path, overlay_path)
     fixed = _read_section(args.fixed, "fixed")
     moving = _read_section(args.moving, "moving")
     if fixed.data.shape != moving.data.shape:
@@ -293,8 +294,16 @@ def run_pair(args: argparse.Namespace) -> int:
                     "true_field.npy made for these images",
                 )
             )
+        defect_fixed = None
+        if mask is not None:
+            # The moving image's defect carried into the fixed frame by the known field,
+            # for the error within 50 px of the defect.
+            from emkit.register import warp_image
+
+            carried = warp_image(mask.astype(np.float32), np.nan_to_num(true_field))
+            defect_fixed = carried > 0.5
         metrics["endpoint_error"] = endpoint_error(
-            result.field, np.nan_to_num(true_field), valid=scored
+            result.field, np.nan_to_num(true_field), valid=scored, defect_fixed=defect_fixed
         )
 
     write_volume(
@@ -305,6 +314,9 @@ def run_pair(args: argparse.Namespace) -> int:
         with atomic_output(args.field) as tmp:
             np.save(tmp, result.field)
     _write_json(metrics_path, metrics)
+    from emkit.report.register import save_overlay
+
+    save_overlay(overlay_path, fixed.data, result.warped, valid=result.valid)
     write_run_record(
         args.output.parent, args, results={"metrics": metrics, "registration": result.info}
     )
@@ -312,7 +324,9 @@ def run_pair(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_outputs_writable(image: Path, field: Path | None, metrics: Path) -> None:
+def _check_outputs_writable(
+    image: Path, field: Path | None, metrics: Path, overlay: Path
+) -> None:
     """Refuse, before any work, outputs that could not be written: a run writes all of
     them or none."""
     from emkit.errors import FileFormatError, OutputExistsError, with_path
@@ -322,7 +336,7 @@ def _check_outputs_writable(image: Path, field: Path | None, metrics: Path) -> N
     if field is not None and field.suffix.lower() != ".npy":
         # np.save would append .npy to any other name.
         raise FileFormatError(with_path(field, "the field is a NumPy file; give a .npy name"))
-    for path in (None if image_is_folder else image, field, metrics):
+    for path in (None if image_is_folder else image, field, metrics, overlay):
         if path is not None and path.is_dir():
             raise OutputExistsError(
                 with_path(path, "is a folder; give a file name for this output")
@@ -357,6 +371,11 @@ def _pair_summary(args: argparse.Namespace, metrics: dict[str, Any]) -> str:
     if "endpoint_error" in metrics:
         epe = metrics["endpoint_error"]
         line += f"; EPE mean {epe['epe_mean_px']:.3f} px, p95 {epe['epe_p95_px']:.3f} px"
+        if "epe_near_defect_mean_px" in epe:
+            line += (
+                f" (within 50 px of the defect: mean {epe['epe_near_defect_mean_px']:.3f},"
+                f" p95 {epe['epe_near_defect_p95_px']:.3f} px)"
+            )
     if "common_region" in metrics:
         g = metrics["common_region"]["global-affine"]["ncc"]
         e = metrics["common_region"]["expected-affine"]["ncc"]
