@@ -147,6 +147,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     rec.add_argument("--thickness", type=int, help="thickness in unbinned px (default nx/4)")
     rec.add_argument("--bin", type=int, default=1, help="bin the images first (default 1)")
     rec.add_argument("--iterations", type=int, help="SIRT/CGLS iterations (50/20)")
+    rec.add_argument("--quiet", action="store_true", help="no progress bar (SIRT/CGLS)")
     rec.add_argument(
         "--cutoff", type=float, default=1.0, help="WBP low-pass, fraction of Nyquist (1.0)"
     )
@@ -553,10 +554,21 @@ def run_reconstruct(args: argparse.Namespace) -> int:
 
         axis = estimate_tilt_axis(series.stack, series.angles)
     start = time.perf_counter()
+    bar, callback = None, None
+    if args.method != "wbp" and show_progress(args.quiet):
+        from tqdm import tqdm
+
+        total = args.iterations or (50 if args.method == "sirt" else 20)
+        bar = tqdm(total=total, desc=args.method, unit="it")
+
+        def callback(iteration: int, volume: np.ndarray) -> None:
+            bar.update(1)
+
     volume = reconstruct(
         series.stack,
         series.angles,
         method=args.method,
+        callback=callback,
         thickness=thickness,
         binning=args.bin,
         shifts_px=shifts,
@@ -568,6 +580,8 @@ def run_reconstruct(args: argparse.Namespace) -> int:
         y_range=args.y_range,
         device=args.device,
     )
+    if bar is not None:
+        bar.close()
     write_volume(args.output, volume, voxel_size=series.pixel_size_A * args.bin)
     seconds = round(time.perf_counter() - start, 2)
     write_run_record(
