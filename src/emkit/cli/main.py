@@ -31,7 +31,9 @@ _COMMAND_MODULES = ("info", "convert", "sim", "tomo", "register", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    from emkit.cli._options import EmkitArgumentParser
+
+    parser = EmkitArgumentParser(
         prog="emkit",
         description=__doc__.split("\n\n", 1)[0] if __doc__ else None,
         epilog=__doc__.split("\n\n", 1)[1] if __doc__ else None,

@@ -27,6 +27,15 @@ from typing import Any
 import numpy as np
 
 from emkit.cli._common import add_subcommand, show_progress, write_run_record
+from emkit.cli._options import (
+    file_path,
+    finite_float,
+    int_range,
+    nonneg_int,
+    positive_float,
+    positive_int,
+    seed,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -96,18 +105,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=show_help)
 
     pair = add_subcommand(sub, "pair", _PAIR_DOC, func=run_pair)
-    pair.add_argument("fixed", type=Path, help="fixed (reference) section image")
-    pair.add_argument("moving", type=Path, help="moving (damaged) section image")
-    pair.add_argument("--mask", type=Path, help="defect mask of the moving image (nonzero)")
+    pair.add_argument("fixed", type=file_path, help="fixed (reference) section image")
+    pair.add_argument("moving", type=file_path, help="moving (damaged) section image")
+    pair.add_argument("--mask", type=file_path, help="defect mask of the moving image (nonzero)")
     pair.add_argument(
         "--fixed-mask",
-        type=Path,
+        type=file_path,
         help="defect mask of the fixed image: no features there, excluded from the metrics",
     )
-    pair.add_argument("--output", type=Path, required=True, help="warped moving image")
-    pair.add_argument("--field", type=Path, help="write the displacement field here (.npy)")
+    pair.add_argument("--output", type=file_path, required=True, help="warped moving image")
     pair.add_argument(
-        "--true-field", type=Path, help="known field (.npy, NaN = none): report endpoint error"
+        "--field", type=file_path, help="write the displacement field here (.npy)"
+    )
+    pair.add_argument(
+        "--true-field",
+        type=file_path,
+        help="known field (.npy, NaN = none): report endpoint error",
     )
     pair.add_argument(
         "--compare-global",
@@ -117,16 +130,24 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     _add_method_options(pair)
 
     stack = add_subcommand(sub, "stack", _STACK_DOC, func=run_stack)
-    stack.add_argument("input", type=Path, help="folder of section images, or a stack file")
-    stack.add_argument("--masks", type=Path, help="folder (or stack file) of defect masks")
-    stack.add_argument("--output", type=Path, required=True, help="aligned stack file")
-    stack.add_argument("--fields", type=Path, help="folder for the per-section fields")
     stack.add_argument(
-        "--reference", type=int, help="index of the reference section (default: middle)"
+        "input", type=file_path, help="folder of section images, or a stack file"
+    )
+    stack.add_argument(
+        "--masks", type=file_path, help="folder (or stack file) of defect masks"
+    )
+    stack.add_argument("--output", type=file_path, required=True, help="aligned stack file")
+    stack.add_argument("--fields", type=file_path, help="folder for the per-section fields")
+    stack.add_argument(
+        "--reference",
+        type=nonneg_int,
+        help="index of the reference section, from 0 (default: middle)",
     )
     stack.add_argument("--scheduler", help="address of a running Dask scheduler")
     stack.add_argument(
-        "--workers", type=int, help="worker processes of the local cluster (default: cores)"
+        "--workers",
+        type=positive_int,
+        help="worker processes of the local cluster, >= 1 (default: cores)",
     )
     stack.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_method_options(stack)
@@ -140,31 +161,40 @@ def _add_method_options(parser: argparse.ArgumentParser) -> None:
         help="expected-affine (default) or one global affine (baseline)",
     )
     parser.add_argument(
-        "--clusters", type=int, help="number of match clusters (default: from the data)"
+        "--clusters",
+        type=positive_int,
+        help="number of match clusters, >= 1 (default: from the data)",
     )
     parser.add_argument(
-        "--sift-scale", type=float, help="scale SIFT runs at (default: long side <= 1000 px)"
+        "--sift-scale",
+        type=positive_float,
+        help="scale SIFT runs at, > 0 (default: long side <= 1000 px)",
     )
-    parser.add_argument("--fill", type=float, default=0.0, help="value of pixels without data")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument(
+        "--fill",
+        type=finite_float,
+        default=0.0,
+        help="value of pixels without data (within the image dtype's range; default 0)",
+    )
+    parser.add_argument("--seed", type=seed, default=0, help="random seed, >= 0 (default 0)")
 
 
 def add_sim_parsers(sim_subparsers: argparse._SubParsersAction) -> None:
     """Add ``emkit sim section``."""
     parser = add_subcommand(sim_subparsers, "section", _SIM_DOC, func=run_sim_section)
     parser.add_argument(
-        "image", type=Path, nargs="?", help="section image (default: a built-in texture)"
+        "image", type=file_path, nargs="?", help="section image (default: a built-in texture)"
     )
-    parser.add_argument("--output", type=Path, required=True, help="output folder")
+    parser.add_argument("--output", type=file_path, required=True, help="output folder")
     parser.add_argument("--kind", choices=("fold", "crack"), default="fold")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--seed", type=seed, default=0, help="random seed, >= 0 (default 0)")
     parser.add_argument(
         "--size",
-        type=int,
+        type=int_range(64),
         nargs=2,
         default=(768, 768),
         metavar=("H", "W"),
-        help="size of the built-in texture (default 768 768)",
+        help="size of the built-in texture, each >= 64 (default 768 768)",
     )
 
 

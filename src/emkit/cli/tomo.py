@@ -30,6 +30,20 @@ from typing import Any
 import numpy as np
 
 from emkit.cli._common import add_subcommand, show_progress, write_run_record
+from emkit.cli._options import (
+    angle_or_auto,
+    device,
+    file_path,
+    finite_float,
+    float_range,
+    int_list,
+    int_span,
+    nonneg_float,
+    positive_float,
+    positive_int,
+    safe_name,
+    seed,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -104,61 +118,95 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
     pre = add_subcommand(sub, "prealign", _PREALIGN_DOC, func=run_prealign)
     _add_input_options(pre)
-    pre.add_argument("--output", type=Path, required=True, help="output folder")
-    pre.add_argument("--bin", type=int, default=1, help="correlate binned images (default 1)")
+    pre.add_argument("--output", type=file_path, required=True, help="output folder")
     pre.add_argument(
-        "--max-shift", type=float, help="largest shift between neighbours (px; default 1/4 side)"
+        "--bin", type=positive_int, default=1, help="correlate binned images (default 1)"
     )
     pre.add_argument(
-        "--lowpass", type=float, default=0.15, help="correlation low-pass, cycles/px (0.15)"
+        "--max-shift",
+        type=positive_float,
+        help="largest shift between neighbours (px > 0; default 1/4 side)",
+    )
+    pre.add_argument(
+        "--lowpass",
+        type=float_range(0, 0.5, lo_inclusive=False),
+        default=0.15,
+        help="correlation low-pass, cycles/px, > 0 and <= 0.5 (0.15)",
     )
     pre.add_argument("--quiet", action="store_true", help="no progress bar")
 
     ali = add_subcommand(sub, "align", _ALIGN_DOC, func=run_align)
     _add_input_options(ali)
-    ali.add_argument("--output", type=Path, required=True, help="output folder")
-    ali.add_argument("--thickness", type=int, help="tomogram thickness, unbinned px (nx/4)")
-    ali.add_argument("--lam", type=float, default=1.0, help="TV weight in units of std (1.0)")
+    ali.add_argument("--output", type=file_path, required=True, help="output folder")
     ali.add_argument(
-        "--iterations", type=_int_list, default=[10], help="outer iterations per level (10)"
+        "--thickness", type=positive_int, help="tomogram thickness, unbinned px (nx/4)"
     )
     ali.add_argument(
-        "--inner-iterations", type=int, default=10, help="primal-dual steps per iteration (10)"
+        "--lam", type=nonneg_float, default=1.0, help="TV weight in units of std, >= 0 (1.0)"
     )
     ali.add_argument(
-        "--cg-iterations", type=int, default=10, help="CGLS iterations of the start volume (10)"
+        "--iterations",
+        type=int_list(1),
+        default=[10],
+        help="outer iterations per level, >= 1: one number or one per level (10)",
     )
     ali.add_argument(
-        "--bin", type=_int_list, default=[4, 2, 1], help="binning levels, coarse to fine (4,2,1)"
+        "--inner-iterations",
+        type=positive_int,
+        default=10,
+        help="primal-dual steps per iteration (10)",
     )
-    ali.add_argument("--xf", type=Path, help="start from these transforms (skip prealign)")
     ali.add_argument(
-        "--mask", type=Path, help="mask stack (n, y, x), nonzero = use pixel in the data term"
+        "--cg-iterations",
+        type=positive_int,
+        default=10,
+        help="CGLS iterations of the start volume (10)",
     )
-    ali.add_argument("--plot", type=Path, help="save a PNG per iteration into this folder")
+    ali.add_argument(
+        "--bin",
+        type=int_list(1),
+        default=[4, 2, 1],
+        help="binning levels, coarse to fine (4,2,1)",
+    )
+    ali.add_argument("--xf", type=file_path, help="start from these transforms (skip prealign)")
+    ali.add_argument(
+        "--mask", type=file_path, help="mask stack (n, y, x), nonzero = use pixel in the data term"
+    )
+    ali.add_argument("--plot", type=file_path, help="save a PNG per iteration into this folder")
     ali.add_argument("--resume", action="store_true", help="continue from the checkpoint")
-    ali.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    ali.add_argument(
+        "--device", type=device, help="cpu, cuda, cuda:N or auto (default: cuda if available)"
+    )
     ali.add_argument("--quiet", action="store_true", help="no per-iteration lines")
 
     rec = add_subcommand(sub, "reconstruct", _RECONSTRUCT_DOC, func=run_reconstruct)
     _add_input_options(rec)
-    rec.add_argument("--output", type=Path, required=True, help="tomogram file (.mrc)")
+    rec.add_argument("--output", type=file_path, required=True, help="tomogram file (.mrc)")
     rec.add_argument("--method", choices=("wbp", "sirt", "cgls"), default="wbp")
-    rec.add_argument("--thickness", type=int, help="thickness in unbinned px (default nx/4)")
-    rec.add_argument("--bin", type=int, default=1, help="bin the images first (default 1)")
-    rec.add_argument("--iterations", type=int, help="SIRT/CGLS iterations (50/20)")
+    rec.add_argument(
+        "--thickness", type=positive_int, help="thickness in unbinned px (default nx/4)"
+    )
+    rec.add_argument("--bin", type=positive_int, default=1, help="bin the images first (1)")
+    rec.add_argument("--iterations", type=positive_int, help="SIRT/CGLS iterations (50/20)")
     rec.add_argument("--quiet", action="store_true", help="no progress bar (SIRT/CGLS)")
     rec.add_argument(
-        "--cutoff", type=float, default=1.0, help="WBP low-pass, fraction of Nyquist (1.0)"
+        "--cutoff",
+        type=float_range(0, 1, lo_inclusive=False),
+        default=1.0,
+        help="WBP low-pass, fraction of Nyquist, > 0 and <= 1 (1.0)",
     )
     rec.add_argument(
         "--window", choices=("ram-lak", "shepp-logan", "cosine", "hann"), default="hann"
     )
-    rec.add_argument("--z-offset", type=float, default=0.0, help="slab centre above axis (px)")
-    rec.add_argument("--y-range", type=_int_pair, help="binned rows START:STOP only")
-    rec.add_argument("--xf", type=Path, help="IMOD transforms to align the raw images first")
-    rec.add_argument("--aln", type=Path, help="AreTomo .aln alignment to apply first")
-    rec.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    rec.add_argument(
+        "--z-offset", type=finite_float, default=0.0, help="slab centre above axis (px)"
+    )
+    rec.add_argument("--y-range", type=int_span(), help="binned rows START:STOP only")
+    rec.add_argument("--xf", type=file_path, help="IMOD transforms to align the raw images first")
+    rec.add_argument("--aln", type=file_path, help="AreTomo .aln alignment to apply first")
+    rec.add_argument(
+        "--device", type=device, help="cpu, cuda, cuda:N or auto (default: cuda if available)"
+    )
 
 
 def _print_help(parser: argparse.ArgumentParser) -> int:
@@ -167,13 +215,20 @@ def _print_help(parser: argparse.ArgumentParser) -> int:
 
 
 def _add_input_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("tilts", type=Path, help="tilt series (.mrc/.st, images (n, y, x))")
     parser.add_argument(
-        "--angles", type=Path, help="IMOD .tlt, one angle per image (default: TILTS stem .tlt)"
+        "tilts", type=file_path, help="tilt series (.mrc/.st, images (n, y, x))"
     )
-    parser.add_argument("--pixel-size", type=float, help="pixel size in Å (default: header)")
+    parser.add_argument(
+        "--angles",
+        type=file_path,
+        help="IMOD .tlt, one angle per image (default: TILTS stem .tlt)",
+    )
+    parser.add_argument(
+        "--pixel-size", type=positive_float, help="pixel size in Å, > 0 (default: header)"
+    )
     parser.add_argument(
         "--tilt-axis",
+        type=angle_or_auto,
         default="0",
         help="in-plane tilt-axis angle of the raw images, degrees from y, or 'auto' (0)",
     )
@@ -185,8 +240,10 @@ def _add_input_options(parser: argparse.ArgumentParser) -> None:
 def add_sim_parsers(sim_subparsers: argparse._SubParsersAction) -> None:
     """Add ``emkit sim tiltseries``."""
     parser = add_subcommand(sim_subparsers, "tiltseries", _SIM_DOC, func=run_sim)
-    parser.add_argument("--output", type=Path, required=True, help="output folder")
-    parser.add_argument("--name", default="tiltseries", help="file stem (tiltseries)")
+    parser.add_argument("--output", type=file_path, required=True, help="output folder")
+    parser.add_argument(
+        "--name", type=safe_name, default="tiltseries", help="file stem, no folders (tiltseries)"
+    )
     parser.add_argument(
         "--phantom",
         choices=("ellipsoids", "shepp-logan", "particles"),
@@ -196,51 +253,37 @@ def add_sim_parsers(sim_subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--shape",
-        type=int,
+        type=positive_int,
         nargs=3,
         default=(32, 128, 128),
         metavar=("NZ", "NY", "NX"),
-        help="phantom size in pixels, z (thickness) y x (32 128 128)",
+        help="phantom size in pixels, z (thickness) y x, each >= 1 (32 128 128)",
     )
     parser.add_argument(
         "--tilt-range",
-        type=float,
+        type=float_range(-90, 90, lo_inclusive=False, hi_inclusive=False),
         nargs=2,
         default=(-60.0, 60.0),
         metavar=("FIRST", "LAST"),
-        help="first and last tilt angle in degrees (-60 60)",
+        help="first and last tilt angle in degrees, -90 < FIRST < LAST < 90 (-60 60)",
     )
-    parser.add_argument("--tilt-step", type=float, default=2.0, help="degrees (2)")
-    parser.add_argument("--max-shift", type=float, default=10.0, help="pixels (10)")
-    parser.add_argument("--snr", type=float, default=1.0, help="signal/noise variance (1)")
+    parser.add_argument("--tilt-step", type=positive_float, default=2.0, help="degrees (2)")
+    parser.add_argument("--max-shift", type=nonneg_float, default=10.0, help="pixels (10)")
+    parser.add_argument(
+        "--snr", type=positive_float, default=1.0, help="signal/noise variance, > 0 (1)"
+    )
     parser.add_argument("--no-noise", action="store_true", help="noise-free")
     parser.add_argument(
         "--noise", choices=("gaussian", "poisson"), default="gaussian", help="noise model"
     )
-    parser.add_argument("--defocus", type=float, help="apply a CTF at this defocus (µm)")
-    parser.add_argument("--pixel-size", type=float, default=10.0, help="Å (10)")
-    parser.add_argument("--tilt-axis", type=float, default=0.0, help="in-plane axis angle (0)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (0)")
-
-
-def _int_list(text: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.replace(" ", "").split(",") if v]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers, got {text!r}"
-        ) from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
-    return values
-
-
-def _int_pair(text: str) -> tuple[int, int]:
-    try:
-        a, b = (int(v) for v in text.split(":"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected START:STOP, got {text!r}") from None
-    return a, b
+    parser.add_argument(
+        "--defocus", type=positive_float, help="apply a CTF at this defocus (µm, > 0)"
+    )
+    parser.add_argument("--pixel-size", type=positive_float, default=10.0, help="Å (10)")
+    parser.add_argument(
+        "--tilt-axis", type=finite_float, default=0.0, help="in-plane axis angle (0)"
+    )
+    parser.add_argument("--seed", type=seed, default=0, help="random seed, >= 0 (0)")
 
 
 # --------------------------------------------------------------------------- inputs
