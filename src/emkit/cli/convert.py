@@ -24,15 +24,18 @@ import sys
 from pathlib import Path
 
 from emkit.cli._common import add_subcommand
+from emkit.cli._options import file_path, int_range, positive_float
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = add_subcommand(subparsers, "convert", __doc__, func=run)
-    parser.add_argument("input", type=Path, metavar="IN", help="input image or volume")
-    parser.add_argument("output", type=Path, metavar="OUT", help="output file (format by suffix)")
+    parser.add_argument("input", type=file_path, metavar="IN", help="input image or volume")
+    parser.add_argument(
+        "output", type=file_path, metavar="OUT", help="output file (format by suffix)"
+    )
     parser.add_argument(
         "--voxel-size",
-        type=float,
+        type=positive_float,
         nargs="+",
         metavar="A",
         help="voxel size in Å: one value (isotropic) or three (z y x); overrides the input's",
@@ -44,10 +47,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--levels",
-        type=int,
+        type=int_range(1, 32),
         default=None,
         metavar="N",
-        help="OME-Zarr resolution levels (default: halve until the longest axis <= 64)",
+        help="OME-Zarr resolution levels, 1 to 32 (default: halve until the longest axis <= 64)",
     )
 
 

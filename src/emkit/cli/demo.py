@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from emkit.cli._common import add_subcommand, write_run_record
+from emkit.cli._options import file_path, seed
 
 # Workflows that provide ``run_demo(out_dir, *, seed, progress) -> dict`` in their CLI module.
 DEMO_WORKFLOWS = ("tomo", "register")
@@ -27,8 +28,10 @@ DEMO_WORKFLOWS = ("tomo", "register")
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = add_subcommand(subparsers, "demo", __doc__, func=run)
-    parser.add_argument("--output", type=Path, default=Path("emkit-demo"), help="output folder")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument(
+        "--output", type=file_path, default=Path("emkit-demo"), help="output folder"
+    )
+    parser.add_argument("--seed", type=seed, default=0, help="random seed, >= 0 (default 0)")
     parser.add_argument(
         "--only", choices=DEMO_WORKFLOWS, action="append", help="run only this workflow"
     )

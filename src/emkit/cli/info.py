@@ -18,15 +18,17 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import Any
 
 from emkit.cli._common import add_subcommand
+from emkit.cli._options import file_path
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = add_subcommand(subparsers, "info", __doc__, func=run)
-    parser.add_argument("files", nargs="+", type=Path, metavar="FILE", help="file(s) to describe")
+    parser.add_argument(
+        "files", nargs="+", type=file_path, metavar="FILE", help="file(s) to describe"
+    )
     parser.add_argument(
         "--json", action="store_true", help="print JSON instead of key: value lines"
     )
