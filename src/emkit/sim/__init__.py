@@ -1,12 +1,23 @@
-"""Synthetic data with ground truth: phantoms, density templates, crowded particle volumes."""
+"""Synthetic data with ground truth: phantoms, density templates, crowded particle volumes,
+soft X-ray tomograms of whole cells."""
 
 from emkit.sim._placement import PlacedParticles, place_particles
+from emkit.sim.cell import (
+    CELL_CLASS_NAMES,
+    WATER_WINDOW_ABSORPTION_PER_UM,
+    SimulatedCell,
+    simulate_cell,
+)
 from emkit.sim.phantoms import SHEPP_LOGAN_3D_TABLE, random_ellipsoids, shepp_logan_3d
 from emkit.sim.sections import DamagedSection, section_texture, simulate_damaged_section
 from emkit.sim.templates import density_from_pdb, density_template, list_density_templates
 from emkit.sim.tiltseries import PHANTOMS, SimulatedTiltSeries, simulate_tilt_series
 
 __all__ = [
+    "CELL_CLASS_NAMES",
+    "SimulatedCell",
+    "WATER_WINDOW_ABSORPTION_PER_UM",
+    "simulate_cell",
     "DamagedSection",
     "section_texture",
     "simulate_damaged_section",
