@@ -32,6 +32,7 @@ import numpy as np
 from emkit.cli._common import add_subcommand, show_progress, write_run_record
 from emkit.cli._options import (
     angle_or_auto,
+    check_device,
     device,
     file_path,
     finite_float,
@@ -398,6 +399,7 @@ def run_prealign(args: argparse.Namespace) -> int:
     from emkit.tomo import prealign
 
     series = _read_series(args)
+    _check_binning("--bin", [args.bin], series)
     paths = _outputs(args.output, series.stem, [series.path, series.angles_path])
     axis = _tilt_axis(args)
     start = time.perf_counter()
@@ -478,6 +480,41 @@ def _thickness(args: argparse.Namespace, series: _Series) -> int:
     return int(thickness)
 
 
+def _check_binning(option: str, binnings: list[int], series: _Series) -> None:
+    """Binned images must keep at least 8 px a side (as check_tilt_series asks)."""
+    from emkit.errors import InputError, with_path
+
+    ny, nx = series.stack.shape[1:]
+    largest = max(1, min(ny, nx) // 8)
+    if max(binnings) > largest:
+        raise InputError(
+            with_path(series.path, f"images of {ny}x{nx} px binned by {option} "
+                      f"{max(binnings)} would be smaller than 8 px; give {option} <= {largest}")
+        )
+
+
+def _require_tomo_memory(
+    series: _Series, *, thickness: int, binning: int, n_volumes: int, rows: int | None = None
+) -> None:
+    """Refuse, before the work, a tomogram (and projector matrix) that cannot fit in memory.
+
+    Measured on CPU: the sparse matrix ``A`` and ``A.T`` with their construction take about
+    48 bytes per (tilt x z x x); ``n_volumes`` float32 tomogram-sized arrays (3 for WBP,
+    up to 12 for joint alignment) and three copies of the stack come on top.
+    """
+    from emkit.cli._options import require_memory
+
+    n, ny, nx = series.stack.shape
+    nz, nyb, nxb = thickness // binning, ny // binning, nx // binning
+    nyb = nyb if rows is None else rows
+    need = 48 * n * nz * nxb + 4 * (n_volumes * nz * nyb * nxb + 3 * n * ny * nx)
+    require_memory(
+        need,
+        f"a {nz} x {nyb} x {nxb} tomogram of {series.path.name}",
+        "use a larger --bin or a smaller --thickness",
+    )
+
+
 def run_align(args: argparse.Namespace) -> int:
     """``emkit tomo align``."""
     from emkit.errors import InputError
@@ -489,6 +526,9 @@ def run_align(args: argparse.Namespace) -> int:
     paths = _outputs(args.output, series.stem, inputs)
     thickness = _thickness(args, series)
     levels = list(args.bin)
+    _check_binning("--bin", levels, series)
+    check_device(args.device)
+    _require_tomo_memory(series, thickness=thickness, binning=min(levels), n_volumes=12)
     if thickness // max(levels) < 1:
         raise InputError(f"--thickness {thickness} is thinner than the coarsest binning")
     iterations = args.iterations[0] if len(args.iterations) == 1 else args.iterations
@@ -581,15 +621,29 @@ def run_align(args: argparse.Namespace) -> int:
 
 def run_reconstruct(args: argparse.Namespace) -> int:
     """``emkit tomo reconstruct``."""
-    from emkit.errors import InputError
+    from emkit.errors import InputError, with_path
     from emkit.io import check_not_input, write_volume
     from emkit.tomo import reconstruct
 
     series = _read_series(args)
     check_not_input(args.output, [series.path, series.angles_path, args.xf, args.aln])
     thickness = _thickness(args, series)
-    if args.bin < 1:
-        raise InputError(f"--bin must be >= 1, got {args.bin}")
+    _check_binning("--bin", [args.bin], series)
+    check_device(args.device)
+    if args.y_range is not None and args.y_range[1] > series.stack.shape[1] // args.bin:
+        raise InputError(
+            with_path(series.path, f"--y-range {args.y_range[0]}:{args.y_range[1]} is outside "
+                      f"the {series.stack.shape[1] // args.bin} rows of the images binned by "
+                      f"{args.bin}")
+        )
+    rows = None if args.y_range is None else args.y_range[1] - args.y_range[0]
+    _require_tomo_memory(
+        series,
+        thickness=thickness,
+        binning=args.bin,
+        n_volumes={"wbp": 3, "sirt": 5, "cgls": 6}[args.method],
+        rows=rows,
+    )
     alignment = _read_alignment(args, series)
     shifts, axis = (None, _tilt_axis(args)) if alignment is None else alignment
     if isinstance(axis, str):
