@@ -18,11 +18,13 @@ __all__ = [
     "EmkitError",
     "InputError",
     "MissingFileError",
+    "UnreadableFileError",
     "FileFormatError",
     "ShapeError",
     "NonFiniteError",
     "MismatchError",
     "OutputExistsError",
+    "DiskFullError",
     "with_path",
 ]
 
@@ -37,6 +39,10 @@ class InputError(EmkitError, ValueError):
 
 class MissingFileError(EmkitError, FileNotFoundError):
     """An input file or folder does not exist."""
+
+
+class UnreadableFileError(EmkitError, PermissionError):
+    """An input exists but cannot be read (permissions)."""
 
 
 class FileFormatError(InputError):
@@ -57,6 +63,10 @@ class MismatchError(InputError):
 
 class OutputExistsError(EmkitError, FileExistsError):
     """An output would overwrite an input, or a folder stands where a file is to go."""
+
+
+class DiskFullError(EmkitError, OSError):
+    """The disk (or quota) filled up while writing an output; nothing was left behind."""
 
 
 # A run of whitespace that holds a line break (library errors quoted in messages have them).

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import time
+import zlib
 from pathlib import Path
 from typing import Any
 
 import mrcfile
 import numpy as np
+from mrcfile.constants import MAP_ID
+from mrcfile.dtypes import HEADER_DTYPE
 
 from emkit import __version__
 from emkit.errors import FileFormatError, ShapeError, with_path
 from emkit.io._paths import MRC_STACK_SUFFIXES, PathLike, full_suffix
+from emkit.io._quiet import python_warnings_to_log
 from emkit.io._volume import Volume
 
 logger = logging.getLogger(__name__)
@@ -30,9 +36,123 @@ _SLAB_BYTES = 1 << 28
 
 _CORRUPT_HINT = "is not a valid MRC file (truncated?): re-export it or check the transfer"
 
+_HEADER_BYTES = 1024
+
+# What a damaged file makes mrcfile, numpy, gzip or bz2 raise.
+_READ_ERRORS = (ValueError, OSError, EOFError, OverflowError, zlib.error, IndexError)
+
+# Modes mrcfile reads, for the message about an unknown one.
+_MODE_NAMES = {
+    0: "int8",
+    1: "int16",
+    2: "float32",
+    3: "complex int16",
+    4: "complex64",
+    6: "uint16",
+    12: "float16",
+    101: "4-bit",
+}
+
 
 def _corrupt(path: PathLike, error: BaseException) -> FileFormatError:
     return FileFormatError(with_path(path, f"{_CORRUPT_HINT} ({error})"))
+
+
+def _data_bytes(nx: int, ny: int, nz: int, mode: int) -> int:
+    if mode == 101:  # two 4-bit values per byte, each row padded to whole bytes
+        return (nx + 1) // 2 * ny * nz
+    itemsize = int(mrcfile.utils.dtype_from_mode(mode).itemsize)
+    return nx * ny * nz * itemsize
+
+
+def _check_header(path: Path, compressed: bool) -> None:
+    """Refuse a header that cannot describe this file, before any data are mapped or read.
+
+    Dimensions must be at least 1, the mode known, the extended-header size not negative;
+    an uncompressed file must hold exactly the header, extended header and data its header
+    describes (a shorter file is truncated; a longer one has a wrong mode or dimensions).
+    Compressed data that would not fit in this machine's memory are refused too.
+    """
+    try:
+        with (
+            python_warnings_to_log(logger),
+            mrcfile.open(path, header_only=True, permissive=False) as mrc,
+        ):
+            h = mrc.header
+            nx, ny, nz = int(h.nx), int(h.ny), int(h.nz)
+            mode, extended = int(h.mode), int(h.nsymbt)
+    except _READ_ERRORS as error:
+        if "mode" in str(error).lower():
+            raise _unknown_mode(path, str(error)) from None
+        raise _corrupt(path, error) from None
+    if min(nx, ny, nz) < 1:
+        raise FileFormatError(
+            with_path(
+                path,
+                f"MRC header gives dimensions nx={nx}, ny={ny}, nz={nz}; each must be at "
+                "least 1: the header is damaged, re-export the file",
+            )
+        )
+    if mode not in _MODE_NAMES:
+        raise _unknown_mode(path, f"mode {mode}")
+    if extended < 0:
+        raise FileFormatError(
+            with_path(path, f"MRC header gives a negative extended-header size ({extended})")
+        )
+    data_bytes = _data_bytes(nx, ny, nz, mode)
+    expected = _HEADER_BYTES + extended + data_bytes
+    layout = (
+        f"its header describes {nx} x {ny} x {nz} mode-{mode} ({_MODE_NAMES[mode]}) values"
+        f"{f' after a {extended}-byte extended header' if extended else ''}, "
+        f"{expected} bytes in all"
+    )
+    if compressed:
+        total = _physical_memory()
+        if total is not None and data_bytes > total:
+            raise FileFormatError(
+                with_path(
+                    path,
+                    f"{layout}, more than this machine's memory ({total} bytes); the header "
+                    "is damaged or the file must be decompressed and memory-mapped",
+                )
+            )
+        return
+    actual = path.stat().st_size
+    if actual < expected:
+        raise FileFormatError(
+            with_path(
+                path,
+                f"is not a valid MRC file (truncated?): {layout} but the file has only "
+                f"{actual}; re-export it or check the transfer",
+            )
+        )
+    if actual > expected:
+        raise FileFormatError(
+            with_path(
+                path,
+                f"is {actual - expected} bytes longer than its header says ({layout}, the "
+                f"file has {actual}): the header's mode or dimensions are wrong or the file "
+                "is damaged; re-export it",
+            )
+        )
+
+
+def _unknown_mode(path: Path, detail: str) -> FileFormatError:
+    known = ", ".join(f"{m} ({name})" for m, name in _MODE_NAMES.items())
+    return FileFormatError(
+        with_path(
+            path,
+            f"unknown MRC data mode ({detail}); emkit reads modes {known}: the header is "
+            "damaged or the file is not an MRC file",
+        )
+    )
+
+
+def _physical_memory() -> int | None:
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return None
 
 
 def _is_compressed(path: PathLike) -> bool:
@@ -100,9 +220,12 @@ def is_mrc_stack(path: PathLike) -> bool:
     ``mz == nz`` counts as a stack only under a stack suffix (``.mrcs``, ``.st``, ``.ali``).
     """
     try:
-        with mrcfile.open(path, header_only=True, permissive=False) as mrc:
+        with (
+            python_warnings_to_log(logger),
+            mrcfile.open(path, header_only=True, permissive=False) as mrc,
+        ):
             return _header_is_stack(mrc.header, path)
-    except (ValueError, OSError, EOFError) as error:
+    except _READ_ERRORS as error:
         raise _corrupt(path, error) from None
 
 
@@ -125,18 +248,33 @@ def read_mrc(path: PathLike, *, mmap: bool = False) -> Volume:
     path = Path(path)
     compressed = _is_compressed(path)
     use_mmap = mmap and not compressed
+    _check_header(path, compressed)
     try:
         # Uncompressed files are mapped and, unless mmap was asked for, copied once into
         # an ordinary writable array (mrcfile.open would give a read-only view of a buffer).
         opener = mrcfile.open if compressed else mrcfile.mmap
-        with opener(path, mode="r", permissive=False) as mrc:
+        with (
+            python_warnings_to_log(logger) as caught,
+            opener(path, mode="r", permissive=False) as mrc,
+        ):
             if mrc.data is None:  # pragma: no cover - permissive=False raises instead
                 raise ValueError("no data block")
             header = mrc.header.copy()
             data = mrc.data if use_mmap else np.array(mrc.data)
             voxel_size = _voxel_size_zyx(mrc)
-    except (ValueError, OSError, EOFError) as error:
+    except _READ_ERRORS as error:
         raise _corrupt(path, error) from None
+    # The size check of a compressed file can only happen once it is decompressed; mrcfile
+    # merely warns about bytes after the data.
+    longer = [str(w.message) for w in caught if "larger than expected" in str(w.message)]
+    if longer:
+        raise FileFormatError(
+            with_path(
+                path,
+                f"holds more data than its header describes ({longer[0]}): the header's mode "
+                "or dimensions are wrong or the file is damaged; re-export it",
+            )
+        )
     if data.ndim > 3:
         raise ShapeError(
             with_path(path, f"is a {data.ndim}D MRC volume stack; split it into single volumes")
@@ -197,20 +335,84 @@ def write_mrc(
         )
     if stack is None:
         stack = full_suffix(path) in MRC_STACK_SUFFIXES
-    if _is_compressed(path):
-        compression = "bzip2" if full_suffix(path).endswith(".bz2") else "gzip"
-        with mrcfile.new(path, overwrite=True, compression=compression) as mrc:
-            mrc.set_data(np.asarray(data, dtype=np.float32))
-            _finish_header(mrc, data, voxel_size, origin, stack)
-        return
-    with mrcfile.new_mmap(path, shape=data.shape, mrc_mode=2, overwrite=True) as mrc:
-        out = mrc.data
-        rows = out.reshape((-1,) + data.shape[-1:]) if data.ndim == 2 else out
-        src = data.reshape((-1,) + data.shape[-1:]) if data.ndim == 2 else data
-        step = max(1, _SLAB_BYTES // max(1, src[0].nbytes + rows[0].nbytes))
-        for start in range(0, src.shape[0], step):
-            rows[start : start + step] = src[start : start + step]
-        _finish_header(mrc, out, voxel_size, origin, stack)
+    needed = _HEADER_BYTES + 4 * int(np.prod(data.shape, dtype=np.int64))
+    try:
+        if _is_compressed(path):
+            compression = "bzip2" if full_suffix(path).endswith(".bz2") else "gzip"
+            with (
+                python_warnings_to_log(logger),
+                mrcfile.new(path, overwrite=True, compression=compression) as mrc,
+            ):
+                mrc.set_data(np.asarray(data, dtype=np.float32))
+                _finish_header(mrc, data, voxel_size, origin, stack)
+            return
+        _write_buffered(path, data, voxel_size, origin, stack)
+    except OSError as error:
+        if error.errno not in _DISK_FULL_ERRNOS:
+            raise
+        from emkit.io._tempfiles import disk_full_error
+
+        full = disk_full_error(path, needed)
+        # Still a disk-full OSError to the caller, so atomic_output names the final path.
+        full.errno = error.errno
+        raise full from None
+
+
+# A full disk (or quota) while writing; never a memory map, whose writes die of SIGBUS.
+_DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def _write_buffered(
+    path: Path,
+    data: np.ndarray,
+    voxel_size: tuple[float, float, float] | None,
+    origin: tuple[float, float, float],
+    stack: bool,
+) -> None:
+    """Header, then the data as little-endian float32 in slabs, with ordinary buffered writes.
+
+    A memory-mapped write (mrcfile.new_mmap) kills the process with SIGBUS when the disk
+    fills; ``write`` raises ENOSPC instead, which becomes emkit's one-line error.
+    """
+    shape = data.shape if data.ndim == 3 else (1, *data.shape)
+    nz, ny, nx = (int(n) for n in shape)
+    header = np.zeros((), dtype=HEADER_DTYPE).view(np.recarray)
+    header.map = MAP_ID
+    header.nversion = 20141
+    byte_order = np.dtype(HEADER_DTYPE)["mode"].byteorder
+    header.machst = mrcfile.utils.machine_stamp_from_byte_order(byte_order)
+    header.mode = 2
+    header.nx, header.ny, header.nz = nx, ny, nz
+    header.mx, header.my = nx, ny
+    header.cellb.alpha = header.cellb.beta = header.cellb.gamma = 90.0
+    header.mapc, header.mapr, header.maps = 1, 2, 3
+    if data.ndim == 2 or stack:
+        header.ispg, header.mz = 0, 1
+    else:
+        header.ispg, header.mz = 1, nz
+    if voxel_size is not None:
+        vz, vy, vx = (float(v) for v in voxel_size)
+        header.cella.x, header.cella.y, header.cella.z = vx * nx, vy * ny, vz * int(header.mz)
+    header.origin.x, header.origin.y, header.origin.z = (
+        float(origin[2]),
+        float(origin[1]),
+        float(origin[0]),
+    )
+    header.dmin, header.dmax, header.dmean, header.rms = _slab_stats(data)
+    header.label[0] = _label().encode("ascii")[:80]
+    header.nlabl = 1
+    out_dtype = np.dtype(np.float32).newbyteorder(byte_order)
+    src = data.reshape(shape)
+    step = max(1, _SLAB_BYTES // max(1, src[0].size * 8))
+    with open(path, "wb") as fh:
+        fh.write(header.tobytes())
+        for start in range(0, nz, step):
+            block = np.ascontiguousarray(src[start : start + step], dtype=out_dtype)
+            fh.write(block.reshape(-1).view(np.uint8).data)
+
+
+def _label() -> str:
+    return f"emkit {__version__}: written {time.strftime('%d-%b-%y  %H:%M:%S')}"
 
 
 def _finish_header(
@@ -235,16 +437,17 @@ def _finish_header(
     )
     lo, hi, mean, rms = _slab_stats(data)
     header.dmin, header.dmax, header.dmean, header.rms = lo, hi, mean, rms
-    stamp = time.strftime("%d-%b-%y  %H:%M:%S")
-    label = f"emkit {__version__}: written {stamp}"
-    header.label[0] = label.encode("ascii")[:80]
+    header.label[0] = _label().encode("ascii")[:80]
     header.nlabl = 1
 
 
 def mrc_header_summary(path: PathLike) -> dict[str, Any]:
     """Header facts for ``emkit info``: mode, space group, stack flag, header statistics."""
     try:
-        with mrcfile.open(path, header_only=True, permissive=False) as mrc:
+        with (
+            python_warnings_to_log(logger),
+            mrcfile.open(path, header_only=True, permissive=False) as mrc,
+        ):
             h = mrc.header
             return {
                 "mrc_mode": int(h.mode),
@@ -258,5 +461,5 @@ def mrc_header_summary(path: PathLike) -> dict[str, Any]:
                     if lab.strip()
                 ],
             }
-    except (ValueError, OSError, EOFError) as error:
+    except _READ_ERRORS as error:
         raise _corrupt(path, error) from None

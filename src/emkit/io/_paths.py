@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
-from emkit.errors import FileFormatError, MissingFileError, with_path
+from emkit.errors import FileFormatError, MissingFileError, UnreadableFileError, with_path
 
 PathLike = str | os.PathLike[str]
 
@@ -99,4 +100,80 @@ def require_exists(path: PathLike) -> Path:
     p = Path(path)
     if not p.exists():
         raise MissingFileError(with_path(p, "no such file; check the path"))
+    return p
+
+
+def _kind_of_special(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "not a regular file"
+
+
+def require_readable_file(path: PathLike, *, folder: bool = False) -> Path:
+    """Return ``Path(path)`` once it is sure to be an input emkit can open.
+
+    Checks, without ever blocking (a FIFO is refused before it is opened): the path exists;
+    it is a regular file (or, with ``folder=True``, a folder such as a Zarr store); it can
+    be opened for reading; a file is not empty.
+
+    Raises
+    ------
+    MissingFileError
+        Nothing at ``path``.
+    FileFormatError
+        A folder where a file is expected (or a file where a folder is), a FIFO, socket or
+        device, or an empty (0-byte) file.
+    UnreadableFileError
+        No permission to read it.
+    """
+    p = Path(path)
+    try:
+        mode = p.stat().st_mode
+    except FileNotFoundError:
+        raise MissingFileError(with_path(p, "no such file; check the path")) from None
+    except PermissionError:
+        raise UnreadableFileError(
+            with_path(p, "cannot be read (permission denied); check its folder's permissions")
+        ) from None
+    except OSError as error:  # a loop of links, a name too long, a stale mount
+        raise MissingFileError(
+            with_path(p, f"cannot be opened ({error.strerror or error}); check the path")
+        ) from None
+    if folder:
+        if not stat.S_ISDIR(mode):
+            raise FileFormatError(
+                with_path(p, "is a file, but this format is a folder (a Zarr store); check it")
+            )
+        if not os.access(p, os.R_OK | os.X_OK):
+            raise UnreadableFileError(
+                with_path(p, "cannot be read (permission denied); check its permissions")
+            )
+        return p
+    if stat.S_ISDIR(mode):
+        raise FileFormatError(
+            with_path(p, "is a folder, not a file; give the file itself (e.g. one inside it)")
+        )
+    if not stat.S_ISREG(mode):
+        raise FileFormatError(
+            with_path(p, f"is {_kind_of_special(mode)}, not a file on disk; give a regular file")
+        )
+    try:
+        with open(p, "rb"):
+            pass
+    except PermissionError:
+        raise UnreadableFileError(
+            with_path(p, "cannot be read (permission denied); check its permissions")
+        ) from None
+    except OSError as error:
+        raise FileFormatError(
+            with_path(p, f"cannot be opened ({error.strerror or error}); check the file")
+        ) from None
+    if p.stat().st_size == 0:
+        raise FileFormatError(
+            with_path(p, "is empty (0 bytes); the export or transfer did not finish: redo it")
+        )
     return p

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,8 +20,9 @@ from typing import Any
 import numpy as np
 import tifffile
 
-from emkit.errors import FileFormatError, ShapeError, with_path
+from emkit.errors import EmkitError, FileFormatError, ShapeError, with_path
 from emkit.io._paths import PathLike
+from emkit.io._quiet import python_warnings_to_log
 from emkit.io._volume import Volume
 
 logger = logging.getLogger(__name__)
@@ -55,24 +58,33 @@ _IMAGEJ_DTYPES = (np.uint8, np.uint16, np.float32)
 
 
 class _ToDebug(logging.Filter):
-    """Pass tifffile's records on to emkit's logger at DEBUG level instead."""
+    """Pass tifffile's records on to emkit's logger at DEBUG level instead (and keep them)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[str] = []
 
     def filter(self, record: logging.LogRecord) -> bool:
+        self.messages.append(record.getMessage())
         logger.debug("tifffile: %s", record.getMessage())
         return False
 
 
 @contextlib.contextmanager
-def _tifffile_quiet() -> Iterator[None]:
+def _tifffile_quiet() -> Iterator[list[str]]:
     # tifffile logs a WARNING for what emkit reports itself (a file with no pages, odd
     # tags): on the CLI that would be a second line beside emkit's one-line error.
     tiff_logger = logging.getLogger("tifffile")
     quiet = _ToDebug()
     tiff_logger.addFilter(quiet)
     try:
-        yield
+        yield quiet.messages
     finally:
         tiff_logger.removeFilter(quiet)
+
+
+# tifffile messages that mean pages are missing: it then reads what is left without error.
+_TRUNCATION_SIGNS = ("invalid page offset", "corrupted file", "invalid offset to first page")
 
 
 def _unit_in_A(unit: Any) -> float | None:
@@ -161,6 +173,54 @@ def _to_gray(data: np.ndarray, axis: int, path: Path) -> np.ndarray:
     return gray
 
 
+def _check_extent(tif: tifffile.TiffFile, series: Any, path: Path, *, mmap: bool) -> None:
+    """Refuse a TIFF whose image data run past the end of the file, or cannot fit in memory.
+
+    tifffile reads an ImageJ stack as one contiguous block from the first page's offset and
+    fills what is missing of a truncated file with zeros; emkit says it is truncated.
+    """
+    size = int(tif.filehandle.size)
+    offset = getattr(series, "dataoffset", None)
+    if offset is not None:
+        end = int(offset) + int(series.nbytes)
+        if end > size:
+            raise _truncated(path, end, size)
+    else:
+        for page in series.pages:
+            if page is None:
+                continue
+            for start, count in zip(page.dataoffsets, page.databytecounts):
+                if int(start) + int(count) > size:
+                    raise _truncated(path, int(start) + int(count), size)
+    total = _physical_memory()
+    if total is not None and int(series.nbytes) > total and not (mmap and offset is not None):
+        raise FileFormatError(
+            with_path(
+                path,
+                f"holds {series.shape} {series.dtype} pixels, {int(series.nbytes)} bytes once "
+                f"decoded, more than this machine's memory ({total} bytes); the header is "
+                "damaged, or save it uncompressed (memory-mapped) or as Zarr",
+            )
+        )
+
+
+def _truncated(path: Path, end: int, size: int) -> FileFormatError:
+    return FileFormatError(
+        with_path(
+            path,
+            f"is truncated: its image data reach byte {end} but the file has only {size} "
+            "bytes; re-export it or check the transfer",
+        )
+    )
+
+
+def _physical_memory() -> int | None:
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
 def read_tiff(path: PathLike, *, mmap: bool = False) -> Volume:
     """Read a TIFF image or stack into a :class:`Volume`.
 
@@ -181,9 +241,23 @@ def read_tiff(path: PathLike, *, mmap: bool = False) -> Volume:
     """
     path = Path(path)
     try:
-        with _tifffile_quiet(), tifffile.TiffFile(path) as tif:
+        with (
+            _tifffile_quiet() as notes,
+            python_warnings_to_log(logger),
+            tifffile.TiffFile(path) as tif,
+        ):
             series = tif.series[0]
             axes = series.axes
+            damage = [n for n in notes if any(sign in n for sign in _TRUNCATION_SIGNS)]
+            if damage:
+                note = re.sub(r"<[^>]*>\s*", "", damage[-1])
+                raise FileFormatError(
+                    with_path(
+                        path,
+                        f"is damaged or truncated ({note}); re-export it or check the transfer",
+                    )
+                )
+            _check_extent(tif, series, path, mmap=mmap)
             data: np.ndarray | None = None
             if mmap:
                 try:
@@ -198,9 +272,18 @@ def read_tiff(path: PathLike, *, mmap: bool = False) -> Volume:
                 voxel = _ome_calibration(tif) if tif.is_ome else None
                 voxel = voxel or _tiff_resolution_calibration(tif)
                 origin = (0.0, 0.0, 0.0)
-    except (tifffile.TiffFileError, ValueError, OSError, EOFError, KeyError, IndexError) as error:
+    except EmkitError:
+        raise
+    except MemoryError:
+        raise
+    # tifffile and its codecs raise many types for a damaged file (struct.error for a cut
+    # header, RuntimeError from a codec, ...): all of them mean the file cannot be read.
+    except Exception as error:
         raise FileFormatError(
-            with_path(path, f"is not a readable TIFF file ({error}); re-export it")
+            with_path(
+                path,
+                f"is not a readable TIFF file ({type(error).__name__}: {error}); re-export it",
+            )
         ) from None
     if data.ndim == len(axes) and "S" in axes and data.shape[axes.index("S")] > 1:
         data = _to_gray(data, axes.index("S"), path)

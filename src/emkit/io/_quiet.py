@@ -1,0 +1,101 @@
+"""Keep library chatter (Python warnings, C-level stderr, OpenCV logging) out of the CLI.
+
+emkit's promise on bad input is one line on stderr. Readers call libraries that talk on
+their own: mrcfile and zarr issue Python warnings, OpenCV logs ``[ WARN:0@...]`` lines and
+libpng/libjpeg print ``libpng warning: ...`` straight to file descriptor 2. Around such
+calls these context managers turn all of it into DEBUG records of the caller's logger, so
+``emkit -vv`` still shows it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import tempfile
+import warnings
+from collections.abc import Iterator
+
+_LIBRARY_LOGGERS = ("tifffile", "zarr", "numcodecs", "mrcfile", "imagecodecs")
+
+
+class _ToDebug(logging.Filter):
+    def __init__(self, target: logging.Logger) -> None:
+        super().__init__()
+        self.target = target
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        self.target.debug("%s: %s", record.name, record.getMessage())
+        return False
+
+
+@contextlib.contextmanager
+def python_warnings_to_log(logger: logging.Logger) -> Iterator[list[warnings.WarningMessage]]:
+    """Log Python warnings and library log records raised inside the block at DEBUG.
+
+    Yields the list the warnings are collected in, for a caller that turns one into an
+    error (it is complete once the block has ended).
+    """
+    quiet = _ToDebug(logger)
+    library_loggers = [logging.getLogger(name) for name in _LIBRARY_LOGGERS]
+    for lib in library_loggers:
+        lib.addFilter(quiet)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                yield caught
+            finally:
+                for item in caught:
+                    logger.debug("%s: %s", item.category.__name__, item.message)
+    finally:
+        for lib in library_loggers:
+            lib.removeFilter(quiet)
+
+
+@contextlib.contextmanager
+def c_stderr_to_log(logger: logging.Logger) -> Iterator[None]:
+    """Send what C libraries write to file descriptor 2 inside the block to DEBUG records.
+
+    Only for short calls (decoding one image): while it runs, anything else the process
+    writes to fd 2 is captured too.
+    """
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):  # no usable fd 2: nothing to guard
+        yield
+        return
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            text = sink.read(1 << 16).decode("utf-8", "replace")
+            for line in text.splitlines():
+                if line.strip():
+                    logger.debug("library: %s", line.strip())
+
+
+@contextlib.contextmanager
+def opencv_quiet(logger: logging.Logger) -> Iterator[None]:
+    """OpenCV's logging off and C stderr captured (libpng/libjpeg warnings) for the block."""
+    import cv2
+
+    log = getattr(getattr(cv2, "utils", None), "logging", None)
+    previous = None
+    if log is not None:
+        with contextlib.suppress(Exception):
+            previous = log.getLogLevel()
+            log.setLogLevel(log.LOG_LEVEL_SILENT)
+    try:
+        with c_stderr_to_log(logger), python_warnings_to_log(logger):
+            yield
+    finally:
+        if log is not None and previous is not None:
+            with contextlib.suppress(Exception):
+                log.setLogLevel(previous)
