@@ -697,6 +697,7 @@ def run_sim(args: argparse.Namespace) -> int:
     from emkit.sim import simulate_tilt_series
     from emkit.tomo import xf_from_alignment
 
+    _check_sim_request(args)
     out: Path = require_output_folder(args.output)
     sim = simulate_tilt_series(
         phantom=args.phantom,
@@ -721,6 +722,38 @@ def run_sim(args: argparse.Namespace) -> int:
           f"{sim.stack.shape[2]} px -> {out}/{name}.mrc, {name}.tlt, {name}_true.xf, "
           f"{name}_volume.mrc")
     return 0
+
+
+def _check_sim_request(args: argparse.Namespace) -> None:
+    """Tilt range and step that give a series, in memory that is there; before any work."""
+    from emkit.cli._options import require_memory
+    from emkit.errors import InputError
+
+    first, last = args.tilt_range
+    if not first < last:
+        raise InputError(f"--tilt-range {first:g} {last:g}: FIRST must be less than LAST")
+    n = int((last - first) / args.tilt_step + 1e-6) + 1
+    if n < 3:
+        raise InputError(
+            f"--tilt-range {first:g} {last:g} with --tilt-step {args.tilt_step:g} gives {n} "
+            "tilts; give at least 3"
+        )
+    nz, ny, nx = args.shape
+    if min(ny, nx) < 8:
+        raise InputError(
+            f"--shape {nz} {ny} {nx}: images of {ny}x{nx} px are too small to align or "
+            "reconstruct; give NY and NX of at least 8"
+        )
+    # As simulate_tilt_series: phantom and detector sampled twice finer, a detector margin
+    # for the shifts; measured ~48 bytes per (tilt x z x x) of the fine projector matrix.
+    margin = int(np.ceil(args.max_shift + 0.75 * abs(args.tilt_axis) / 45 * max(ny, nx))) + 2
+    nd = 2 * (nx + 2 * margin)
+    need = 48 * n * 2 * nz * nd + 4 * (4 * 8 * nz * ny * nx + 3 * n * 2 * ny * nd)
+    require_memory(
+        need,
+        f"simulating {n} tilts of a {nz} x {ny} x {nx} phantom",
+        "give a smaller --shape or a larger --tilt-step",
+    )
 
 
 # --------------------------------------------------------------------------- demo
