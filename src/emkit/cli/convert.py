@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 
 from emkit.cli._common import add_subcommand
-from emkit.cli._options import file_path, int_range, positive_float
+from emkit.cli._options import file_path, int_range, positive_float, require_memory
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -82,6 +82,12 @@ def run(args: argparse.Namespace) -> int:
 
     volume = read_volume(src, mmap=True)
     data = volume.data
+    # The data are read in full for writing, plus a float32 copy for MRC or the levels.
+    require_memory(
+        data.size * (data.dtype.itemsize + 4),
+        f"converting {src} ({'x'.join(map(str, data.shape))} {data.dtype})",
+        "convert a crop or a binned copy, or use a machine with more memory",
+    )
     if out_kind == "image" and data.ndim == 3 and data.shape[0] == 1:
         data = data[0]
     if out_kind == "image" and data.ndim != 2:
