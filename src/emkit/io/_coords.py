@@ -17,7 +17,7 @@ import numpy as np
 
 from emkit.errors import FileFormatError, MismatchError, NonFiniteError, ShapeError, with_path
 from emkit.io._atomic import write_text_atomic
-from emkit.io._paths import PathLike, require_exists, require_suffix
+from emkit.io._paths import PathLike, require_readable_file, require_suffix
 from emkit.io._star import read_coordinates_star, write_coordinates_star
 
 COORDINATE_SUFFIXES = (".csv", ".tsv", ".star", ".xml")
@@ -115,7 +115,7 @@ def read_coordinates(path: PathLike) -> tuple[np.ndarray, np.ndarray | None]:
     classes : ndarray of int64, shape (n,), or None
     """
     suffix = require_suffix(path, COORDINATE_SUFFIXES, "coordinate")
-    p = require_exists(path)
+    p = require_readable_file(path)
     if suffix == ".star":
         return read_coordinates_star(p)
     if suffix == ".xml":
@@ -171,7 +171,7 @@ def read_deepfinder_xml(path: PathLike) -> dict[str, Any]:
         ``(phi, psi, the)`` as stored (DeepFinder's Euler angles), or None when no object
         has them.
     """
-    p = require_exists(path)
+    p = require_readable_file(path)
     try:
         root = ET.parse(p).getroot()
     except ET.ParseError as error:

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from emkit.errors import FileFormatError, with_path
-from emkit.io._paths import VOLUME_SUFFIXES, PathLike, full_suffix, require_exists
+from emkit.io._paths import VOLUME_SUFFIXES, PathLike, full_suffix, require_readable_file
 
 _TLT_SUFFIXES = (".tlt", ".rawtlt")
 _XF_SUFFIXES = (".xf", ".prexf", ".xg", ".prexg")
@@ -70,7 +70,7 @@ def _describe_volume(path: Path, kind: str) -> dict[str, Any]:
 
     info: dict[str, Any] = {"file": str(path), "format": _FORMAT_NAMES[kind]}
     if kind in ("zarr", "ome-zarr"):
-        from emkit.io._zarr import open_zarr_array, zarr_levels, zarr_metadata
+        from emkit.io._zarr import checked_array, open_zarr_array, zarr_levels, zarr_metadata
 
         levels = zarr_levels(path)
         meta = zarr_metadata(path)
@@ -83,14 +83,14 @@ def _describe_volume(path: Path, kind: str) -> dict[str, Any]:
             origin_A=meta["origin"],
             chunks=levels[0]["chunks"],
         )
-        info.update(array_statistics(open_zarr_array(path, 0)))
+        info.update(array_statistics(checked_array(open_zarr_array(path, 0), path)))
         if meta["ome"]:
             info["levels"] = [
                 {
                     "level": lv["level"],
                     "shape": lv["shape"],
                     "scale": lv["scale"],
-                    **array_statistics(open_zarr_array(path, lv["level"])),
+                    **array_statistics(checked_array(open_zarr_array(path, lv["level"]), path)),
                 }
                 for lv in levels
             ]
@@ -245,8 +245,10 @@ def describe(path: PathLike) -> dict[str, Any]:
         from emkit.io._paths import volume_format
 
         kind = volume_format(path)
-        return _describe_volume(require_exists(path), kind)
-    p = require_exists(path)
+        return _describe_volume(
+            require_readable_file(path, folder=kind in ("zarr", "ome-zarr")), kind
+        )
+    p = require_readable_file(path)
     if suffix in _TLT_SUFFIXES + _XF_SUFFIXES + (".aln",):
         return _describe_text_table(p, suffix)
     if suffix == ".star":

@@ -9,7 +9,7 @@ import numpy as np
 
 from emkit.errors import FileFormatError, InputError, ShapeError, with_path
 from emkit.io._atomic import atomic_output
-from emkit.io._paths import PathLike, full_suffix, require_exists, volume_format
+from emkit.io._paths import PathLike, full_suffix, require_readable_file, volume_format
 from emkit.io._volume import Volume
 
 logger = logging.getLogger(__name__)
@@ -17,7 +17,44 @@ logger = logging.getLogger(__name__)
 __all__ = ["read_volume", "write_volume", "format_keeps_metadata"]
 
 
+def _check_npy_header(path: Path) -> None:
+    """Refuse a pickle (object array) and a data block shorter or longer than the header says."""
+    fmt = np.lib.format
+    try:
+        with open(path, "rb") as fh:
+            version = fmt.read_magic(fh)
+            read_header = (
+                fmt.read_array_header_1_0 if version == (1, 0) else (fmt.read_array_header_2_0)
+            )
+            shape, _, dtype = read_header(fh)
+            header_end = fh.tell()
+    except (ValueError, OSError, EOFError, SyntaxError) as error:
+        raise FileFormatError(
+            with_path(path, f"is not a valid .npy array file ({error}); re-save it with numpy")
+        ) from None
+    if dtype.hasobject:
+        raise FileFormatError(
+            with_path(
+                path,
+                "holds Python objects (a pickle), which emkit never loads because loading "
+                "a pickle can run code; save a numeric array (np.save(..., allow_pickle=False))",
+            )
+        )
+    expected = header_end + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    actual = path.stat().st_size
+    if actual != expected:
+        what = "is truncated" if actual < expected else "is longer than its header says"
+        raise FileFormatError(
+            with_path(
+                path,
+                f"{what}: the header describes {shape} {dtype} ({expected} bytes with the "
+                f"header) but the file has {actual} bytes; re-save it with numpy",
+            )
+        )
+
+
 def _read_npy(path: Path, *, mmap: bool) -> Volume:
+    _check_npy_header(path)
     try:
         data = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
     except (ValueError, OSError, EOFError) as error:
@@ -57,8 +94,12 @@ def read_volume(path: PathLike, *, mmap: bool = False) -> Volume:
     ------
     MissingFileError
         The path does not exist.
+    UnreadableFileError
+        No permission to read it.
     FileFormatError
-        Unknown suffix, or the content is corrupt/truncated or not what the suffix says.
+        Unknown suffix; a folder, FIFO or empty file where a file is expected; or the
+        content is corrupt/truncated or not what the suffix says (checked before decoding,
+        so a damaged header never makes emkit allocate what it claims).
     ShapeError
         More than three non-trivial axes (e.g. a multi-channel TIFF).
 
@@ -69,7 +110,7 @@ def read_volume(path: PathLike, *, mmap: bool = False) -> Volume:
     ((200, 512, 512), (10.0, 10.0, 10.0))
     """
     kind = volume_format(path)
-    p = require_exists(path)
+    p = require_readable_file(path, folder=kind in ("zarr", "ome-zarr"))
     if kind == "mrc":
         from emkit.io._mrc import read_mrc
 
@@ -191,7 +232,7 @@ def write_volume(
     if kind in ("zarr", "ome-zarr"):
         from emkit.io._zarr import write_ome_zarr, write_zarr
 
-        with atomic_output(out, directory=True) as tmp:
+        with atomic_output(out, directory=True, size_bytes=_nbytes(array)) as tmp:
             if kind == "zarr":
                 write_zarr(tmp, array, voxel_size=voxel, origin=org3, chunks=chunks)
             else:
@@ -205,7 +246,7 @@ def write_volume(
                     name=out.name.split(".")[0],
                 )
         return out
-    with atomic_output(out) as tmp:
+    with atomic_output(out, size_bytes=_nbytes(array)) as tmp:
         if kind == "mrc":
             from emkit.io._mrc import write_mrc
 
@@ -228,6 +269,11 @@ def write_volume(
             with open(tmp, "wb") as fh:
                 np.save(fh, np.asarray(array), allow_pickle=False)
     return out
+
+
+def _nbytes(array: np.ndarray) -> int:
+    """Uncompressed size of ``array`` in bytes."""
+    return int(np.prod(array.shape, dtype=np.int64)) * int(np.dtype(array.dtype).itemsize)
 
 
 def _stack_by_suffix(path: Path) -> bool:

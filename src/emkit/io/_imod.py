@@ -19,14 +19,14 @@ import numpy as np
 
 from emkit.errors import FileFormatError, InputError, NonFiniteError, ShapeError, with_path
 from emkit.io._atomic import write_text_atomic
-from emkit.io._paths import PathLike, require_exists
+from emkit.io._paths import PathLike, require_readable_file
 
 _XF_FORMAT = "%12.7f%12.7f%12.7f%12.7f%12.3f%12.3f"
 _XF_FIELD = 12
 
 
 def _lines(path: PathLike) -> list[str]:
-    p = require_exists(path)
+    p = require_readable_file(path)
     try:
         return p.read_text(encoding="utf-8", errors="strict").splitlines()
     except UnicodeDecodeError:

@@ -17,7 +17,7 @@ import numpy as np
 
 from emkit.errors import FileFormatError, NonFiniteError, ShapeError, with_path
 from emkit.io._atomic import atomic_output
-from emkit.io._paths import PathLike, require_exists, require_suffix
+from emkit.io._paths import PathLike, require_readable_file, require_suffix
 
 MESH_SUFFIXES = (".ply", ".obj", ".stl", ".glb")
 
@@ -111,7 +111,7 @@ def read_mesh(
     import trimesh
 
     require_suffix(path, MESH_SUFFIXES, "mesh")
-    p = require_exists(path)
+    p = require_readable_file(path)
     try:
         mesh = trimesh.load(p, force="mesh", process=False)
     except Exception as error:  # trimesh raises many types for a malformed file

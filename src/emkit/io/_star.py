@@ -19,7 +19,7 @@ from emkit.errors import (
     with_path,
 )
 from emkit.io._atomic import atomic_output
-from emkit.io._paths import PathLike, require_exists
+from emkit.io._paths import PathLike, require_readable_file
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ def read_star(path: PathLike) -> dict[str, StarBlock]:
     """
     import starfile
 
-    p = require_exists(path)
+    p = require_readable_file(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from emkit.errors import FileFormatError, InputError, with_path
-from emkit.io._paths import PathLike, require_exists
+from emkit.io._paths import PathLike, require_readable_file
 from emkit.io._volume import Volume
 
 logger = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ def read_structure(path: PathLike) -> Any:
     """
     import gemmi
 
-    p = require_exists(path)
+    p = require_readable_file(path)
     try:
         st = gemmi.read_structure(str(p))
     except (RuntimeError, ValueError, OSError) as error:

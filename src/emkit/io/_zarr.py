@@ -18,6 +18,7 @@ Dask (``dask.array.from_zarr(open_zarr_array(path))``).
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import os
 from collections.abc import Sequence
@@ -29,6 +30,7 @@ import numpy as np
 from emkit import __version__
 from emkit.errors import FileFormatError, MissingFileError, ShapeError, with_path
 from emkit.io._paths import PathLike
+from emkit.io._quiet import python_warnings_to_log
 from emkit.io._volume import Volume
 
 logger = logging.getLogger(__name__)
@@ -61,11 +63,118 @@ def _open(path: Path) -> Any:
     if not path.exists():
         raise MissingFileError(with_path(path, "no such file; check the path"))
     try:
-        return zarr.open(str(path), mode="r")
+        with python_warnings_to_log(logger):
+            return zarr.open(str(path), mode="r")
     except Exception as error:  # zarr raises several unrelated types for a bad store
         raise FileFormatError(
-            with_path(path, f"is not a Zarr array or group ({error}); check the path")
+            with_path(
+                path,
+                f"is not a Zarr array or group: its .zarray/.zgroup/zarr.json metadata are "
+                f"missing or damaged ({type(error).__name__}: {error}); check the path",
+            )
         ) from None
+
+
+def _sub_array(node: Any, sub: str, path: Path) -> Any:
+    """``node[sub]`` (one level of an OME-Zarr image), or emkit's error when it is damaged."""
+    try:
+        with python_warnings_to_log(logger):
+            array = node[sub]
+    except Exception as error:  # missing folder, garbled .zarray: many exception types
+        raise FileFormatError(
+            with_path(
+                path,
+                f"resolution level {sub!r} named in the OME-Zarr metadata is missing or "
+                f"damaged ({type(error).__name__}: {error}); re-export the image",
+            )
+        ) from None
+    if not (hasattr(array, "shape") and hasattr(array, "dtype")):
+        raise FileFormatError(with_path(path, f"level {sub!r} is a group, not an array"))
+    return array
+
+
+class CheckedArray:
+    """A Zarr array whose reads raise emkit's :class:`FileFormatError` for a damaged chunk.
+
+    Has ``shape``, ``dtype``, ``ndim``, ``chunks`` and slicing, which is all that
+    :func:`emkit.io.array_statistics` and ``np.asarray(a[...])`` need.
+    """
+
+    def __init__(self, array: Any, path: Path) -> None:
+        self.array = array
+        self.path = path
+        self.shape = tuple(array.shape)
+        self.dtype = array.dtype
+        self.ndim = len(self.shape)
+        self.chunks = tuple(array.chunks)
+
+    def __getitem__(self, selection: Any) -> np.ndarray:
+        try:
+            with python_warnings_to_log(logger):
+                return np.asarray(self.array[selection])
+        except MemoryError:
+            raise
+        except Exception as error:  # blosc/zstd/zlib/json errors of a damaged chunk
+            raise FileFormatError(
+                with_path(
+                    self.path,
+                    f"a data chunk is damaged and cannot be decompressed "
+                    f"({type(error).__name__}: {error}); re-export or re-copy the store",
+                )
+            ) from None
+
+
+def checked_array(array: Any, path: PathLike) -> CheckedArray:
+    """Wrap a ``zarr.Array`` read from ``path`` (see :class:`CheckedArray`), checking that
+    each blosc-compressed chunk file is as long as its blosc header says."""
+    _check_blosc_chunks(array, Path(path))
+    return CheckedArray(array, Path(path))
+
+
+# Blosc frame header: bytes 12-15 hold the compressed size (the whole frame, header included).
+_BLOSC_HEADER = 16
+
+
+def _check_blosc_chunks(array: Any, path: Path) -> None:
+    """Refuse a Zarr-format-2 array whose blosc chunk files are cut short or overlong.
+
+    Blosc decompresses a truncated frame without complaint (it trusts the sizes in its
+    header), so without this check a cut chunk reads as plausible numbers.
+    """
+    folder = path / str(getattr(array, "path", "") or "")
+    meta_file = folder / ".zarray"
+    try:
+        meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # not a local Zarr-format-2 array: nothing to check here
+    compressor = meta.get("compressor") if isinstance(meta, dict) else None
+    if not isinstance(compressor, dict) or compressor.get("id") != "blosc":
+        return
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = [
+            d for d in dirs if not d.startswith(".") and not (Path(root, d) / ".zarray").exists()
+        ]
+        for name in files:
+            if name.startswith("."):
+                continue
+            chunk = Path(root, name)
+            try:
+                with open(chunk, "rb") as fh:
+                    head = fh.read(_BLOSC_HEADER)
+                size = chunk.stat().st_size
+            except OSError as error:
+                raise FileFormatError(
+                    with_path(path, f"chunk {chunk.relative_to(path)} cannot be read ({error})")
+                ) from None
+            cbytes = int.from_bytes(head[12:16], "little") if len(head) == _BLOSC_HEADER else -1
+            if cbytes != size:
+                raise FileFormatError(
+                    with_path(
+                        path,
+                        f"chunk {chunk.relative_to(path)} is damaged or truncated ({size} bytes, "
+                        f"its blosc header says {cbytes}); re-export or re-copy the store",
+                    )
+                )
 
 
 def _multiscales(group: Any) -> list[dict[str, Any]] | None:
@@ -128,9 +237,9 @@ def open_zarr_array(path: PathLike, level: int = 0) -> Any:
     ------
     MissingFileError, FileFormatError
     """
-    from emkit.io._paths import require_exists
+    from emkit.io._paths import require_readable_file
 
-    p = require_exists(path)
+    p = require_readable_file(path, folder=True)
     node = _open(p)
     if hasattr(node, "shape") and hasattr(node, "dtype"):
         if level != 0:
@@ -154,7 +263,11 @@ def open_zarr_array(path: PathLike, level: int = 0) -> Any:
         raise FileFormatError(
             with_path(p, f"has {n} resolution levels; level {level} does not exist")
         ) from None
-    return node[sub]
+    except (KeyError, TypeError, AttributeError) as error:
+        raise FileFormatError(
+            with_path(p, f"has damaged OME-NGFF 'multiscales' metadata ({error!r})")
+        ) from None
+    return _sub_array(node, sub, p)
 
 
 def zarr_metadata(path: PathLike, level: int = 0) -> dict[str, Any]:
@@ -224,7 +337,7 @@ def read_zarr(path: PathLike, *, level: int = 0) -> Volume:
     """
     p = Path(path)
     meta = zarr_metadata(p, level)
-    array = open_zarr_array(p, level)
+    array = checked_array(open_zarr_array(p, level), p)
     data = np.asarray(array[...]).reshape(meta["shape"])
     return Volume(data=data, voxel_size=meta["voxel_size"], origin=meta["origin"], path=p)
 
@@ -504,8 +617,13 @@ def zarr_levels(path: PathLike) -> list[dict[str, Any]]:
         )
     out = []
     for level, _ in enumerate(ms[0].get("datasets", [])):
-        sub, scale, translation = _level_transform(ms[0], level)
-        arr = node[sub]
+        try:
+            sub, scale, translation = _level_transform(ms[0], level)
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            raise FileFormatError(
+                with_path(p, f"has damaged OME-NGFF 'multiscales' metadata ({error!r})")
+            ) from None
+        arr = _sub_array(node, sub, p)
         out.append(
             {
                 "level": level,
