@@ -400,6 +400,7 @@ def run_prealign(args: argparse.Namespace) -> int:
 
     series = _read_series(args)
     _check_binning("--bin", [args.bin], series)
+    _require_prealign_memory(series)
     paths = _outputs(args.output, series.stem, [series.path, series.angles_path])
     axis = _tilt_axis(args)
     start = time.perf_counter()
@@ -491,6 +492,18 @@ def _check_binning(option: str, binnings: list[int], series: _Series) -> None:
             with_path(series.path, f"images of {ny}x{nx} px binned by {option} "
                       f"{max(binnings)} would be smaller than 8 px; give {option} <= {largest}")
         )
+
+
+def _require_prealign_memory(series: _Series) -> None:
+    """Pre-alignment holds a few float32 copies of the stack (binned, tapered, aligned)."""
+    from emkit.cli._options import require_memory
+
+    n, ny, nx = series.stack.shape
+    require_memory(
+        4 * 8 * n * ny * nx,
+        f"pre-aligning {n} images of {ny}x{nx} px from {series.path.name}",
+        "crop or bin the tilt series first (e.g. IMOD newstack -bin 2)",
+    )
 
 
 def _require_tomo_memory(
