@@ -268,9 +268,11 @@ def _file_path(text: str) -> Path:
     if not text or "\0" in text:
         _refuse(file_path.constraint, text)
     encoded = os.fsencode(text)
-    if len(encoded) > _PATH_MAX or any(len(part) > _NAME_MAX for part in encoded.split(b"/")):
+    longest = max(len(part) for part in encoded.split(b"/"))
+    if len(encoded) > _PATH_MAX or longest > _NAME_MAX:
         raise argparse.ArgumentTypeError(
-            f"must be {file_path.constraint} (got a name of {len(text)} characters)"
+            f"must be {file_path.constraint} (got a name of {longest} bytes in a path of "
+            f"{len(encoded)})"
         )
     return Path(text)
 
