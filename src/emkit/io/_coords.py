@@ -17,7 +17,7 @@ import numpy as np
 
 from emkit.errors import FileFormatError, MismatchError, NonFiniteError, ShapeError, with_path
 from emkit.io._atomic import write_text_atomic
-from emkit.io._paths import PathLike, require_readable_file, require_suffix
+from emkit.io._paths import PathLike, require_readable_file, require_suffix, require_text_file
 from emkit.io._star import read_coordinates_star, write_coordinates_star
 
 COORDINATE_SUFFIXES = (".csv", ".tsv", ".star", ".xml")
@@ -121,6 +121,7 @@ def read_coordinates(path: PathLike) -> tuple[np.ndarray, np.ndarray | None]:
     if suffix == ".xml":
         objects = read_deepfinder_xml(p)
         return objects["zyx"], objects["class_label"]
+    require_text_file(p, "CSV/TSV table")
     return _read_table(p, "," if suffix == ".csv" else "\t")
 
 

@@ -177,3 +177,33 @@ def require_readable_file(path: PathLike, *, folder: bool = False) -> Path:
             with_path(p, "is empty (0 bytes); the export or transfer did not finish: redo it")
         )
     return p
+
+
+# Enough of a file to tell text from binary without reading a large one whole.
+_TEXT_PROBE_BYTES = 1 << 16
+
+
+def require_text_file(path: PathLike, what: str) -> Path:
+    """:func:`require_readable_file`, and refuse binary content (NUL bytes, not UTF-8).
+
+    ``what`` names the expected file in the message, e.g. ``"STAR file"``. Only the first
+    64 KiB are looked at.
+    """
+    import codecs
+
+    p = require_readable_file(path)
+    with open(p, "rb") as fh:
+        head = fh.read(_TEXT_PROBE_BYTES)
+    bad = head.find(b"\0")
+    if bad < 0:
+        try:
+            codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+        except UnicodeDecodeError as error:
+            bad = error.start
+    if bad >= 0:
+        raise FileFormatError(
+            with_path(
+                p, f"is not a text file (binary data at byte {bad}); give a plain-text {what}"
+            )
+        )
+    return p

@@ -19,7 +19,7 @@ from emkit.errors import (
     with_path,
 )
 from emkit.io._atomic import atomic_output
-from emkit.io._paths import PathLike, require_readable_file
+from emkit.io._paths import PathLike, require_text_file
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ def read_star(path: PathLike) -> dict[str, StarBlock]:
     """
     import starfile
 
-    p = require_readable_file(path)
+    p = require_text_file(path, "STAR file")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
