@@ -30,9 +30,9 @@ from emkit.cli._common import add_subcommand, show_progress, write_run_record
 from emkit.cli._options import (
     file_path,
     finite_float,
+    float_range,
     int_range,
     nonneg_int,
-    positive_float,
     positive_int,
     seed,
 )
@@ -167,8 +167,8 @@ def _add_method_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--sift-scale",
-        type=positive_float,
-        help="scale SIFT runs at, > 0 (default: long side <= 1000 px)",
+        type=float_range(0.05, 1),
+        help="scale SIFT runs at, 0.05 to 1 (default: long side <= 1000 px)",
     )
     parser.add_argument(
         "--fill",
