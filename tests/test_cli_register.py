@@ -236,7 +236,7 @@ def test_sim_section_refuses_to_overwrite_its_image(tmp_path, capsys):
     before = image.read_bytes()
     assert main(["sim", "section", str(image), "--output", str(tmp_path)]) == 2
     assert image.read_bytes() == before
-    assert "also an input" in capsys.readouterr().err
+    assert "would contain the input" in capsys.readouterr().err
     assert _files(tmp_path) == {"moving.png"}
 
 

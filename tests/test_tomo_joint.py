@@ -90,8 +90,34 @@ def test_interrupted_run_resumes_to_the_same_result(small, tmp_path):
     np.testing.assert_allclose(resumed.shifts_px, full.shifts_px, atol=1e-6)
     np.testing.assert_allclose(resumed.volume, full.volume, atol=1e-5 * np.abs(full.volume).max())
     assert len(resumed.history) == len(full.history)
-    with pytest.raises(MismatchError, match="run.ckpt.npz"):
+    with pytest.raises(MismatchError, match=r"run.ckpt.npz.*different: lam"):
         _run(small, checkpoint=checkpoint, resume=True, lam=0.5)
+
+
+def test_resume_refuses_a_checkpoint_of_another_mask_or_start(small, tmp_path):
+    checkpoint = tmp_path / "run.ckpt.npz"
+
+    def stop_in_the_first_level(record, shifts, volume):
+        if record["iteration"] == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _run(small, checkpoint=checkpoint, callback=stop_in_the_first_level)
+    assert checkpoint.exists()
+    masks = np.ones(small.stack.shape, dtype=bool)
+    masks[:, :4] = False
+    with pytest.raises(MismatchError, match="different: mask"):
+        _run(small, checkpoint=checkpoint, resume=True, masks=masks)
+    start = np.full((len(small.tilt_angles_deg), 2), 0.5)
+    start[::2] = -0.5
+    with pytest.raises(MismatchError, match="different: initial_shifts"):
+        _run(small, checkpoint=checkpoint, resume=True, initial_shifts_px=start)
+    other = small.stack.copy()
+    other[0, 0, 0] += 1.0
+    with pytest.raises(MismatchError, match="different: tilt_series"):
+        align_joint(other, small.tilt_angles_deg, thickness=12, binning_levels=(2, 1),
+                    iterations=3, inner_iterations=3, cg_iterations=4, device="cpu",
+                    checkpoint=checkpoint, resume=True)
 
 
 def test_run_interrupted_between_levels_resumes_to_the_same_result(small, tmp_path):

@@ -19,10 +19,9 @@ def write_run_record(out_dir: str | Path, args: argparse.Namespace, **extra: Any
 
     ``extra`` holds results worth keeping with the run (e.g. final residuals).
     """
-    from emkit.io import require_output_folder
+    from emkit.io import require_output_folder, write_text_atomic
 
     out = require_output_folder(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     params = {
         k: (str(v) if isinstance(v, Path) else v)
         for k, v in vars(args).items()
@@ -36,11 +35,10 @@ def write_run_record(out_dir: str | Path, args: argparse.Namespace, **extra: Any
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         **extra,
     }
-    path = out / "emkit-run.json"
-    tmp = path.with_suffix(".json.part")
-    tmp.write_text(json.dumps(record, indent=2, default=str) + "\n")
-    tmp.replace(path)
-    return path
+    # Written like every other output: checked against the inputs, a unique temporary
+    # name (concurrent runs), committed with the run's other outputs.
+    text = json.dumps(record, indent=2, default=str) + "\n"
+    return write_text_atomic(out / "emkit-run.json", text)
 
 
 def add_subcommand(

@@ -39,10 +39,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from emkit.io import require_output_folder
+    from emkit.io import commit_pending_outputs, make_output_folder, write_text_atomic
 
-    out = require_output_folder(args.output)
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_output_folder(args.output)
     summary: dict[str, Any] = {}
     for name in args.only or DEMO_WORKFLOWS:
         module = importlib.import_module(f"emkit.cli.{name}")
@@ -54,12 +53,10 @@ def run(args: argparse.Namespace) -> int:
         result = run_demo(out / name, seed=args.seed, progress=not args.quiet)
         result["seconds"] = round(time.perf_counter() - start, 1)
         summary[name] = result
+        commit_pending_outputs()  # each workflow's results appear as soon as it is done
         for key, value in result.items():
             print(f"   {key}: {value}")
-    path = out / "summary.json"
-    tmp = path.with_suffix(".json.part")
-    tmp.write_text(json.dumps(summary, indent=2, default=str) + "\n")
-    tmp.replace(path)
+    write_text_atomic(out / "summary.json", json.dumps(summary, indent=2, default=str) + "\n")
     write_run_record(out, args)
     print(f"emkit demo: results in {out}/ (summary.json)")
     return 0

@@ -21,6 +21,7 @@ import os
 import sys
 import traceback
 from collections.abc import Sequence
+from pathlib import Path
 
 from emkit import __version__
 
@@ -63,10 +64,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     _configure_logging(args.verbose)
+    from emkit.cli._run import Terminated, run_command
     from emkit.errors import EmkitError
+    from emkit.io._tempfiles import disk_full_error, is_disk_full
 
     try:
-        status = args.func(args)
+        status = run_command(args)
     except EmkitError as error:
         # One line, whatever the message: a library's text may carry line breaks.
         message = " ".join(str(error).split())
@@ -80,15 +83,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (OSError, ValueError):  # stdout is not a real file (captured, closed)
             pass
         return 141
+    except OSError as error:
+        if not is_disk_full(error):
+            return _unexpected()
+        # A write that no emkit writer wrapped (a library's own file): still one line.
+        print(f"emkit: error: {disk_full_error(Path(error.filename or '.'))}", file=sys.stderr)
+        return 2
+    except Terminated:
+        print("emkit: terminated; nothing was written", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
-        print("emkit: interrupted", file=sys.stderr)
+        print("emkit: interrupted; nothing was written", file=sys.stderr)
         return 130
     except Exception:
-        traceback.print_exc()
-        print("emkit: unexpected failure (please report this as a bug, with the traceback above)",
-              file=sys.stderr)
-        return 1
+        return _unexpected()
     return int(status or 0)
+
+
+def _unexpected() -> int:
+    traceback.print_exc()
+    print("emkit: unexpected failure (please report this as a bug, with the traceback above)",
+          file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -554,13 +554,14 @@ def _read_stack_masks(
 def run_stack(args: argparse.Namespace) -> int:
     """``emkit register stack``."""
     from emkit.errors import InputError, MismatchError, with_path
-    from emkit.io import atomic_output, check_not_input, volume_format, write_volume
+    from emkit.io import check_not_input, make_output_folder, volume_format, write_volume
     from emkit.register import register_stack
 
     fields_dir: Path = args.fields or args.output.with_name(_stem(args.output) + "_fields")
     check_not_input(args.output, [args.input, args.masks])
     check_not_input(fields_dir, [args.input, args.masks])
     volume_format(args.output, for_writing=True)  # before the work, not after
+    make_output_folder(fields_dir)  # new, empty or emkit's: refused before the work
     sections, names, voxel_size = _read_stack_input(args)
     shape = sections[0].shape
     for section, name in zip(sections, names):
@@ -593,19 +594,7 @@ def run_stack(args: argparse.Namespace) -> int:
         fill_value=args.fill,
     )
     write_volume(args.output, result.aligned, voxel_size=voxel_size)
-    with atomic_output(fields_dir, directory=True) as tmp:
-        tmp.mkdir(parents=True)
-        for i in range(len(sections)):
-            np.save(tmp / f"section_{i:04d}.npy", result.fields[i])
-            write_volume(tmp / f"valid_{i:04d}.png", result.valid[i])
-        _write_json(
-            tmp / "index.json",
-            {
-                "reference": result.reference,
-                "sections": names,
-                "convention": "field[:, y, x] = (dy, dx) from reference pixel to section pixel",
-            },
-        )
+    _write_stack_fields(fields_dir, result, names)
     summary = [
         {"section": names[i], **_short_info(info)} for i, info in enumerate(result.pair_info)
     ]
@@ -619,6 +608,37 @@ def run_stack(args: argparse.Namespace) -> int:
         f"(fields in {fields_dir})"
     )
     return 0
+
+
+def _write_stack_fields(fields_dir: Path, result: Any, names: list[str]) -> None:
+    """One field and validity mask per section, and index.json, into emkit's fields folder.
+
+    Files are written one by one into the folder (never replacing it whole); fields of an
+    earlier run with more sections are removed once this run's outputs are in place.
+    """
+    from emkit.io import on_commit, write_volume
+
+    written: set[str] = {"index.json"}
+    for i in range(len(names)):
+        write_volume(fields_dir / f"section_{i:04d}.npy", result.fields[i])
+        write_volume(fields_dir / f"valid_{i:04d}.png", result.valid[i])
+        written |= {f"section_{i:04d}.npy", f"valid_{i:04d}.png"}
+    _write_json(
+        fields_dir / "index.json",
+        {
+            "reference": result.reference,
+            "sections": names,
+            "convention": "field[:, y, x] = (dy, dx) from reference pixel to section pixel",
+        },
+    )
+
+    def remove_older_fields() -> None:
+        for pattern in ("section_[0-9][0-9][0-9][0-9].npy", "valid_[0-9][0-9][0-9][0-9].png"):
+            for path in fields_dir.glob(pattern):
+                if path.name not in written:
+                    path.unlink(missing_ok=True)
+
+    on_commit(remove_older_fields)
 
 
 def _short_info(info: dict[str, Any]) -> dict[str, Any]:
@@ -658,7 +678,9 @@ def run_sim_section(args: argparse.Namespace) -> int:
     for name in names:
         check_not_input(out / name, [args.image])
     damaged = simulate_damaged_section(fixed, kind=args.kind, seed=args.seed)
-    out.mkdir(parents=True, exist_ok=True)
+    from emkit.io import make_output_folder
+
+    make_output_folder(out)
     if args.image is None:
         write_volume(out / "fixed.png", fixed)
     write_volume(out / moving_name, damaged.moving, voxel_size=voxel_size)
@@ -693,13 +715,12 @@ def run_demo(out_dir: Path, *, seed: int, progress: bool) -> dict[str, Any]:
     Returns the measured endpoint errors (px) of both methods and the NCC outside the
     defect; writes overlays before/after and the field as PNGs into ``out_dir``.
     """
-    from emkit.io import write_volume
+    from emkit.io import make_output_folder, write_volume
     from emkit.register import endpoint_error, register_pair, similarity
     from emkit.report.register import save_field_figure, save_overlay
     from emkit.sim.sections import section_texture, simulate_damaged_section
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_output_folder(out_dir)
     fixed = section_texture((640, 640), seed=seed)
     damaged = simulate_damaged_section(fixed, kind="fold", seed=seed + 1)
     write_volume(out / "fixed.png", fixed)

@@ -363,9 +363,9 @@ def _tilt_axis(args: argparse.Namespace) -> float | str:
 
 
 def _outputs(out_dir: Path, stem: str, inputs: list[Path | None]) -> dict[str, Path]:
-    from emkit.io import check_not_input, require_output_folder
+    from emkit.io import check_not_input, make_output_folder
 
-    require_output_folder(out_dir)
+    make_output_folder(out_dir)
 
     paths = {
         "xf": out_dir / f"{stem}.xf",
@@ -531,7 +531,7 @@ def _require_tomo_memory(
 def run_align(args: argparse.Namespace) -> int:
     """``emkit tomo align``."""
     from emkit.errors import InputError
-    from emkit.io import write_volume
+    from emkit.io import make_output_folder, on_commit, write_volume
     from emkit.tomo import align_joint, prealign, remove_gauge
 
     series = _read_series(args)
@@ -579,7 +579,7 @@ def run_align(args: argparse.Namespace) -> int:
                   f"{np.abs(shifts0).max():.2f} px", flush=True)
     checkpoint = args.output / f"{series.stem}_align.ckpt.npz"
     if args.plot is not None:
-        args.plot.mkdir(parents=True, exist_ok=True)
+        make_output_folder(args.plot)
 
     def report(record: dict[str, Any], shifts: np.ndarray, volume: np.ndarray) -> None:
         if not args.quiet:
@@ -616,7 +616,8 @@ def run_align(args: argparse.Namespace) -> int:
     write_volume(
         paths["tomogram"], result.volume, voxel_size=series.pixel_size_A * result.binning
     )
-    checkpoint.unlink(missing_ok=True)
+    # The checkpoint goes only once the outputs are in place: a failed commit can resume.
+    on_commit(lambda: checkpoint.unlink(missing_ok=True))
     last = result.history[-1] if result.history else {}
     results = {
         "start": source,
@@ -706,12 +707,12 @@ def run_reconstruct(args: argparse.Namespace) -> int:
 
 def run_sim(args: argparse.Namespace) -> int:
     """``emkit sim tiltseries``."""
-    from emkit.io import require_output_folder, write_tlt, write_volume, write_xf
+    from emkit.io import make_output_folder, write_tlt, write_volume, write_xf
     from emkit.sim import simulate_tilt_series
     from emkit.tomo import xf_from_alignment
 
     _check_sim_request(args)
-    out: Path = require_output_folder(args.output)
+    out: Path = make_output_folder(args.output)
     sim = simulate_tilt_series(
         phantom=args.phantom,
         shape=tuple(args.shape),
@@ -780,13 +781,12 @@ def _psnr(volume: np.ndarray, truth: np.ndarray) -> float:
 
 def run_demo(out_dir: Path, *, seed: int, progress: bool) -> dict[str, Any]:
     """Simulate a misaligned series, pre-align, joint-align, reconstruct; figures + numbers."""
-    from emkit.io import write_tlt, write_volume, write_xf
+    from emkit.io import make_output_folder, write_tlt, write_volume, write_xf
     from emkit.report.tomo import plot_shift_errors, plot_slices
     from emkit.sim import simulate_tilt_series
     from emkit.tomo import align_joint, prealign, reconstruct, shift_rmse, xf_from_alignment
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = make_output_folder(out_dir)
     sim = simulate_tilt_series(shape=(32, 128, 128), snr=1.0, seed=seed)
     angles, truth = sim.tilt_angles_deg, sim.shifts_px
     write_volume(out_dir / "tiltseries.mrc", sim.stack, voxel_size=sim.pixel_size_A, stack=True)

@@ -16,6 +16,7 @@ name beside the target, renamed when complete) and never leaves a partial file.
 from emkit.io._atomic import (
     atomic_output,
     check_not_input,
+    make_output_folder,
     require_output_folder,
     write_text_atomic,
 )
@@ -50,6 +51,14 @@ from emkit.io._star import (
     write_star,
 )
 from emkit.io._structure import read_structure, structure_atoms, structure_to_density
+from emkit.io._tempfiles import remove_stale_temps, require_free_space
+from emkit.io._transaction import (
+    OutputRun,
+    commit_pending_outputs,
+    current_run,
+    on_commit,
+    output_run,
+)
 from emkit.io._volume import Volume
 from emkit.io._zarr import create_zarr_array, open_group_for_write, open_zarr_array
 
@@ -59,6 +68,14 @@ __all__ = [
     "array_statistics",
     "atomic_output",
     "check_not_input",
+    "commit_pending_outputs",
+    "current_run",
+    "make_output_folder",
+    "on_commit",
+    "output_run",
+    "OutputRun",
+    "remove_stale_temps",
+    "require_free_space",
     "require_output_folder",
     "count_nonfinite",
     "describe",

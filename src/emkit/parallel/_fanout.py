@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
@@ -88,23 +89,62 @@ def dask_client(
     old_level = dist_logger.level
     if not logging.getLogger("emkit").isEnabledFor(logging.DEBUG):
         dist_logger.setLevel(max(old_level, logging.WARNING))
+    cluster, client = None, None
     try:
-        cluster = LocalCluster(
-            n_workers=n,
-            threads_per_worker=threads_per_worker,
-            processes=True,
-            dashboard_address=None,
-            scheduler_kwargs={"dashboard": False},
-            silence_logs=logging.ERROR,
-        )
+        # The worker processes must ignore Ctrl-C (this process closes them; else each
+        # prints a traceback): they inherit an ignored SIGINT at their start and keep
+        # ignoring it (see _worker_init). A Ctrl-C during these ~2 s is therefore lost.
+        with _sigint_ignored():
+            cluster = LocalCluster(
+                n_workers=n,
+                threads_per_worker=threads_per_worker,
+                processes=True,
+                dashboard_address=None,
+                scheduler_kwargs={"dashboard": False},
+                silence_logs=logging.ERROR,
+                preload=["emkit.parallel._worker_init"],
+            )
         client = Client(cluster)
-        try:
-            yield client
-        finally:
-            client.close()
-            cluster.close()
+        yield client
+    except BaseException:
+        # Closing a cluster mid-computation makes distributed and asyncio log lost tasks
+        # and closed comms: noise after an interrupt or an error that is reported anyway.
+        with _logging_disabled():
+            _close(client, cluster)
+        raise
+    else:
+        _close(client, cluster)
     finally:
         dist_logger.setLevel(old_level)
+
+
+def _close(client: Any, cluster: Any) -> None:
+    if client is not None:
+        client.close()
+    if cluster is not None:
+        cluster.close()
+
+
+@contextlib.contextmanager
+def _logging_disabled() -> Iterator[None]:
+    logging.disable(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    try:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread: leave the signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def map_inputs(

@@ -22,6 +22,7 @@ reconstruction with the current shifts.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -43,7 +44,7 @@ from emkit.tomo._transform import remove_gauge, transform_images, validity_masks
 
 log = logging.getLogger(__name__)
 
-_CHECKPOINT_VERSION = 1
+_CHECKPOINT_VERSION = 2  # 2: the fingerprint hashes the whole series, the mask and the start
 
 
 @dataclass
@@ -235,10 +236,28 @@ def _fingerprint(**params: Any) -> str:
     return json.dumps(params, sort_keys=True, default=str)
 
 
+def _digest(array: np.ndarray | None) -> str | None:
+    """A short content hash of ``array`` (None stays None)."""
+    if array is None:
+        return None
+    data = np.ascontiguousarray(array)
+    return hashlib.sha256(memoryview(data).cast("B")).hexdigest()[:16]
+
+
+def _fingerprint_differences(saved: str, wanted: str) -> list[str]:
+    """Names of the inputs/parameters in which two fingerprints differ."""
+    try:
+        old, new = json.loads(saved), json.loads(wanted)
+    except ValueError:
+        return []
+    return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+
+
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     from emkit.io import atomic_output
 
-    with atomic_output(path) as tmp, open(tmp, "wb") as fh:
+    # immediate: a checkpoint must survive the interrupted run it exists for
+    with atomic_output(path, immediate=True) as tmp, open(tmp, "wb") as fh:
         np.savez(fh, **state)
 
 
@@ -250,13 +269,14 @@ def _load_checkpoint(path: Path, fingerprint: str) -> dict[str, Any]:
         raise FileFormatError(
             with_path(path, f"cannot read this checkpoint ({error}); delete it to start over")
         ) from None
-    if int(state.get("version", -1)) != _CHECKPOINT_VERSION or str(
-        state.get("fingerprint")
-    ) != fingerprint:
+    saved = str(state.get("fingerprint"))
+    if int(state.get("version", -1)) != _CHECKPOINT_VERSION or saved != fingerprint:
+        differ = _fingerprint_differences(saved, fingerprint)
+        which = f" (different: {', '.join(differ)})" if differ else ""
         raise MismatchError(
             with_path(
                 path,
-                "this checkpoint is from a run with other inputs or parameters; "
+                f"this checkpoint is from a run with other inputs or parameters{which}; "
                 "run without --resume or delete it",
             )
         )
@@ -399,10 +419,16 @@ def align_joint(
     scale = float(stack.std()) or 1.0
     lam_abs = lam * scale
 
+    # Everything that shapes the result: a checkpoint from other inputs is refused on resume.
     fingerprint = _fingerprint(
         shape=stack.shape,
         angles=np.round(angles, 6).tolist(),
-        checksum=float(np.float64(stack[:, ::7, ::7].sum())),
+        tilt_series=_digest(stack),
+        mask=_digest(masks),
+        initial_shifts=_digest(np.round(shifts, 6)),
+        max_step_px=max_step_px,
+        shift_smoothing_px=shift_smoothing_px,
+        tolerance_px=tolerance_px,
         thickness=thickness,
         lam=lam,
         iterations=per_level,
