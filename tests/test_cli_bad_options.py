@@ -201,7 +201,7 @@ def test_a_usage_error_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
         main(["tomo", "prealign", "x.mrc", "--output", "o", "--lowpass", "0"])
     assert exit_.value.code == 2
     assert capsys.readouterr().err == (
-        "emkit: error: argument --lowpass: must be a finite number > 0 and <= 0.5 (got '0')\n"
+        "emkit: error: argument --lowpass: must be a finite number > 0.01 and <= 0.5 (got '0')\n"
     )
     with pytest.raises(SystemExit):
         main(["tomo", "align", "x.mrc"])  # --output missing

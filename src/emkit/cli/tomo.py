@@ -130,9 +130,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     pre.add_argument(
         "--lowpass",
-        type=float_range(0, 0.5, lo_inclusive=False),
+        # A Gaussian width; at or below the fixed 0.01 cycles/px high-pass no band is left.
+        type=float_range(0.01, 0.5, lo_inclusive=False),
         default=0.15,
-        help="correlation low-pass, cycles/px, > 0 and <= 0.5 (0.15)",
+        help="correlation low-pass, cycles/px, > 0.01 (the high-pass) and <= 0.5 (0.15)",
     )
     pre.add_argument("--quiet", action="store_true", help="no progress bar")
 
