@@ -124,6 +124,18 @@ def test_non_finite_pixels(tmp_path, capsys, command):
                      _output(out, command)], capsys, out, "nan.mrc")
 
 
+@pytest.mark.filterwarnings("ignore:Data array contains NaN")
+def test_all_nan_mask_is_refused_not_taken_as_all_ones(tmp_path, capsys):
+    data = np.random.default_rng(0).normal(size=(5, 32, 32))
+    _write_stack(tmp_path / "ts.mrc", data)
+    (tmp_path / "ts.tlt").write_text("-20\n-10\n0\n10\n20\n")
+    _write_stack(tmp_path / "mask.mrc", np.full((5, 32, 32), np.nan))
+    out = tmp_path / "out"
+    _assert_refused(["tomo", "align", str(tmp_path / "ts.mrc"), "--mask",
+                     str(tmp_path / "mask.mrc"), "--output", str(out)],
+                    capsys, out, "mask.mrc", "NaN")
+
+
 @pytest.mark.parametrize("command", ["prealign", "align", "reconstruct"])
 def test_unreadable_and_missing_files(tmp_path, capsys, command):
     (tmp_path / "junk.mrc").write_bytes(b"this is not an MRC file" * 10)

@@ -433,9 +433,11 @@ def run_prealign(args: argparse.Namespace) -> int:
 
 def _read_mask_stack(path: Path, shape: tuple[int, ...]) -> np.ndarray:
     from emkit.errors import InputError, MismatchError, with_path
-    from emkit.io import read_volume
+    from emkit.io import read_volume, require_finite
 
     mask = np.asarray(read_volume(path).data)
+    # NaN != 0 is True: an all-NaN mask would silently count as "use every pixel".
+    require_finite(mask, path, "mask")
     if mask.shape != shape:
         raise MismatchError(
             with_path(path, f"mask has shape {mask.shape} but the tilt series is {shape}; "
