@@ -31,8 +31,11 @@ import pytest
 from emkit.cli.main import main
 from emkit.errors import DiskFullError, EmkitError
 from emkit.io import (
+    read_aln,
     read_coordinates,
+    read_mesh,
     read_star,
+    read_structure,
     read_tlt,
     read_volume,
     read_xf,
@@ -143,6 +146,8 @@ def _zarr_v3(damage: Callable[[Path], None]) -> Callable[[Path], None]:
     def build(p: Path) -> None:
         import zarr
 
+        if int(zarr.__version__.split(".")[0]) < 3:
+            pytest.skip("zarr 2 (Python 3.10) does not write Zarr format 3")
         array = zarr.create_array(str(p), shape=VOLUME.shape, chunks=(2, 8, 8), dtype="f4")
         array[...] = VOLUME
         damage(p)
@@ -206,6 +211,7 @@ def _npy_truncated(p: Path) -> None:
 
 
 BINARY = bytes(range(256)) * 2
+PLY_CUT = b"ply\nformat ascii 1.0\nelement vertex 100\nproperty float x\nend_header\n1\n"
 AS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 
 
@@ -281,6 +287,13 @@ CASES: list[Any] = [
     ("star-garbage", "a.star", _put(b"hello\nworld\n"), read_star, "no data_ blocks"),
     ("csv-binary", "a.csv", _put(BINARY), read_coordinates, "not a text file"),
     ("csv-garbage", "a.csv", _put(b"a;b\n1;2\n"), read_coordinates, "expected a header"),
+    ("xml-cut", "a.xml", _put(b"<objlist><obj"), read_coordinates, "not valid XML"),
+    ("aln-binary", "a.aln", _put(BINARY), read_aln, "not a text file"),
+    ("obj-binary", "a.obj", _put(BINARY), read_mesh, "not a text file"),
+    ("ply-cut", "a.ply", _put(PLY_CUT), read_mesh, "not a readable mesh"),
+    ("glb-garbage", "a.glb", _put(BINARY), read_mesh, "not a readable mesh"),
+    ("cif-garbage", "a.cif", _put(BINARY), read_structure, "not a readable PDB/mmCIF"),
+    ("pdb-no-atoms", "a.pdb", _put(b"hello\n"), read_structure, "holds no atoms"),
 ]
 # fmt: on
 

@@ -10,6 +10,7 @@ outside) once the vertices are in ``x, y, z`` order, as in the file.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,10 @@ import numpy as np
 
 from emkit.errors import FileFormatError, NonFiniteError, ShapeError, with_path
 from emkit.io._atomic import atomic_output
-from emkit.io._paths import PathLike, require_readable_file, require_suffix
+from emkit.io._paths import PathLike, require_readable_file, require_suffix, require_text_file
+from emkit.io._quiet import python_warnings_to_log
+
+logger = logging.getLogger(__name__)
 
 MESH_SUFFIXES = (".ply", ".obj", ".stl", ".glb")
 
@@ -110,10 +114,12 @@ def read_mesh(
     """
     import trimesh
 
-    require_suffix(path, MESH_SUFFIXES, "mesh")
-    p = require_readable_file(path)
+    suffix = require_suffix(path, MESH_SUFFIXES, "mesh")
+    # OBJ is text only: say so, rather than quote trimesh's guess at a binary's encoding.
+    p = require_text_file(path, "OBJ mesh") if suffix == ".obj" else require_readable_file(path)
     try:
-        mesh = trimesh.load(p, force="mesh", process=False)
+        with python_warnings_to_log(logger):
+            mesh = trimesh.load(p, force="mesh", process=False)
     except Exception as error:  # trimesh raises many types for a malformed file
         raise FileFormatError(
             with_path(p, f"is not a readable mesh ({type(error).__name__}: {error})")
