@@ -15,11 +15,11 @@ import gzip
 import hashlib
 import os
 import shutil
+import signal
 import struct
 import subprocess
 import sys
 import tempfile
-import threading
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -333,35 +333,28 @@ def _build(tmp_path: Path, name: str, build: Callable[[Path], None]) -> Path:
     return path
 
 
-def _unblock(path: Path) -> None:
-    """Open a FIFO for writing, so a reader stuck opening it (a regression) gets EOF."""
-    if path.is_fifo():
-        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
-        os.close(fd)
+class _Blocked(BaseException):
+    """Raised by the alarm; a BaseException, so no reader's ``except Exception`` hides it."""
 
 
 def _call_with_timeout(func: Callable[[], Any], path: Path, timeout: float = 30.0) -> Any:
-    """Run ``func`` in a thread; fail (not hang) when it blocks, e.g. opening a FIFO."""
-    outcome: dict[str, Any] = {}
+    """Run ``func`` in the main thread (as the CLI does); fail, not hang, when it blocks.
 
-    def run() -> None:
-        try:
-            outcome["value"] = func()
-        except BaseException as error:  # handed back to the test
-            outcome["error"] = error
+    A reader that opens a FIFO waits for a writer forever; the alarm interrupts it.
+    """
 
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    thread.join(timeout)
-    if thread.is_alive():
-        try:
-            _unblock(path)
-        except OSError:
-            pass
+    def expire(signum: int, frame: Any) -> None:
+        raise _Blocked
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, timeout)
+    try:
+        return func()
+    except _Blocked:
         pytest.fail(f"reading {path.name} blocked for {timeout} s")
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome.get("value")
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 # --- the checks ------------------------------------------------------------------------------

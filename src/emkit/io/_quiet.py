@@ -4,7 +4,7 @@ emkit's promise on bad input is one line on stderr. Readers call libraries that 
 their own: mrcfile and zarr issue Python warnings, OpenCV logs ``[ WARN:0@...]`` lines and
 libpng/libjpeg print ``libpng warning: ...`` straight to file descriptor 2. Around such
 calls these context managers turn all of it into DEBUG records of the caller's logger, so
-``emkit -vv`` still shows it.
+``emkit -vv`` still shows it. They act in the main thread only (see ``_in_main_thread``).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import logging
 import os
 import sys
 import tempfile
+import threading
 import warnings
 from collections.abc import Iterator
 
@@ -30,6 +31,13 @@ class _ToDebug(logging.Filter):
         return False
 
 
+def _in_main_thread() -> bool:
+    # The warnings filters and file descriptor 2 belong to the whole process: swapping them
+    # from two threads at once could leave either swapped for good. Readers running in
+    # worker threads (Dask) leave them alone; the CLI reads in the main thread.
+    return threading.current_thread() is threading.main_thread()
+
+
 @contextlib.contextmanager
 def python_warnings_to_log(logger: logging.Logger) -> Iterator[list[warnings.WarningMessage]]:
     """Log Python warnings and library log records raised inside the block at DEBUG.
@@ -37,6 +45,9 @@ def python_warnings_to_log(logger: logging.Logger) -> Iterator[list[warnings.War
     Yields the list the warnings are collected in, for a caller that turns one into an
     error (it is complete once the block has ended).
     """
+    if not _in_main_thread():
+        yield []
+        return
     quiet = _ToDebug(logger)
     library_loggers = [logging.getLogger(name) for name in _LIBRARY_LOGGERS]
     for lib in library_loggers:
@@ -61,6 +72,9 @@ def c_stderr_to_log(logger: logging.Logger) -> Iterator[None]:
     Only for short calls (decoding one image): while it runs, anything else the process
     writes to fd 2 is captured too.
     """
+    if not _in_main_thread():
+        yield
+        return
     try:
         sys.stderr.flush()
         saved = os.dup(2)
