@@ -41,7 +41,7 @@ class TrainingHistory:
     ----------
     rows : list of dict
         One row per validation: ``step``, the mean of each training loss term since the last
-        row, the validation metrics, ``seconds`` since the start.
+        row (over the steps that returned it), the validation metrics, ``seconds`` since the start.
     best_step : int
         Step of the lowest validation loss (the weights the model ends with).
     best_validation_loss : float
@@ -111,7 +111,8 @@ def _save_checkpoint(
     tensors.update(opt_tensors)
     tensors["rng.torch"] = torch.get_rng_state()
     meta = {**meta, "optimizer": opt_meta}
-    with atomic_output(path) as tmp:
+    # immediate: a checkpoint must survive the interrupted run it exists for
+    with atomic_output(path, immediate=True) as tmp:
         save_file(tensors, str(tmp), metadata={"emkit": json.dumps(meta, default=float)})
 
 
@@ -131,9 +132,11 @@ def _load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any
 def _write_log(path: Path | None, history: TrainingHistory) -> None:
     if path is None:
         return
-    from emkit.io import write_text_atomic
+    from emkit.io import atomic_output
 
-    write_text_atomic(path, history.to_csv())
+    # immediate: the log is rewritten at every validation, to be watched while it grows
+    with atomic_output(path, immediate=True) as tmp:
+        tmp.write_text(history.to_csv(), encoding="utf-8")
 
 
 def _resume(
@@ -194,7 +197,8 @@ def fit(
         The data pipeline's generator; its state goes into checkpoints so a resumed run
         continues as the uninterrupted one would.
     checkpoint : path, optional
-        ``.safetensors`` file written after every validation (deleted at the end).
+        ``.safetensors`` file written after every validation (deleted once the run's
+        outputs are committed).
     resume : bool
         Continue from ``checkpoint`` if it exists; its ``fingerprint`` must match.
     fingerprint : str
@@ -228,7 +232,7 @@ def fit(
         bar = tqdm(total=n_steps, initial=start_step, desc="train", unit="step")
     t0 = time.perf_counter() - (history.rows[-1]["seconds"] if history.rows else 0.0)
     sums: dict[str, float] = {}
-    count = 0
+    counts: dict[str, int] = {}
     model.train()
     current = start_step
     for current in range(start_step + 1, n_steps + 1):
@@ -238,7 +242,7 @@ def fit(
         optimizer.step()
         for key, value in losses.items():
             sums[key] = sums.get(key, 0.0) + float(value.detach())
-        count += 1
+            counts[key] = counts.get(key, 0) + 1
         if bar is not None:
             bar.update(1)
         if current % validate_every and current != n_steps:
@@ -247,11 +251,12 @@ def fit(
         with torch.no_grad():
             metrics = validate()
         model.train()
-        row = {"step": float(current), **{f"train_{k}": v / count for k, v in sums.items()},
+        row = {"step": float(current),
+               **{f"train_{k}": v / counts[k] for k, v in sums.items()},
                **{f"val_{k}": float(v) for k, v in metrics.items()},
                "seconds": round(time.perf_counter() - t0, 2)}
         history.rows.append(row)
-        sums, count = {}, 0
+        sums, counts = {}, {}
         if metrics["loss"] < history.best_validation_loss:
             history.best_validation_loss, history.best_step = float(metrics["loss"]), current
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -278,6 +283,9 @@ def fit(
     model.eval()
     history.steps_run = current
     history.seconds = round(time.perf_counter() - t0, 2)
-    if ckpt is not None and ckpt.exists():
-        ckpt.unlink()
+    if ckpt is not None:
+        from emkit.io import on_commit
+
+        # once the run's outputs are in place (at once outside a CLI run)
+        on_commit(lambda: ckpt.unlink(missing_ok=True))
     return history
