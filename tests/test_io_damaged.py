@@ -550,3 +550,20 @@ def test_unreadable_file_is_refused_even_as_root(
         read_tlt(path)
     with pytest.raises(PermissionError):
         read_tlt(path)  # also the builtin it refines
+
+
+@pytest.mark.parametrize("damage", ["cut", "garbled"])
+def test_damaged_alignment_checkpoint_is_one_error(tmp_path: Path, damage: str) -> None:
+    from emkit.errors import FileFormatError
+    from emkit.tomo._joint import _load_checkpoint
+
+    path = tmp_path / "align.npz"
+    np.savez(path, shifts=np.arange(100.0), fingerprint=np.array("x"))
+    raw = bytearray(path.read_bytes())
+    if damage == "cut":
+        raw = raw[: len(raw) // 2]
+    else:
+        raw[100:140] = bytes(40)
+    path.write_bytes(bytes(raw))
+    with pytest.raises(FileFormatError, match="align.npz: cannot read this checkpoint"):
+        _load_checkpoint(path, "x")

@@ -265,7 +265,11 @@ def _load_checkpoint(path: Path, fingerprint: str) -> dict[str, Any]:
     try:
         with np.load(path, allow_pickle=False) as z:
             state = {k: z[k] for k in z.files}
-    except (OSError, ValueError, EOFError) as error:
+    except MemoryError:
+        raise
+    # A cut or damaged .npz raises zipfile.BadZipFile, zlib.error, even tokenize errors
+    # from a garbled array header: all of them mean the checkpoint cannot be used.
+    except Exception as error:
         raise FileFormatError(
             with_path(path, f"cannot read this checkpoint ({error}); delete it to start over")
         ) from None
