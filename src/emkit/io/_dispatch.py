@@ -246,7 +246,9 @@ def write_volume(
                     name=out.name.split(".")[0],
                 )
         return out
-    with atomic_output(out, size_bytes=_nbytes(array)) as tmp:
+    # MRC is written as float32 (mode 2) whatever the input dtype, after a 1024-byte header.
+    size = 1024 + 4 * int(np.prod(array.shape, dtype=np.int64)) if kind == "mrc" else None
+    with atomic_output(out, size_bytes=size or _nbytes(array)) as tmp:
         if kind == "mrc":
             from emkit.io._mrc import write_mrc
 
