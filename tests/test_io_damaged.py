@@ -42,7 +42,7 @@ from emkit.io import (
     write_volume,
 )
 
-EMKIT = Path(sys.executable).with_name("emkit")
+EMKIT = [sys.executable, "-m", "emkit.cli.main"]
 RNG = np.random.default_rng(7)
 VOLUME = RNG.normal(size=(4, 8, 8)).astype(np.float32)
 SLICES = RNG.normal(size=(3, 16, 16)).astype(np.float32)
@@ -394,7 +394,7 @@ def test_cli_info_one_line_exit_2(
     path = _build(tmp_path, name, build)
     before = _fingerprint(path)
     result = subprocess.run(
-        [str(EMKIT), "info", str(path)],
+        [*EMKIT, "info", str(path)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -521,11 +521,11 @@ def test_library_chatter_goes_to_the_debug_log(tmp_path: Path) -> None:
     path = tmp_path / "chatty.png"
     path.write_bytes(chatty)
     quiet = subprocess.run(
-        [str(EMKIT), "info", str(path)], capture_output=True, text=True, timeout=60
+        [*EMKIT, "info", str(path)], capture_output=True, text=True, timeout=60
     )
     assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr
     loud = subprocess.run(
-        [str(EMKIT), "-vv", "info", str(path)], capture_output=True, text=True, timeout=60
+        [*EMKIT, "-vv", "info", str(path)], capture_output=True, text=True, timeout=60
     )
     assert "libpng warning" in loud.stderr and "DEBUG" in loud.stderr
     np.testing.assert_array_equal(read_volume(path).data, IMAGE)
