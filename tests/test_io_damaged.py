@@ -520,9 +520,7 @@ def test_library_chatter_goes_to_the_debug_log(tmp_path: Path) -> None:
     )
     path = tmp_path / "chatty.png"
     path.write_bytes(chatty)
-    quiet = subprocess.run(
-        [*EMKIT, "info", str(path)], capture_output=True, text=True, timeout=60
-    )
+    quiet = subprocess.run([*EMKIT, "info", str(path)], capture_output=True, text=True, timeout=60)
     assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr
     loud = subprocess.run(
         [*EMKIT, "-vv", "info", str(path)], capture_output=True, text=True, timeout=60
