@@ -230,6 +230,7 @@ CASES: list[Any] = [
     ("mrc-mode-vs-size", "a.mrc", _put(_mrc(mode=1)), VOL, "longer than"),
     ("mrc-huge-dims", "a.mrc", _put(_mrc(nx=100_000, ny=100_000)), VOL, "truncated"),
     ("mrc-unknown-mode", "a.mrc", _put(_mrc(mode=42)), VOL, "unknown MRC data mode"),
+    ("mrc-mode-3", "a.mrc", _put(_mrc(mode=3)), VOL, "unknown MRC data mode"),
     ("mrc-negative-ext", "a.mrc", _put(_mrc(nsymbt=-5)), VOL, "not a valid MRC"),
     ("mrc-garbage", "a.mrc", _put(BINARY * 8), VOL, "not a valid MRC"),
     ("mrc-gz-cut", "a.mrc.gz", _put(GZ(_mrc())[:200]), VOL, "not a valid MRC"),

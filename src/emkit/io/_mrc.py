@@ -41,16 +41,14 @@ _HEADER_BYTES = 1024
 # What a damaged file makes mrcfile, numpy, gzip or bz2 raise.
 _READ_ERRORS = (ValueError, OSError, EOFError, OverflowError, zlib.error, IndexError)
 
-# Modes mrcfile reads, for the message about an unknown one.
+# Modes mrcfile reads (not 3, complex int16, nor 101, packed 4-bit), for the messages.
 _MODE_NAMES = {
     0: "int8",
     1: "int16",
     2: "float32",
-    3: "complex int16",
     4: "complex64",
     6: "uint16",
     12: "float16",
-    101: "4-bit",
 }
 
 
@@ -59,10 +57,7 @@ def _corrupt(path: PathLike, error: BaseException) -> FileFormatError:
 
 
 def _data_bytes(nx: int, ny: int, nz: int, mode: int) -> int:
-    if mode == 101:  # two 4-bit values per byte, each row padded to whole bytes
-        return (nx + 1) // 2 * ny * nz
-    itemsize = int(mrcfile.utils.dtype_from_mode(mode).itemsize)
-    return nx * ny * nz * itemsize
+    return nx * ny * nz * int(mrcfile.utils.dtype_from_mode(mode).itemsize)
 
 
 def _check_header(path: Path, compressed: bool) -> None:
@@ -244,6 +239,16 @@ def read_mrc(path: PathLike, *, mmap: bool = False) -> Volume:
     Volume
         ``data`` in the file's dtype, ``(z, y, x)`` (or ``(y, x)`` for one image),
         ``voxel_size`` and ``origin`` in Å, ``(z, y, x)``.
+
+    Raises
+    ------
+    FileFormatError
+        The header is checked before any data are mapped: dimensions below 1, an unknown
+        mode, or a file shorter (truncated) or longer (wrong mode/dimensions) than the
+        header describes; compressed data larger than this machine's memory; a damaged
+        gzip/bzip2 stream.
+    ShapeError
+        A 4D volume stack.
     """
     path = Path(path)
     compressed = _is_compressed(path)
