@@ -21,14 +21,15 @@ from collections.abc import Iterator
 _LIBRARY_LOGGERS = ("tifffile", "zarr", "numcodecs", "mrcfile", "imagecodecs")
 
 
-class _ToDebug(logging.Filter):
+class _ToDebug(logging.Handler):
+    """Re-log a library's records (its child loggers' too) as DEBUG records of emkit's."""
+
     def __init__(self, target: logging.Logger) -> None:
         super().__init__()
         self.target = target
 
-    def filter(self, record: logging.LogRecord) -> bool:
+    def emit(self, record: logging.LogRecord) -> None:
         self.target.debug("%s: %s", record.name, record.getMessage())
-        return False
 
 
 def _in_main_thread() -> bool:
@@ -49,9 +50,17 @@ def python_warnings_to_log(logger: logging.Logger) -> Iterator[list[warnings.War
         yield []
         return
     quiet = _ToDebug(logger)
-    library_loggers = [logging.getLogger(name) for name in _LIBRARY_LOGGERS]
+    # A handler on the library's top logger sees its modules' records too (zarr logs from
+    # zarr.core.*); not propagating keeps them from the root handler that prints to stderr.
+    library_loggers = [
+        logging.getLogger(name)
+        for name in _LIBRARY_LOGGERS
+        if not any(isinstance(h, _ToDebug) for h in logging.getLogger(name).handlers)
+    ]
+    propagate = [lib.propagate for lib in library_loggers]
     for lib in library_loggers:
-        lib.addFilter(quiet)
+        lib.addHandler(quiet)
+        lib.propagate = False
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -61,8 +70,9 @@ def python_warnings_to_log(logger: logging.Logger) -> Iterator[list[warnings.War
                 for item in caught:
                     logger.debug("%s: %s", item.category.__name__, item.message)
     finally:
-        for lib in library_loggers:
-            lib.removeFilter(quiet)
+        for lib, before in zip(library_loggers, propagate):
+            lib.removeHandler(quiet)
+            lib.propagate = before
 
 
 @contextlib.contextmanager
