@@ -211,6 +211,11 @@ def _npy_truncated(p: Path) -> None:
 
 
 BINARY = bytes(range(256)) * 2
+OME_BAD = (
+    b'{"multiscales": [{"version": "0.4", "axes": [{"name": "z", "type": "space", "unit": '
+    b'"angstrom"}], "datasets": [{"path": "0", "coordinateTransformations": [{"type": "scale",'
+    b' "scale": "x"}]}]}]}'
+)
 PLY_CUT = b"ply\nformat ascii 1.0\nelement vertex 100\nproperty float x\nend_header\n1\n"
 AS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 
@@ -259,6 +264,8 @@ CASES: list[Any] = [
     ("ome-zarr-no-level", "a.ome.zarr", _zarr(".ome.zarr", _remove("0")), VOL, "level '0'"),
     ("ome-zarr-bad-attrs", "a.ome.zarr", _zarr(".ome.zarr", _write(".zattrs", b"{")), VOL, META),
     ("ome-zarr-cut-chunk", "a.ome.zarr", _zarr(".ome.zarr", _cut_chunk), VOL, "chunk"),
+    ("zarr-bad-attrs", "a.zarr", _zarr(".zarr", _write(".zattrs", b'{"emkit": 3}')), VOL, "attr"),
+    ("ome-bad-scale", "a.ome.zarr", _zarr(".ome.zarr", _write(".zattrs", OME_BAD)), VOL, "damaged"),
     ("zarr-is-a-file", "a.zarr", _put(b"garbage"), VOL, "is a file"),
     ("folder-as-mrc", "a.mrc", _folder, VOL, "is a folder"),
     ("folder-as-png", "a.png", _folder, VOL, "is a folder"),

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from emkit import __version__
-from emkit.errors import FileFormatError, MissingFileError, ShapeError, with_path
+from emkit.errors import EmkitError, FileFormatError, MissingFileError, ShapeError, with_path
 from emkit.io._paths import PathLike
 from emkit.io._quiet import python_warnings_to_log
 from emkit.io._volume import Volume
@@ -278,8 +278,27 @@ def zarr_metadata(path: PathLike, level: int = 0) -> dict[str, Any]:
     dict
         ``ome`` (bool), ``voxel_size`` ((z, y, x) Å or None), ``origin`` ((z, y, x) Å),
         ``shape`` (spatial shape), ``space_axes`` (indices of the spatial axes in the array).
+
+    Raises
+    ------
+    MissingFileError, FileFormatError
+        Also for attributes (emkit's or OME-NGFF's) of the wrong type or length.
     """
-    p = Path(path)
+    try:
+        return _metadata(Path(path), level)
+    except EmkitError:
+        raise
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as error:
+        raise FileFormatError(
+            with_path(
+                path,
+                f"has damaged voxel-size/axes attributes ({type(error).__name__}: {error}); "
+                "re-export it",
+            )
+        ) from None
+
+
+def _metadata(p: Path, level: int) -> dict[str, Any]:
     array = open_zarr_array(p, level)
     node = _open(p)
     if hasattr(node, "shape"):
