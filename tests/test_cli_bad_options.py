@@ -73,6 +73,16 @@ BASE: dict[tuple[str, ...], tuple[list[str], list[str]]] = {
         ["--output", "{out}/warped.png"],
     ),
     ("register", "stack"): (["{in}/stack"], ["--output", "{out}/aligned.tif"]),
+    ("sim", "cell"): ([], ["--output", "{out}", "--shape", "24", "32", "32"]),
+    # segment: the options are refused before any file is read, so a volume stands in
+    ("segment", "train"): (
+        ["{in}/ts/tiltseries_volume.mrc"],
+        ["--labels", "{in}/ts/tiltseries_volume.mrc", "--output", "{out}"],
+    ),
+    ("segment", "predict"): (
+        ["{in}/ts/tiltseries_volume.mrc"], ["--model", "{in}/ts", "--output", "{out}/seg.mrc"]
+    ),
+    ("segment", "mesh"): (["{in}/ts/tiltseries_volume.mrc"], ["--output", "{out}"]),
 }
 
 

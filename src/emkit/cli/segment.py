@@ -29,6 +29,17 @@ from typing import Any
 import numpy as np
 
 from emkit.cli._common import add_subcommand, show_progress, write_run_record
+from emkit.cli._options import (
+    OptionType,
+    device,
+    file_path,
+    float_range,
+    int_list,
+    int_range,
+    positive_float,
+    positive_int,
+    seed,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -96,18 +107,17 @@ _CELL_CLASSES = "outside,cytoplasm,nucleus,mitochondria,lipid droplets"
 
 def _names(text: str) -> list[str]:
     names = [n.strip() for n in text.split(",")]
-    if not all(names):
-        raise argparse.ArgumentTypeError(f"expected comma-separated names, got {text!r}")
+    if not all(names) or len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(
+            f"must be {class_names.constraint} (got {text!r})"
+        )
     return names
 
 
-def _slices(text: str) -> list[int]:
-    try:
-        return [int(v) for v in text.replace(" ", "").split(",") if v]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated z slice indices, e.g. 20,48,76; got {text!r}"
-        ) from None
+class_names = OptionType(
+    "class_names", _names, "distinct comma-separated names, one per label value",
+    ["", ",", "a,,b", "a,a"],
+)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -117,65 +127,76 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=lambda args: parser.print_help())
 
     train = add_subcommand(sub, "train", _TRAIN_DOC, func=run_train)
-    train.add_argument("tomogram", type=Path, metavar="TOMO", help="tomogram (z, y, x)")
-    train.add_argument("--labels", type=Path, required=True, help="label volume on TOMO's grid")
-    train.add_argument("--slices", type=_slices, help="labelled z slices, e.g. 20,48,76")
-    train.add_argument("--output", type=Path, required=True, help="model folder")
-    train.add_argument("--class-names", type=_names, help="name of each label, comma-separated")
-    train.add_argument("--pixel-size", type=float, help="voxel size in Å (default: header)")
-    train.add_argument("--steps", type=int, default=1200, help="training steps (1200)")
+    train.add_argument("tomogram", type=file_path, metavar="TOMO", help="tomogram (z, y, x)")
+    train.add_argument("--labels", type=file_path, required=True,
+                       help="label volume on TOMO's grid")
+    train.add_argument("--slices", type=int_list(0), help="labelled z slices, e.g. 20,48,76")
+    train.add_argument("--output", type=file_path, required=True, help="model folder")
+    train.add_argument("--class-names", type=class_names,
+                       help="name of each label, comma-separated")
+    train.add_argument("--pixel-size", type=positive_float,
+                       help="voxel size in Å (default: header)")
+    train.add_argument("--steps", type=positive_int, default=1200, help="training steps (1200)")
     train.add_argument("--labelled-only", action="store_true",
                        help="train on the labelled slices alone (no unlabelled decoder steps)")
-    train.add_argument("--width", type=int, default=16, help="U-Net channels, level 1 (16)")
-    train.add_argument("--depth", type=int, default=3, help="U-Net poolings (3)")
-    train.add_argument("--patch", type=int, default=96, help="training patch side, px (96)")
-    train.add_argument("--batch", type=int, default=4, help="patches per step (4)")
-    train.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    train.add_argument("--width", type=int_range(1, 256), default=16,
+                       help="U-Net channels, level 1 (16)")
+    train.add_argument("--depth", type=int_range(1, 5), default=3, help="U-Net poolings (3)")
+    train.add_argument("--patch", type=int_range(16, 4096), default=96,
+                       help="training patch side, px (96)")
+    train.add_argument("--batch", type=int_range(1, 1024), default=4, help="patches per step (4)")
+    train.add_argument("--seed", type=seed, default=0, help="random seed (0)")
     train.add_argument("--resume", action="store_true", help="continue an interrupted run")
     _add_device_options(train)
 
     predict = add_subcommand(sub, "predict", _PREDICT_DOC, func=run_predict)
-    predict.add_argument("tomogram", type=Path, metavar="TOMO", help="tomogram (z, y, x)")
-    predict.add_argument("--model", type=Path, required=True, help="model folder")
-    predict.add_argument("--output", type=Path, required=True,
+    predict.add_argument("tomogram", type=file_path, metavar="TOMO", help="tomogram (z, y, x)")
+    predict.add_argument("--model", type=file_path, required=True, help="model folder")
+    predict.add_argument("--output", type=file_path, required=True,
                          help="label volume (.mrc, .tif, .ome.zarr)")
     predict.add_argument("--axes", choices=("z", "zyx"), default="z",
                          help="slice along z (default) or along z, y and x, fused")
-    predict.add_argument("--pixel-size", type=float, help="voxel size in Å (default: header)")
-    predict.add_argument("--tile", type=int, default=256, help="tile side, px (256)")
-    predict.add_argument("--batch", type=int, default=4, help="tiles per pass (4)")
+    predict.add_argument("--pixel-size", type=positive_float,
+                         help="voxel size in Å (default: header)")
+    predict.add_argument("--tile", type=int_range(16, 8192), default=256,
+                         help="tile side, px (256)")
+    predict.add_argument("--batch", type=int_range(1, 1024), default=4, help="tiles per pass (4)")
     _add_device_options(predict)
 
     mesh = add_subcommand(sub, "mesh", _MESH_DOC, func=run_mesh)
-    mesh.add_argument("labels", type=Path, metavar="LABELS", help="label volume (z, y, x)")
-    mesh.add_argument("--output", type=Path, required=True, help="output folder")
-    mesh.add_argument("--min-voxels", type=int, default=100,
+    mesh.add_argument("labels", type=file_path, metavar="LABELS", help="label volume (z, y, x)")
+    mesh.add_argument("--output", type=file_path, required=True, help="output folder")
+    mesh.add_argument("--min-voxels", type=positive_int, default=100,
                       help="skip components smaller than this (100)")
     mesh.add_argument("--format", choices=("ply", "obj", "stl", "glb"), default="ply",
                       help="mesh file format (ply)")
-    mesh.add_argument("--smoothing", type=float, default=1.0,
+    mesh.add_argument("--smoothing", type=float_range(0, 10), default=1.0,
                       help="Gaussian smoothing of each mask before meshing, voxels (1)")
-    mesh.add_argument("--class-names", type=_names, help="name of each label, comma-separated")
-    mesh.add_argument("--pixel-size", type=float, help="voxel size in Å (default: header)")
+    mesh.add_argument("--class-names", type=class_names, help="name of each label, comma-separated")
+    mesh.add_argument("--pixel-size", type=positive_float, help="voxel size in Å (default: header)")
 
 
 def _add_device_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--device", help="torch device, e.g. cpu or cuda (default: GPU if any)")
-    parser.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
+    parser.add_argument("--device", type=device,
+                        help="cpu, cuda, cuda:N or auto (default: the GPU if there is one)")
+    parser.add_argument("--threads", type=int_range(1, 1024),
+                        help="CPU threads (default: all cores)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def add_sim_parsers(sim_subparsers: argparse._SubParsersAction) -> None:
     """Add ``emkit sim cell``."""
     parser = add_subcommand(sim_subparsers, "cell", _SIM_DOC, func=run_sim)
-    parser.add_argument("--output", type=Path, required=True, help="output folder")
-    parser.add_argument("--shape", type=int, nargs=3, default=(96, 192, 192),
+    parser.add_argument("--output", type=file_path, required=True, help="output folder")
+    parser.add_argument("--shape", type=int_range(24, 4096), nargs=3, default=(96, 192, 192),
                         metavar=("NZ", "NY", "NX"), help="tomogram size (96 192 192)")
-    parser.add_argument("--pixel-size", type=float, default=300.0, help="voxel size, Å (300)")
-    parser.add_argument("--photons", type=float, default=3000.0,
+    parser.add_argument("--pixel-size", type=positive_float, default=300.0,
+                        help="voxel size, Å (300)")
+    parser.add_argument("--photons", type=positive_float, default=3000.0,
                         help="incident photons per pixel and image (3000)")
-    parser.add_argument("--blur", type=float, default=1.0, help="detector blur sigma, px (1)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    parser.add_argument("--blur", type=float_range(0, 20), default=1.0,
+                        help="detector blur sigma, px (1)")
+    parser.add_argument("--seed", type=seed, default=0, help="random seed (0)")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -236,6 +257,17 @@ def _write_labels(path: Path, labels: np.ndarray, voxel_size_A: float | None,
             mrc.header.origin.z, mrc.header.origin.y, mrc.header.origin.x = origin
 
 
+def _require_memory(path: Path, bytes_per_voxel: float, what: str, hint: str) -> None:
+    """Refuse at once when the volume at ``path`` needs more memory than there is."""
+    from emkit.cli._options import require_memory
+    from emkit.io import read_volume
+
+    shape = read_volume(path, mmap=True).data.shape
+    voxels = float(np.prod(shape, dtype=np.float64))
+    require_memory(bytes_per_voxel * voxels + 300 * 2**20,
+                   f"{what} of {' x '.join(map(str, shape))} voxels from {path.name}", hint)
+
+
 def _check_label_output(path: Path) -> None:
     from emkit.errors import FileFormatError, with_path
     from emkit.io import volume_format
@@ -248,25 +280,17 @@ def _check_label_output(path: Path) -> None:
 # --------------------------------------------------------------------------- commands
 
 
-def _check_train_options(args: argparse.Namespace) -> None:
-    from emkit.errors import InputError
-
-    checks = [("--steps", args.steps, 1), ("--width", args.width, 1), ("--depth", args.depth, 1),
-              ("--patch", args.patch, 16), ("--batch", args.batch, 1)]
-    for name, value, least in checks:
-        if value < least:
-            raise InputError(f"{name} must be >= {least}, got {value}")
-    if args.depth > 5:
-        raise InputError(f"--depth must be <= 5, got {args.depth}")
-
-
 def run_train(args: argparse.Namespace) -> int:
     """``emkit segment train``."""
+    from emkit.cli._options import check_device
     from emkit.errors import EmkitError, InputError, with_path
     from emkit.io import check_not_input, require_output_folder
     from emkit.segment import check_training_inputs
 
-    _check_train_options(args)
+    check_device(args.device)
+    # tomogram, its normalised copy and the labels as read
+    _require_memory(args.tomogram, 16, "training on a tomogram",
+                    "crop or bin the tomogram (and its labels) first")
     out = require_output_folder(args.output)
     names = ("model.safetensors", "config.json", "training_log.csv", "training_curves.png")
     for name in names:
@@ -315,15 +339,18 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_predict(args: argparse.Namespace) -> int:
     """``emkit segment predict``."""
-    from emkit.errors import InputError
+    from emkit.cli._options import check_device
     from emkit.io import check_not_input
     from emkit.nn import load_model
     from emkit.segment import predict_segmentation
 
     _check_label_output(args.output)
     check_not_input(args.output, [args.tomogram, args.model])
-    if args.tile < 16 or args.batch < 1:
-        raise InputError(f"--tile must be >= 16 and --batch >= 1, got {args.tile}, {args.batch}")
+    check_device(args.device)
+    # tomogram, labels, one normalised chunk; --axes zyx adds float16 class probabilities
+    _require_memory(args.tomogram, 9 if args.axes == "z" else 9 + 2 * 8,
+                    f"predicting (--axes {args.axes}) a tomogram",
+                    "use --axes z, or crop or bin the tomogram first")
     _set_threads(args.threads)
     model = load_model(args.model, task="segment", device=args.device)
     tomogram, voxel = _read_volume_3d(args.tomogram, "tomogram", args.pixel_size)
@@ -363,9 +390,8 @@ def run_mesh(args: argparse.Namespace) -> int:
     out = require_output_folder(args.output)
     stem = _stem(args.labels)
     check_not_input(out / f"{stem}_meshes.csv", [args.labels])
-    if args.min_voxels < 1 or args.smoothing < 0:
-        raise InputError(f"--min-voxels must be >= 1 and --smoothing >= 0, got "
-                         f"{args.min_voxels}, {args.smoothing}")
+    # labels as read, connected components (int32) and one mask
+    _require_memory(args.labels, 16, "meshing a label volume", "crop or bin the labels first")
     volume, voxel = _read_volume_3d(args.labels, "label volume", args.pixel_size)
     if voxel is None:
         logger.warning("%s: no voxel size in the header (give --pixel-size); using 1 Å",
@@ -399,9 +425,15 @@ def run_mesh(args: argparse.Namespace) -> int:
 
 def run_sim(args: argparse.Namespace) -> int:
     """``emkit sim cell``."""
+    from emkit.cli._options import require_memory
     from emkit.io import require_output_folder, write_volume
     from emkit.sim import simulate_cell
 
+    shape = tuple(args.shape)
+    # about twenty float32 volumes: shapes, distance maps, noise fields, the reconstruction
+    require_memory(80 * float(np.prod(shape, dtype=np.float64)) + 300 * 2**20,
+                   f"simulating a cell of {' x '.join(map(str, shape))} voxels",
+                   "use a smaller --shape")
     out = require_output_folder(args.output)
     cell = simulate_cell(tuple(args.shape), voxel_size_A=args.pixel_size,
                          photons_per_pixel=args.photons, blur_px=args.blur, seed=args.seed)

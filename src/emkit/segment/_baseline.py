@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -10,7 +11,7 @@ from emkit.errors import InputError
 from emkit.nn import PercentileNormalisation
 from emkit.segment._data import check_training_inputs
 
-__all__ = ["segment_random_forest"]
+__all__ = ["fit_forest", "predict_forest", "segment_random_forest"]
 
 
 def _features(image: np.ndarray, sigma_max: float) -> np.ndarray:
@@ -60,6 +61,18 @@ def segment_random_forest(
     -------
     ndarray, shape (nz, ny, nx), uint8
     """
+    forest = fit_forest(tomogram, labels, slices=slices, n_estimators=n_estimators,
+                        max_samples_per_class=max_samples_per_class, sigma_max=sigma_max,
+                        seed=seed, n_jobs=n_jobs)
+    return predict_forest(forest, tomogram, sigma_max=sigma_max)
+
+
+def fit_forest(
+    tomogram: np.ndarray, labels: np.ndarray, *, slices: Sequence[int] | None,
+    n_estimators: int = 100, max_samples_per_class: int = 20_000, sigma_max: float = 16.0,
+    seed: int = 0, n_jobs: int | None = None,
+) -> Any:
+    """Train the forest of :func:`segment_random_forest` (a fitted scikit-learn classifier)."""
     try:
         from sklearn.ensemble import RandomForestClassifier
     except ImportError:
@@ -85,6 +98,13 @@ def segment_random_forest(
                                     n_jobs=n_jobs if n_jobs is not None else -1,
                                     random_state=seed)
     forest.fit(x_all[index], y_all[index])
+    return forest
+
+
+def predict_forest(forest: Any, tomogram: np.ndarray, *, sigma_max: float = 16.0) -> np.ndarray:
+    """Labels ``(nz, ny, nx)`` uint8 of every z slice from a forest of :func:`fit_forest`."""
+    normalisation = PercentileNormalisation(1.0, 99.0)
+    levels = normalisation.levels(tomogram)
     out = np.empty(tomogram.shape, np.uint8)
     for z in range(tomogram.shape[0]):
         features = _features(normalisation.apply(tomogram[z], levels), sigma_max)

@@ -94,10 +94,10 @@ def augment(
         img = np.rot90(images[i], k)
         img = img[:, ::-1] if flip else img
         if jitter:
-            gain, offset = rng.uniform(0.75, 1.3), rng.uniform(-0.12, 0.12)
+            gain, offset = rng.uniform(0.9, 1.1), rng.uniform(-0.05, 0.05)
             img = img * gain + offset
             if rng.random() < 0.5:
-                img = img + rng.normal(0, rng.uniform(0.0, 0.08), img.shape)
+                img = img + rng.normal(0, rng.uniform(0.0, 0.05), img.shape)
         out[i] = img
         if out_t is not None and targets is not None:
             t = np.rot90(targets[i], k)

@@ -149,8 +149,11 @@ def train_segmentation(
     width, depth : int
         U-Net size (channels of the first level, number of poolings).
     patch_size, batch_size, n_steps, validate_every, patience, learning_rate : optional
-        Training schedule; training keeps the weights that validate best and stops after
-        ``patience`` validations without improvement.
+        Training schedule, counted in labelled steps: semi-supervised training takes an
+        unlabelled step after each labelled one (``2 * n_steps`` in all), so both modes see
+        the same labelled batches. The learning rate decays on a cosine; training keeps the
+        weights that validate best and stops after ``patience`` validations without
+        improvement.
     validation_fraction : float
         Fraction of each labelled slice held out for validation (whole blocks).
     image_weight : float
@@ -195,7 +198,13 @@ def train_segmentation(
                    skip_connections=(True, False)).to(dev)
     optimizer = torch.optim.Adam(network.parameters(), lr=learning_rate)
 
+    total_steps = 2 * n_steps if semi_supervised else n_steps
+
     def step(i: int) -> dict[str, torch.Tensor]:
+        # cosine decay of the learning rate over the run (a function of i: resumes exactly)
+        for group in optimizer.param_groups:
+            decay = 0.5 * (1 + np.cos(np.pi * i / total_steps))
+            group["lr"] = learning_rate * (0.05 + 0.95 * decay)
         if semi_supervised and i % 2 == 0:
             x = torch.from_numpy(sampler.unlabelled(batch_size)[:, None]).to(dev)
             loss = reconstruction_loss(network(x, heads=(1,))[0], x)
@@ -208,8 +217,9 @@ def train_segmentation(
         return {"loss": labelled + image_weight * image, "labelled": labelled}
 
     validate = _validator(network, volume[chosen], held_out, n_classes, dev)
-    history = fit(network, optimizer, step, validate, n_steps=n_steps,
-                  validate_every=validate_every, patience=patience, rng=rng,
+    history = fit(network, optimizer, step, validate, n_steps=total_steps,
+                  validate_every=validate_every * (2 if semi_supervised else 1),
+                  patience=patience, rng=rng,
                   checkpoint=checkpoint, resume=resume,
                   fingerprint=_fingerprint(tomogram, label_slices, settings),
                   log_csv=log_csv, progress=progress)
