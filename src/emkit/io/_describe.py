@@ -40,7 +40,9 @@ def array_statistics(data: Any) -> dict[str, Any]:
     lo, hi, total, total_sq, count, bad = np.inf, -np.inf, 0.0, 0.0, 0, 0
     rows = shape[0] if shape else 1
     for start in range(0, rows, step):
-        block = np.asarray(data[start : start + step] if shape else data, dtype=np.float64)
+        # A signalling NaN in the file makes the cast warn; NaNs are counted below instead.
+        with np.errstate(invalid="ignore"):
+            block = np.asarray(data[start : start + step] if shape else data, dtype=np.float64)
         finite = np.isfinite(block)
         n_ok = int(np.count_nonzero(finite))
         bad += block.size - n_ok

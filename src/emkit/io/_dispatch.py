@@ -28,7 +28,11 @@ def _check_npy_header(path: Path) -> None:
             )
             shape, _, dtype = read_header(fh)
             header_end = fh.tell()
-    except (ValueError, OSError, EOFError, SyntaxError) as error:
+    except MemoryError:
+        raise
+    # numpy parses the header as a Python literal: a garbled one raises ValueError,
+    # SyntaxError, tokenize.TokenError...
+    except Exception as error:
         raise FileFormatError(
             with_path(path, f"is not a valid .npy array file ({error}); re-save it with numpy")
         ) from None

@@ -304,7 +304,8 @@ def _slab_stats(data: np.ndarray) -> tuple[float, float, float, float]:
     step = max(1, _SLAB_BYTES // max(1, flat[0].nbytes * 2))
     lo, hi, total, total_sq = np.inf, -np.inf, 0.0, 0.0
     for start in range(0, flat.shape[0], step):
-        block = np.asarray(flat[start : start + step], dtype=np.float64)
+        with np.errstate(invalid="ignore"):  # a signalling NaN warns when cast
+            block = np.asarray(flat[start : start + step], dtype=np.float64)
         lo = min(lo, float(block.min()))
         hi = max(hi, float(block.max()))
         total += float(block.sum())
