@@ -18,8 +18,7 @@ def _features(image: np.ndarray, sigma_max: float) -> np.ndarray:
     from skimage.feature import multiscale_basic_features
 
     return multiscale_basic_features(
-        image, intensity=True, edges=True, texture=True, sigma_min=0.7, sigma_max=sigma_max,
-        num_workers=1,
+        image, intensity=True, edges=True, texture=True, sigma_min=0.7, sigma_max=sigma_max
     ).astype(np.float32)
 
 

@@ -1,0 +1,147 @@
+"""emkit.segment building blocks: metrics, input checks, meshes, prediction, baselines."""
+
+import numpy as np
+import pytest
+import torch
+
+from emkit.errors import InputError, MismatchError
+from emkit.nn import PercentileNormalisation, TrainedModel, UNet
+from emkit.segment import (
+    check_training_inputs,
+    dice_scores,
+    labelled_slices,
+    mesh_labels,
+    mesh_table,
+    per_slice_scores,
+    predict_segmentation,
+    segment_random_forest,
+    train_segmentation,
+)
+
+
+def test_dice_scores_known_values():
+    truth = np.array([0, 0, 1, 1, 2, 2])
+    pred = np.array([0, 1, 1, 1, 2, 0])
+    np.testing.assert_allclose(dice_scores(pred, truth, 4)[:3], [0.5, 0.8, 2 / 3])
+    assert np.isnan(dice_scores(pred, truth, 4)[3])
+    mask = np.array([True, True, True, True, False, False])
+    np.testing.assert_allclose(dice_scores(pred, truth, 3, mask=mask)[:2], [2 / 3, 0.8])
+    with pytest.raises(MismatchError):
+        dice_scores(pred, truth[:-1], 3)
+    dice, accuracy = per_slice_scores(np.stack([pred, truth]), np.stack([truth, truth]), 3)
+    assert dice.shape == (2, 3) and accuracy.tolist() == [4 / 6, 1.0]
+
+
+def test_labelled_slices_and_training_checks():
+    labels = np.zeros((5, 16, 16), np.uint8)
+    labels[1, 2:5, 2:5] = 1
+    labels[3, :, :8] = 2
+    assert labelled_slices(labels) == [1, 3]
+    assert labelled_slices(labels, [3, 0]) == [0, 3]
+    with pytest.raises(InputError, match="outside the volume"):
+        labelled_slices(labels, [5])
+    with pytest.raises(InputError, match="repeat"):
+        labelled_slices(labels, [1, 1])
+    with pytest.raises(InputError, match="no non-zero label"):
+        labelled_slices(np.zeros_like(labels))
+    tomo = np.random.default_rng(0).normal(size=labels.shape).astype(np.float32)
+    assert check_training_inputs(tomo, labels, None) == ([1, 3], 3)
+    with pytest.raises(MismatchError):
+        check_training_inputs(tomo[:, :8], labels, None)
+    with pytest.raises(InputError, match="single class"):
+        check_training_inputs(tomo, labels, [0])
+    with pytest.raises(InputError, match="whole numbers"):
+        check_training_inputs(tomo, labels + 0.5, None)
+
+
+def _ball(shape, centre, radius):
+    grid = np.indices(shape)
+    return sum((g - c) ** 2 for g, c in zip(grid, centre)) <= radius**2
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 1.0])
+def test_meshes_are_watertight_and_keep_the_voxel_volume(smoothing):
+    shape = (40, 48, 56)
+    labels = np.zeros(shape, np.uint8)
+    labels[_ball(shape, (20, 24, 20), 10)] = 1
+    labels[_ball(shape, (12, 30, 44), 3.5)] = 2  # small: smoothing would shrink it
+    labels[_ball(shape, (28, 12, 44), 5)] = 2
+    tube = np.zeros(shape, bool)  # a bent tube
+    for t in np.linspace(0, np.pi, 40):
+        tube |= _ball(shape, (30 + 6 * np.sin(t), 36, 6 + 14 * t / np.pi), 2.5)
+    labels[tube & (labels == 0)] = 3
+    labels[2:5, 2:5, 2:5] = 4  # 27 voxels: below min_voxels
+    meshes = mesh_labels(labels, voxel_size_A=(12.0, 10.0, 10.0), origin_A=(100.0, 0.0, 0.0),
+                         class_names=["bg", "cell", "drop", "tube"], min_voxels=50,
+                         smoothing_px=smoothing)
+    assert [(m.label, m.class_name, m.component) for m in meshes] == [
+        (1, "cell", 1), (2, "drop", 1), (2, "drop", 2), (3, "tube", 1)]
+    for m in meshes:
+        assert m.watertight
+        assert m.volume_A3 == pytest.approx(m.voxels * 1200.0, rel=0.05 if smoothing else 0.15)
+    ball = meshes[0]
+    centre = ball.vertices_zyx_A.mean(axis=0)
+    np.testing.assert_allclose(centre, [100 + 20 * 12, 240, 200], atol=3)
+    table = mesh_table(meshes).splitlines()
+    assert table[0].startswith("label,class_name,component,voxels,volume_A3")
+    assert len(table) == 5
+
+
+def _random_model(n_classes=3, voxel=10.0):
+    torch.manual_seed(0)
+    net = UNet(out_channels=(n_classes, 1), width=4, depth=2, skip_connections=(True, False))
+    return TrainedModel(net.eval(), PercentileNormalisation(), voxel,
+                        [f"c{k}" for k in range(n_classes)], "segment")
+
+
+def test_prediction_ignores_gain_and_offset_and_keeps_the_grid(caplog):
+    model = _random_model()
+    rng = np.random.default_rng(0)
+    tomo = rng.gamma(2.0, size=(6, 24, 32)).astype(np.float32)
+    a = predict_segmentation(tomo, model, voxel_size_A=10.0)
+    b = predict_segmentation(2.5 * tomo - 3.0, model, voxel_size_A=10.0)
+    assert a.labels.shape == tomo.shape and a.labels.dtype == np.uint8
+    assert (a.labels == b.labels).mean() > 0.999
+    fused = predict_segmentation(tomo, model, axes="zyx", chunk_slices=4)
+    assert fused.labels.shape == tomo.shape
+    rescaled = predict_segmentation(tomo, model, voxel_size_A=13.0)
+    assert rescaled.labels.shape == tomo.shape and rescaled.rescale_factor == pytest.approx(1.3)
+    assert "rescaling" in caplog.text
+    with pytest.raises(InputError, match="voxel size"):
+        predict_segmentation(tomo, model, voxel_size_A=50.0)
+    with pytest.raises(InputError):
+        predict_segmentation(tomo, model, axes="xy")
+
+
+def _two_phase_volume(seed):
+    rng = np.random.default_rng(seed)
+    labels = np.zeros((6, 48, 48), np.uint8)
+    for z in range(6):
+        labels[z][_ball((48, 48), rng.uniform(12, 36, 2), rng.uniform(6, 12))] = 1
+        labels[z][_ball((48, 48), rng.uniform(12, 36, 2), 4)] = 2
+    tomo = labels * 1.0 + rng.normal(0, 0.3, labels.shape)
+    return tomo.astype(np.float32), labels
+
+
+def test_random_forest_baseline_learns_an_easy_volume():
+    tomo, labels = _two_phase_volume(1)
+    pred = segment_random_forest(tomo, labels, slices=[0, 3], n_estimators=10, seed=0,
+                                 n_jobs=1)
+    other = [1, 2, 4, 5]
+    assert np.nanmean(dice_scores(pred[other], labels[other], 3)) > 0.8
+
+
+def test_training_is_seeded_and_learns_an_easy_volume(tmp_path):
+    tomo, labels = _two_phase_volume(2)
+    kwargs = dict(slices=[0, 3], width=4, depth=2, patch_size=32, batch_size=4, n_steps=40,
+                  validate_every=10, seed=5, voxel_size_A=8.0, learning_rate=1e-2,
+                  semi_supervised=False)
+    first = train_segmentation(tomo, labels, **kwargs)
+    second = train_segmentation(tomo, labels, **kwargs)
+    for a, b in zip(first.model.network.state_dict().values(),
+                    second.model.network.state_dict().values()):
+        assert torch.equal(a, b)
+    assert first.model.voxel_size_A == 8.0 and first.slices == [0, 3]
+    assert len(first.history.rows) == 4 and "val_dice" in first.history.rows[0]
+    pred = predict_segmentation(tomo, first.model).labels
+    assert dice_scores(pred, labels, 3)[1] > 0.6
