@@ -185,15 +185,16 @@ def _cell_geometry(
     """Masks of the cell and the nucleus, and the depth inside the cell (voxels)."""
     size = np.array(shape, dtype=np.float32)
     centre = (size - 1) / 2 + rng.uniform(-0.03, 0.03, 3) * size
-    semi = size * np.array([rng.uniform(0.38, 0.45), rng.uniform(0.39, 0.46),
+    semi = size * np.array([rng.uniform(0.41, 0.46), rng.uniform(0.39, 0.46),
                             rng.uniform(0.39, 0.46)], dtype=np.float32)
     wobble = _smooth_noise(shape, max(shape) / 4, rng)
     cell = _ellipsoid_radius(shape, centre, semi, rng.uniform(0, np.pi)) + 0.07 * wobble < 1.0
     depth = ndimage.distance_transform_edt(cell).astype(np.float32)
-    n_semi = semi * np.array([rng.uniform(0.5, 0.62), rng.uniform(0.38, 0.5),
-                              rng.uniform(0.38, 0.5)], dtype=np.float32)
-    offset = rng.uniform(-1, 1, 3) * (semi - n_semi) * 0.45
-    offset[0] *= 0.3
+    # nucleus: a fifth to a third of the cell volume, as in lymphocytes and yeast
+    n_semi = semi * np.array([rng.uniform(0.6, 0.72), rng.uniform(0.5, 0.62),
+                              rng.uniform(0.5, 0.62)], dtype=np.float32)
+    offset = rng.uniform(-1, 1, 3) * (semi - n_semi) * 0.4
+    offset[0] *= 0.2
     n_wobble = _smooth_noise(shape, max(shape) / 6, rng)
     nucleus = (_ellipsoid_radius(shape, centre + offset, n_semi, rng.uniform(0, np.pi))
                + 0.06 * n_wobble < 1.0) & (depth > 4)
