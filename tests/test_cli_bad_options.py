@@ -83,6 +83,17 @@ BASE: dict[tuple[str, ...], tuple[list[str], list[str]]] = {
         ["{in}/ts/tiltseries_volume.mrc"], ["--model", "{in}/ts", "--output", "{out}/seg.mrc"]
     ),
     ("segment", "mesh"): (["{in}/ts/tiltseries_volume.mrc"], ["--output", "{out}"]),
+    # pick: options are refused before any file is read, so any existing files stand in
+    ("sim", "tomogram"): ([], ["--output", "{out}", "--shape", "24", "48", "48"]),
+    ("pick", "evaluate"): (
+        ["{in}/ts/tiltseries.mrc", "{in}/ts/tiltseries.mrc"],
+        ["--radius-A", "50", "--output", "{out}"],
+    ),
+    ("pick", "labels"): (
+        ["{in}/ts/tiltseries.mrc"],
+        ["--like", "{in}/ts/tiltseries_volume.mrc", "--radius-A", "50", "--output",
+         "{out}/labels.mrc"],
+    ),
 }
 
 

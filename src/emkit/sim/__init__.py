@@ -12,6 +12,7 @@ from emkit.sim.phantoms import SHEPP_LOGAN_3D_TABLE, random_ellipsoids, shepp_lo
 from emkit.sim.sections import DamagedSection, section_texture, simulate_damaged_section
 from emkit.sim.templates import density_from_pdb, density_template, list_density_templates
 from emkit.sim.tiltseries import PHANTOMS, SimulatedTiltSeries, simulate_tilt_series
+from emkit.sim.tomogram import DEFAULT_TOMOGRAM_TEMPLATES, SimulatedTomogram, simulate_tomogram
 
 __all__ = [
     "CELL_CLASS_NAMES",
@@ -32,4 +33,7 @@ __all__ = [
     "PHANTOMS",
     "SimulatedTiltSeries",
     "simulate_tilt_series",
+    "DEFAULT_TOMOGRAM_TEMPLATES",
+    "SimulatedTomogram",
+    "simulate_tomogram",
 ]
