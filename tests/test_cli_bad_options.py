@@ -89,6 +89,9 @@ BASE: dict[tuple[str, ...], tuple[list[str], list[str]]] = {
         ["{in}/ts/tiltseries.mrc", "{in}/ts/tiltseries.mrc"],
         ["--radius-A", "50", "--output", "{out}"],
     ),
+    ("pick", "match"): (
+        ["{in}/ts/tiltseries_volume.mrc"], ["--template", "3enl", "--output", "{out}"]
+    ),
     ("pick", "labels"): (
         ["{in}/ts/tiltseries.mrc"],
         ["--like", "{in}/ts/tiltseries_volume.mrc", "--radius-A", "50", "--output",

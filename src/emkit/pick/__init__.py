@@ -5,11 +5,21 @@
   the instance label map).
 - :func:`particle_label_maps`: instance and class label maps from a list and radii.
 - :func:`evaluate_picks`: precision, recall, F1, F-beta 4 with one-to-one matching.
+- Baselines: :func:`match_templates` (missing-wedge-aware, locally normalised template
+  matching over SO(3)) and :func:`pick_blobs` (Gaussian smoothing + local maxima).
 """
 
 from emkit.pick._evaluate import PickScores, evaluate_picks, f_beta, match_points
-from emkit.pick._files import evaluate_particle_files, labels_from_particle_file, read_tomogram
+from emkit.pick._files import (
+    PickResult,
+    evaluate_particle_files,
+    labels_from_particle_file,
+    load_templates,
+    read_tomogram,
+    run_template_matching,
+)
 from emkit.pick._labels import particle_label_maps, radii_for_classes
+from emkit.pick._match import TemplateMatch, find_peaks, match_templates, pick_blobs, wedge_mask
 from emkit.pick._particles import (
     ParticleList,
     read_particle_list,
@@ -22,6 +32,14 @@ from emkit.pick._particles import (
 
 __all__ = [
     "ParticleList",
+    "PickResult",
+    "TemplateMatch",
+    "find_peaks",
+    "load_templates",
+    "match_templates",
+    "pick_blobs",
+    "run_template_matching",
+    "wedge_mask",
     "PickScores",
     "evaluate_particle_files",
     "evaluate_picks",

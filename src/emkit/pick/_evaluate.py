@@ -148,7 +148,8 @@ def evaluate_picks(
     fraction : float
         A hit lies within ``fraction * radius`` of a true centre (default 0.5).
     ignore_classes : bool
-        Match regardless of class (detection only); rows are still per true class.
+        Match regardless of class (detection only); a hit counts in the row of the true
+        particle's class, a false positive in the row of its predicted class.
 
     Returns
     -------
@@ -169,11 +170,15 @@ def evaluate_picks(
     if ignore_classes:
         ip, it, d = match_points(pred, true, limit)
         hit_class = tc[it]
+        unmatched = np.ones(len(pred), bool)
+        unmatched[ip] = False
     for c in classes:
         in_t, in_p = np.flatnonzero(tc == c), np.flatnonzero(pc == c)
         if ignore_classes:
+            # a prediction counts for the class of the particle it hit, else its own class
             sel = hit_class == c
             tp, dc = int(sel.sum()), list(d[sel])
+            in_p = np.arange(tp + int(np.sum(unmatched & (pc == c))))
         else:
             _, it_c, dc_arr = match_points(pred[in_p], true[in_t], limit[in_t])
             tp, dc = len(it_c), list(dc_arr)
