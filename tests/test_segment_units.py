@@ -145,3 +145,16 @@ def test_training_is_seeded_and_learns_an_easy_volume(tmp_path):
     assert len(first.history.rows) == 4 and "val_dice" in first.history.rows[0]
     pred = predict_segmentation(tomo, first.model).labels
     assert dice_scores(pred, labels, 3)[1] > 0.6
+
+
+def test_context_slices_train_and_predict_with_neighbours():
+    tomo, labels = _two_phase_volume(3)
+    training = train_segmentation(tomo, labels, slices=[0, 3], width=4, depth=2, patch_size=32,
+                                  batch_size=2, n_steps=3, validate_every=3, seed=0,
+                                  context_slices=1)
+    assert training.model.network.in_channels == 3
+    for axes in ("z", "zyx"):
+        result = predict_segmentation(tomo, training.model, axes=axes, chunk_slices=4)
+        assert result.labels.shape == tomo.shape
+    with pytest.raises(InputError):
+        train_segmentation(tomo, labels, slices=[0], context_slices=9)

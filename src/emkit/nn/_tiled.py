@@ -81,7 +81,8 @@ def predict_tiled(
         The network (put in eval mode here).
     images : ndarray, float32
         Already normalised. For a 2D network: ``(y, x)`` or a batch ``(n, y, x)``; for a 3D
-        network: ``(z, y, x)``.
+        network: ``(z, y, x)``. A network with several input channels takes them after the
+        batch axis: ``(c, y, x)``, ``(n, c, y, x)`` or ``(c, z, y, x)``.
     tile_size : int
         Tile side in pixels (rounded down to a multiple of ``network.size_multiple``).
     overlap : int
@@ -102,18 +103,28 @@ def predict_tiled(
     """
     dims = network.spatial_dims
     arr = np.asarray(images, dtype=np.float32)
-    single = arr.ndim == dims
-    if dims == 3 and arr.ndim != 3 or dims == 2 and arr.ndim not in (2, 3):
-        raise ShapeError(f"a {dims}D network takes {'(z, y, x)' if dims == 3 else '(n, y, x)'} "
-                         f"arrays, got shape {arr.shape}")
+    channels = network.in_channels > 1
+    single = arr.ndim == dims + int(channels)
+    if arr.ndim not in (dims + int(channels), dims + 1 + int(channels)) or (
+        dims == 3 and not channels and arr.ndim != 3
+    ):
+        layout = "(z, y, x)" if dims == 3 else "(y, x) or (n, y, x)"
+        if channels:
+            layout = "(c, z, y, x)" if dims == 3 else "(c, y, x) or (n, c, y, x)"
+        raise ShapeError(f"this network takes {layout} arrays, got shape {arr.shape}")
+    if channels and arr.shape[-dims - 1] != network.in_channels:
+        raise ShapeError(f"the network takes {network.in_channels} channels, got "
+                         f"{arr.shape[-dims - 1]} (shape {arr.shape})")
     if activation not in ("softmax", "sigmoid", None):
         raise InputError(f"activation must be 'softmax', 'sigmoid' or None, got {activation!r}")
     batch = arr[None] if single else arr
+    if not channels:
+        batch = batch[:, None]
     m = network.size_multiple
-    spatial = batch.shape[1:]
+    spatial = batch.shape[2:]
     padded = tuple(_padded_size(max(s, m), m) for s in spatial)
     tile = tuple(min(p, max(m, tile_size // m * m)) for p in padded)
-    pads = [(0, 0)] + [(0, p - s) for p, s in zip(padded, spatial)]
+    pads = [(0, 0), (0, 0)] + [(0, p - s) for p, s in zip(padded, spatial)]
     mode = "reflect" if all(p - s < s for p, s in zip(padded, spatial)) else "edge"
     if any(p != s for p, s in zip(padded, spatial)):
         batch = np.pad(batch, pads, mode=mode)
@@ -129,7 +140,8 @@ def predict_tiled(
     with torch.inference_mode():
         for start in range(0, len(jobs), max(1, batch_size)):
             chunk = jobs[start : start + max(1, batch_size)]
-            x = torch.from_numpy(np.stack([batch[(i, *sl)] for i, sl in chunk])[:, None]).to(dev)
+            tiles = np.stack([batch[(i, slice(None), *sl)] for i, sl in chunk])
+            x = torch.from_numpy(tiles).to(dev)
             y = network(x, heads=(head,))[0]
             if activation == "softmax":
                 y = torch.softmax(y, dim=1)

@@ -86,13 +86,14 @@ def augment(
     *, jitter: bool = True,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Random 90-degree rotation and flip per patch, and intensity jitter (gain, offset,
-    gamma, noise); the targets get the same geometry. ``images``: ``(b, y, x)``."""
+    noise); the targets get the same geometry. ``images``: ``(b, c, y, x)``, targets
+    ``(b, y, x)``."""
     out = np.empty_like(images)
     out_t = None if targets is None else np.empty_like(targets)
     for i in range(len(images)):
         k, flip = int(rng.integers(4)), bool(rng.integers(2))
-        img = np.rot90(images[i], k)
-        img = img[:, ::-1] if flip else img
+        img = np.rot90(images[i], k, axes=(-2, -1))
+        img = img[..., ::-1] if flip else img
         if jitter:
             gain, offset = rng.uniform(0.9, 1.1), rng.uniform(-0.05, 0.05)
             img = img * gain + offset
@@ -105,6 +106,12 @@ def augment(
     return out, out_t
 
 
+def context_stack(volume: np.ndarray, z: int, context: int) -> np.ndarray:
+    """Slices ``z - context .. z + context`` of ``volume`` (edges repeated): ``(c, y, x)``."""
+    index = np.clip(np.arange(z - context, z + context + 1), 0, volume.shape[0] - 1)
+    return volume[index]
+
+
 @dataclass
 class PatchSampler:
     """Random patches of the labelled slices (with targets) and of the whole tomogram."""
@@ -115,6 +122,7 @@ class PatchSampler:
     patch: tuple[int, int]
     rng: np.random.Generator
     unlabelled_slices: list[int]
+    context: int = 0
 
     def _corner(self) -> tuple[int, int]:
         ny, nx = self.volume.shape[1:]
@@ -129,7 +137,7 @@ class PatchSampler:
 
     def labelled(self, batch: int) -> tuple[np.ndarray, np.ndarray]:
         """Patches centred near a pixel of a class drawn uniformly (rare classes get seen)."""
-        images = np.empty((batch, *self.patch), np.float32)
+        images = np.empty((batch, 2 * self.context + 1, *self.patch), np.float32)
         targets = np.empty((batch, *self.patch), np.int64)
         py, px = self.patch
         _, ny, nx = self.targets.shape
@@ -140,15 +148,16 @@ class PatchSampler:
                                          self.targets.shape)
             y = int(np.clip(cy - py // 2 + self.rng.integers(-py // 4, py // 4 + 1), 0, ny - py))
             x = int(np.clip(cx - px // 2 + self.rng.integers(-px // 4, px // 4 + 1), 0, nx - px))
-            images[i] = self.volume[self.slices[k], y : y + py, x : x + px]
+            stack = context_stack(self.volume, self.slices[k], self.context)
+            images[i] = stack[:, y : y + py, x : x + px]
             targets[i] = self.targets[k, y : y + py, x : x + px]
         return augment(images, targets, self.rng)  # type: ignore[return-value]
 
     def unlabelled(self, batch: int) -> np.ndarray:
-        images = np.empty((batch, *self.patch), np.float32)
+        images = np.empty((batch, 2 * self.context + 1, *self.patch), np.float32)
         py, px = self.patch
         for i in range(batch):
             z = self.unlabelled_slices[int(self.rng.integers(len(self.unlabelled_slices)))]
             y, x = self._corner()
-            images[i] = self.volume[z, y : y + py, x : x + px]
+            images[i] = context_stack(self.volume, z, self.context)[:, y : y + py, x : x + px]
         return augment(images, None, self.rng)[0]

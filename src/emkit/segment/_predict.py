@@ -66,19 +66,26 @@ def _rescale_factor(voxel_size_A: float | None, model: TrainedModel) -> float:
 def _accumulate_axis(
     model: TrainedModel, volume: np.ndarray, levels: tuple[float, float], axis: int,
     out: np.ndarray, *, chunk: int, tile_size: int, batch_size: int, device: str | None,
-    tick: Callable[[int], None] | None,
+    tick: Callable[[int], None] | None, span: tuple[int, int] | None = None,
 ) -> None:
-    """Add the class probabilities of every slice along ``axis`` into ``out`` (c, z, y, x)."""
+    """Add the class probabilities of the slices along ``axis`` (those in ``span``, default
+    all) into ``out`` ``(c, ...)``, whose extent along ``axis`` is the span."""
     n = volume.shape[axis]
-    for start in range(0, n, chunk):
-        stop = min(n, start + chunk)
-        block = np.moveaxis(np.take(volume, np.arange(start, stop), axis=axis), axis, 0)
+    first, last = (0, n) if span is None else span
+    k = (model.network.in_channels - 1) // 2  # neighbouring slices on each side
+    for start in range(first, last, chunk):
+        stop = min(last, start + chunk)
+        index = np.clip(np.arange(start - k, stop + k), 0, n - 1)
+        block = np.moveaxis(np.take(volume, index, axis=axis), axis, 0)
         images = model.normalisation.apply(block, levels)
+        if k:  # (n + 2k, a, b) -> (n, 2k + 1, a, b): each slice with its neighbours
+            images = np.lib.stride_tricks.sliding_window_view(images, 2 * k + 1, axis=0)
+            images = np.ascontiguousarray(np.moveaxis(images, -1, 1))
         probs = predict_tiled(model.network, images, tile_size=tile_size, overlap=32,
                               batch_size=batch_size, device=device)  # (k, c, a, b)
-        index = [slice(None)] * 4
-        index[axis + 1] = slice(start, stop)
-        out[tuple(index)] += np.moveaxis(probs, 0, axis + 1).astype(out.dtype)
+        index_out = [slice(None)] * 4
+        index_out[axis + 1] = slice(start - first, stop - first)
+        out[tuple(index_out)] += np.moveaxis(probs, 0, axis + 1).astype(out.dtype)
         if tick is not None:
             tick(stop - start)
 
@@ -149,7 +156,7 @@ def predict_segmentation(
         for start in range(0, volume.shape[0], chunk_slices):
             stop = min(volume.shape[0], start + chunk_slices)
             probs = np.zeros((n_classes, stop - start, *volume.shape[1:]), np.float32)
-            _accumulate_axis(model, volume[start:stop], levels, 0, probs, **kwargs)
+            _accumulate_axis(model, volume, levels, 0, probs, span=(start, stop), **kwargs)
             labels[start:stop] = probs.argmax(axis=0)
     else:
         total = np.zeros((n_classes, *volume.shape), np.float16)

@@ -33,6 +33,7 @@ from emkit.nn import (
 from emkit.segment._data import (
     PatchSampler,
     check_training_inputs,
+    context_stack,
     validation_mask,
 )
 from emkit.segment._losses import IGNORE, label_loss, reconstruction_loss
@@ -122,6 +123,7 @@ def train_segmentation(
     learning_rate: float = 2e-3,
     validation_fraction: float = 0.15,
     image_weight: float = 0.1,
+    context_slices: int = 0,
     seed: int = 0,
     device: str | None = None,
     checkpoint: str | os.PathLike[str] | None = None,
@@ -158,6 +160,9 @@ def train_segmentation(
         Fraction of each labelled slice held out for validation (whole blocks).
     image_weight : float
         Weight of the image term in the labelled loss.
+    context_slices : int
+        Also give the network this many neighbouring z slices on each side as input
+        channels (2.5D; 0: one slice, as deep-SXT). The image head rebuilds the centre slice.
     seed : int
         Same seed, same model (on the same device and thread count).
     device : str, optional
@@ -174,13 +179,16 @@ def train_segmentation(
     tomogram = np.asarray(tomogram)
     chosen, n_classes = check_training_inputs(tomogram, np.asarray(labels), slices)
     names = _class_names(class_names, n_classes)
+    if not 0 <= context_slices <= 8:
+        raise InputError(f"context slices must be 0..8, got {context_slices}")
     if not 0 < validation_fraction < 0.5:
         raise InputError(f"validation fraction must be in (0, 0.5), got {validation_fraction}")
     settings = {"slices": chosen, "semi_supervised": semi_supervised, "width": width,
                 "depth": depth, "patch_size": patch_size, "batch_size": batch_size,
                 "n_steps": n_steps, "validate_every": validate_every, "patience": patience,
                 "learning_rate": learning_rate, "validation_fraction": validation_fraction,
-                "image_weight": image_weight, "seed": seed, "n_classes": n_classes}
+                "image_weight": image_weight, "context_slices": context_slices, "seed": seed,
+                "n_classes": n_classes}
     rng = seed_everything(seed)
     dev = choose_device(device)
     normalisation = PercentileNormalisation(1.0, 99.0)
@@ -193,9 +201,12 @@ def train_segmentation(
     multiple = 2**depth
     side = max(multiple, min(patch_size, *tomogram.shape[1:]) // multiple * multiple)
     unlabelled = [z for z in range(tomogram.shape[0]) if z not in chosen] or chosen
-    sampler = PatchSampler(volume, targets, chosen, (side, side), rng, unlabelled)
-    network = UNet(spatial_dims=2, out_channels=(n_classes, 1), width=width, depth=depth,
+    sampler = PatchSampler(volume, targets, chosen, (side, side), rng, unlabelled,
+                           context_slices)
+    network = UNet(spatial_dims=2, in_channels=2 * context_slices + 1,
+                   out_channels=(n_classes, 1), width=width, depth=depth,
                    skip_connections=(True, False)).to(dev)
+    centre = slice(context_slices, context_slices + 1)  # the slice the image head rebuilds
     optimizer = torch.optim.Adam(network.parameters(), lr=learning_rate)
 
     total_steps = 2 * n_steps if semi_supervised else n_steps
@@ -206,24 +217,27 @@ def train_segmentation(
             decay = 0.5 * (1 + np.cos(np.pi * i / total_steps))
             group["lr"] = learning_rate * (0.05 + 0.95 * decay)
         if semi_supervised and i % 2 == 0:
-            x = torch.from_numpy(sampler.unlabelled(batch_size)[:, None]).to(dev)
-            loss = reconstruction_loss(network(x, heads=(1,))[0], x)
+            x = torch.from_numpy(sampler.unlabelled(batch_size)).to(dev)
+            loss = reconstruction_loss(network(x, heads=(1,))[0], x[:, centre])
             return {"loss": loss, "unlabelled": loss}
         images, target = sampler.labelled(batch_size)
-        x = torch.from_numpy(images[:, None]).to(dev)
+        x = torch.from_numpy(images).to(dev)
         logits, rebuilt = network(x)
         labelled = label_loss(logits, torch.from_numpy(target).to(dev))
-        image = reconstruction_loss(rebuilt, x)
+        image = reconstruction_loss(rebuilt, x[:, centre])
         return {"loss": labelled + image_weight * image, "labelled": labelled}
 
-    validate = _validator(network, volume[chosen], held_out, n_classes, dev)
+    inputs = np.stack([context_stack(volume, z, context_slices) for z in chosen])
+    if context_slices == 0:
+        inputs = inputs[:, 0]
+    validate = _validator(network, inputs, held_out, n_classes, dev)
     history = fit(network, optimizer, step, validate, n_steps=total_steps,
                   validate_every=validate_every * (2 if semi_supervised else 1),
                   patience=patience, rng=rng,
                   checkpoint=checkpoint, resume=resume,
                   fingerprint=_fingerprint(tomogram, label_slices, settings),
                   log_csv=log_csv, progress=progress)
-    probs = predict_tiled(network, volume[chosen], device=dev)
+    probs = predict_tiled(network, inputs, device=dev)
     held = held_out != IGNORE
     dice = dice_scores(probs.argmax(axis=1), np.where(held, held_out, 0), n_classes, mask=held)
     validation = {names[k]: round(float(d), 4) for k, d in enumerate(dice) if np.isfinite(d)}
