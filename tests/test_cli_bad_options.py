@@ -89,6 +89,13 @@ BASE: dict[tuple[str, ...], tuple[list[str], list[str]]] = {
         ["{in}/ts/tiltseries.mrc", "{in}/ts/tiltseries.mrc"],
         ["--radius-A", "50", "--output", "{out}"],
     ),
+    ("pick", "train"): (
+        ["{in}/ts/tiltseries_volume.mrc"],
+        ["--particles", "{in}/ts/tiltseries.mrc", "--radius-A", "50", "--output", "{out}"],
+    ),
+    ("pick", "detect"): (
+        ["{in}/ts/tiltseries_volume.mrc"], ["--model", "{in}/ts", "--output", "{out}"]
+    ),
     ("pick", "match"): (
         ["{in}/ts/tiltseries_volume.mrc"], ["--template", "3enl", "--output", "{out}"]
     ),

@@ -1,4 +1,4 @@
-"""Find particles in cryo-ET tomograms: template matching, evaluation, label maps.
+"""Find particles in cryo-ET tomograms: train, detect, template matching, evaluation.
 
 Particle lists are CSV/TSV (x, y, z in voxels, optional class), RELION STAR
 (rlnCoordinateX/Y/Z in voxels or RELION 5 rlnCenteredCoordinateX/Y/ZAngst) or DeepFinder
@@ -7,13 +7,16 @@ XML; classes are numbered from 1.
 Examples
 --------
     emkit sim tomogram --output sim/ --seed 1          # crowded tomogram + ground truth
+    emkit pick detect sim/tomogram.mrc --output picks/   # the shipped model
+    emkit pick train a.mrc b.mrc --particles a.star b.star --radius-A 40,49,62 --output model/
     emkit pick match sim/tomogram.mrc --template 1ake 3enl 6flr --output tm/
     emkit pick evaluate tm/tomogram_particles.tsv sim/particles.star --radius-A 40,49,62 \\
         --output scores/
     emkit pick labels sim/particles.csv --like sim/tomogram.mrc --radius-A 40,49,62 \\
         --output labels.mrc
 
-See `emkit pick match --help`, `emkit pick evaluate --help`, `emkit pick labels --help`.
+See `emkit pick train --help`, `emkit pick detect --help`, `emkit pick match --help`,
+`emkit pick evaluate --help`, `emkit pick labels --help`.
 """
 
 from __future__ import annotations
@@ -28,11 +31,13 @@ import numpy as np
 from emkit.cli._common import add_subcommand, show_progress, write_run_record
 from emkit.cli._options import (
     OptionType,
+    device,
     file_path,
     float_range,
     int_range,
     nonneg_int,
     positive_float,
+    positive_int,
     seed,
 )
 
@@ -62,6 +67,42 @@ Examples
     emkit pick labels particles.csv --like tomogram.mrc --radius-A 55,49,47 --output inst.mrc
 """
 
+_TRAIN_DOC = """Train the picking network (mask, centre, class heads) on tomograms + particle lists.
+
+One --particles list per TOMO, in the same order (CSV x,y,z[,class] in voxels, RELION STAR
+in voxels or RELION 5 centred Å, DeepFinder XML; classes from 1). Training targets are
+balls of 0.7 x --radius-A (one radius per class, Å) about each particle, or the --labels
+instance maps. Patches around particles and anywhere, flipped at random; the last 20 % of
+each tomogram's x range is held out for validation; the best-validating weights are kept
+and training stops early. Starts from the shipped model (trained on emkit's simulations)
+unless --from-scratch or --init MODEL_DIR. Writes MODEL_DIR/model.safetensors,
+config.json, training_log.csv, training_curves.png; --resume continues from
+MODEL_DIR/training.ckpt.safetensors.
+
+Examples
+--------
+    emkit pick train a.mrc b.mrc --particles a.star b.star --radius-A 55,49,47 --output model/
+    emkit pick train a.mrc --particles a.csv --radius-A 60 --output model/ --from-scratch \\
+        --steps 3000 --resume
+"""
+
+_DETECT_DOC = """Find particles with a trained model (default: the shipped one).
+
+Tiled, overlapping, blended inference, then the original detector's post-processing at
+its defaults (bugs fixed): mask threshold, small-object removal, centre peaks, splitting
+of components with several peaks, k-nearest-neighbour outlier filter. A tomogram of
+another voxel size than the model's is rescaled to it (with a warning), up to a factor 2.
+Writes DIR/<stem>_instances.mrc (instance labels, voxel size kept),
+DIR/<stem>_particles.star (voxels, RELION 5 centred Å, class, score) and
+DIR/<stem>_particles.tsv (PositionX/Y/Z Å, VolumeX/Y/Z voxels, Class, Score).
+
+Examples
+--------
+    emkit pick detect sim/tomogram.mrc --output picks/
+    emkit pick detect tomo.mrc --model model/ --output picks/ --mask-threshold 0.3 \\
+        --outlier-neighbours 0
+"""
+
 _MATCH_DOC = """Template matching, the baseline picker: FFT cross-correlation over an SO(3) grid.
 
 Each --template (a built-in name such as 3enl, or a density map with its voxel size in the
@@ -76,6 +117,8 @@ DIR/<stem>_instances.mrc (balls of the template radii) and DIR/<stem>_scores.mrc
 
 Examples
 --------
+    emkit pick detect sim/tomogram.mrc --output picks/   # the shipped model
+    emkit pick train a.mrc b.mrc --particles a.star b.star --radius-A 40,49,62 --output model/
     emkit pick match sim/tomogram.mrc --template 1ake 3enl 6flr --output tm/
     emkit pick match tomo.mrc --template ribosome.mrc --rotations 500 --threshold 0.2 \\
         --output tm/
@@ -144,6 +187,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     help="match regardless of class (detection only)")
     ev.add_argument("--output", type=file_path, required=True, help="output folder")
 
+    _add_train(sub)
+    _add_detect(sub)
     _add_match(sub)
     lab = add_subcommand(sub, "labels", _LABELS_DOC, func=run_labels)
     lab.add_argument("particles", type=file_path, metavar="LIST", help="particle list")
@@ -154,6 +199,68 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     lab.add_argument("--output", type=file_path, required=True, help="instance labels (.mrc)")
     lab.add_argument("--class-output", type=file_path, dest="field",
                      help="class map (.mrc), optional")
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    train = add_subcommand(sub, "train", _TRAIN_DOC, func=run_train)
+    train.add_argument("tomograms", type=file_path, nargs="+", metavar="TOMO",
+                       help="tomograms (z, y, x)")
+    train.add_argument("--particles", type=file_path, nargs="+", required=True,
+                       metavar="LIST", help="one particle list per tomogram")
+    train.add_argument("--radius-A", type=radii, required=True, dest="radius_A",
+                       help="particle radius per class in Å, e.g. 55,49,47")
+    train.add_argument("--output", type=file_path, required=True, help="model folder")
+    train.add_argument("--labels", type=file_path, nargs="+", metavar="MAP",
+                       help="instance label maps, one per tomogram (instead of balls)")
+    train.add_argument("--class-names", type=template_names, help="name of each class")
+    train.add_argument("--from-scratch", action="store_true",
+                       help="do not start from the shipped model")
+    train.add_argument("--init", type=file_path, metavar="MODEL_DIR",
+                       help="start from this model instead of the shipped one")
+    train.add_argument("--pixel-size", type=positive_float,
+                       help="voxel size in Å (default: header)")
+    train.add_argument("--steps", type=positive_int, default=800, help="training steps (800)")
+    train.add_argument("--patch", type=int_range(16, 256), default=32,
+                       help="patch side, voxels, a multiple of 4 (32)")
+    train.add_argument("--batch", type=int_range(1, 256), default=4, help="batch size (4)")
+    train.add_argument("--width", type=int_range(1, 256), default=8,
+                       help="channels of the first level when training from scratch (8)")
+    train.add_argument("--lr", type=float_range(0, 1, lo_inclusive=False), default=2e-3,
+                       help="learning rate (0.002)")
+    train.add_argument("--seed", type=seed, default=0, help="random seed (0)")
+    train.add_argument("--resume", action="store_true", help="continue an interrupted run")
+    train.add_argument("--device", type=device, help="cpu, cuda, cuda:N (default: auto)")
+    train.add_argument("--threads", type=positive_int, help="CPU threads (default: all)")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _add_detect(sub: argparse._SubParsersAction) -> None:
+    det = add_subcommand(sub, "detect", _DETECT_DOC, func=run_detect)
+    det.add_argument("tomogram", type=file_path, metavar="TOMO", help="tomogram (z, y, x)")
+    det.add_argument("--model", type=file_path, metavar="MODEL_DIR",
+                     help="model folder (default: the shipped model)")
+    det.add_argument("--output", type=file_path, required=True, help="output folder")
+    det.add_argument("--mask-threshold", type=float_range(0, 1, hi_inclusive=False),
+                     default=0.1, help="mask probability threshold (0.1)")
+    det.add_argument("--centre-threshold", type=float_range(0, 1, hi_inclusive=False),
+                     default=0.1, help="centre-map threshold for peaks (0.1)")
+    det.add_argument("--min-size", type=nonneg_int, default=64,
+                     help="remove mask components smaller than this, voxels (64)")
+    det.add_argument("--peak-order", type=int_range(1, 20), default=1,
+                     help="centre peaks are maxima over (2N+1)^3 voxels (1)")
+    det.add_argument("--no-split", action="store_true",
+                     help="do not split components holding several centre peaks")
+    det.add_argument("--outlier-neighbours", type=nonneg_int, default=3,
+                     help="kNN outlier filter: neighbours that must be near (3; 0: off)")
+    det.add_argument("--outlier-distance", type=positive_float, default=30.0,
+                     help="kNN outlier filter: within this distance, voxels (30)")
+    det.add_argument("--pixel-size", type=positive_float,
+                     help="voxel size in Å (default: header)")
+    det.add_argument("--tile", type=int_range(16, 1024), default=64,
+                     help="tile side, voxels (64)")
+    det.add_argument("--batch", type=int_range(1, 256), default=2, help="tiles per pass (2)")
+    det.add_argument("--device", type=device, help="cpu, cuda, cuda:N (default: auto)")
+    det.add_argument("--threads", type=positive_int, help="CPU threads (default: all)")
 
 
 def _add_match(sub: argparse._SubParsersAction) -> None:
@@ -267,6 +374,88 @@ def _stem(path: Path) -> str:
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
     return path.stem
+
+
+def _set_threads(threads: int | None) -> None:
+    import os
+
+    import torch
+
+    torch.set_num_threads(threads or os.cpu_count() or 1)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """``emkit pick train``."""
+    from emkit.cli._options import check_device
+    from emkit.io import make_output_folder
+    from emkit.pick import train_picker_from_files
+    from emkit.report.pick import plot_training_curves
+
+    check_device(args.device)
+    # each tomogram, its normalised copy and four targets
+    for tomo in args.tomograms:
+        _require_memory(tomo, 28 * len(args.tomograms), "training on tomograms",
+                        "crop or bin the tomograms first")
+    _set_threads(args.threads)
+    out = make_output_folder(args.output)
+    start = time.perf_counter()
+    training = train_picker_from_files(
+        args.tomograms, args.particles, radius_A=args.radius_A, labels=args.labels,
+        voxel_size_A=args.pixel_size, from_scratch=args.from_scratch, initial_model=args.init,
+        class_names=args.class_names, width=args.width, patch_size=args.patch,
+        batch_size=args.batch, n_steps=args.steps, learning_rate=args.lr, seed=args.seed,
+        device=args.device, checkpoint=out / "training.ckpt.safetensors", resume=args.resume,
+        log_csv=out / "training_log.csv", progress=show_progress(args.quiet))
+    from emkit.nn import save_model
+
+    save_model(out, training.model)
+    plot_training_curves(out / "training_curves.png", training.history.rows)
+    seconds = round(time.perf_counter() - start, 1)
+    write_run_record(out, args, results={
+        "validation": training.validation, "best_step": training.history.best_step,
+        "steps_run": training.history.steps_run, "stopped_early": training.history.stopped_early,
+        "fine_tuned": training.model.extra.get("fine_tuned"), "seconds": seconds})
+    print(f"pick train: {training.history.steps_run} steps in {seconds:g} s "
+          f"({'fine-tuned' if training.model.extra.get('fine_tuned') else 'from scratch'}); "
+          f"held-out loss {training.history.best_validation_loss:.4f} -> {out}/")
+    return 0
+
+
+def run_detect(args: argparse.Namespace) -> int:
+    """``emkit pick detect``."""
+    from emkit.cli._options import check_device
+    from emkit.io import make_output_folder
+    from emkit.pick import PostProcessing, detect_particles_in_file, write_particle_lists
+
+    check_device(args.device)
+    # the tomogram, its normalised copy, about six float32 maps, labels and a resampled copy
+    _require_memory(args.tomogram, 48, "detecting particles in a tomogram",
+                    "crop or bin the tomogram first")
+    _set_threads(args.threads)
+    params = PostProcessing(
+        mask_threshold=args.mask_threshold, centre_threshold=args.centre_threshold,
+        min_size_voxels=args.min_size, peak_order=args.peak_order,
+        split_components=not args.no_split, outlier_neighbours=args.outlier_neighbours,
+        outlier_distance_px=args.outlier_distance)
+    start = time.perf_counter()
+    result = detect_particles_in_file(args.tomogram, model=args.model,
+                                      voxel_size_A=args.pixel_size, params=params,
+                                      tile_size=args.tile, batch_size=args.batch,
+                                      device=args.device)
+    out = make_output_folder(args.output)
+    stem = _stem(args.tomogram)
+    write_particle_lists(out, stem, result.particles, voxel_size_A=result.voxel_size_A,
+                         shape_zyx=result.instances.shape, instance_labels=result.instances)
+    seconds = round(time.perf_counter() - start, 1)
+    counts = np.bincount(result.particles.classes, minlength=len(result.class_names) + 1)[1:]
+    write_run_record(out, args, results={**result.info, "n_particles": len(result.particles),
+                                         "per_class": dict(zip(result.class_names,
+                                                               counts.tolist())),
+                                         "seconds": seconds})
+    per_class = ", ".join(f"{n} {c}" for n, c in zip(counts, result.class_names))
+    print(f"pick detect: {len(result.particles)} particles ({per_class}) in {seconds:g} s "
+          f"-> {out}/{stem}_particles.star, .tsv, _instances.mrc")
+    return 0
 
 
 def run_match(args: argparse.Namespace) -> int:

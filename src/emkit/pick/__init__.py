@@ -5,10 +5,15 @@
   the instance label map).
 - :func:`particle_label_maps`: instance and class label maps from a list and radii.
 - :func:`evaluate_picks`: precision, recall, F1, F-beta 4 with one-to-one matching.
+- The picking network: :func:`train_picker` (one 3D U-Net of :mod:`emkit.nn`, mask,
+  centre and class heads), :func:`detect_particles` (tiled inference and the original
+  detector's post-processing, :class:`PostProcessing`), file-level
+  :func:`train_picker_from_files` / :func:`detect_particles_in_file`.
 - Baselines: :func:`match_templates` (missing-wedge-aware, locally normalised template
   matching over SO(3)) and :func:`pick_blobs` (Gaussian smoothing + local maxima).
 """
 
+from emkit.pick._detect import PostProcessing, detect_particles, postprocess, predict_pick_maps
 from emkit.pick._evaluate import PickScores, evaluate_picks, f_beta, match_points
 from emkit.pick._files import (
     PickResult,
@@ -29,8 +34,25 @@ from emkit.pick._particles import (
     write_particle_tsv,
     write_simulated_tomogram,
 )
+from emkit.pick._run import (
+    detect_particles_in_file,
+    shipped_model_folder,
+    train_picker_from_files,
+)
+from emkit.pick._train import PickTraining, build_pick_network, pick_losses, train_picker
 
 __all__ = [
+    "PickTraining",
+    "PostProcessing",
+    "build_pick_network",
+    "detect_particles",
+    "detect_particles_in_file",
+    "pick_losses",
+    "postprocess",
+    "predict_pick_maps",
+    "shipped_model_folder",
+    "train_picker",
+    "train_picker_from_files",
     "ParticleList",
     "PickResult",
     "TemplateMatch",

@@ -1,0 +1,184 @@
+"""emkit.pick network: targets, post-processing (hand-made maps), training and detection."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from emkit.cli.main import main
+from emkit.errors import InputError
+from emkit.pick import PostProcessing, postprocess, read_particle_list
+from emkit.pick._data import centre_map, make_targets
+
+
+def _ball_maps(centres, radius, shape=(24, 40, 40), classes=None):
+    """Mask probability, centre map and class probabilities of ideal particles."""
+    grid = np.indices(shape).astype(np.float64)
+    mask = np.zeros(shape, np.float32)
+    centre = np.zeros(shape, np.float32)
+    n_cls = 3
+    prob = np.zeros((n_cls + 1, *shape), np.float32)
+    prob[0] = 1
+    for i, c in enumerate(centres):
+        d = np.sqrt(sum((grid[a] - c[a]) ** 2 for a in range(3)))
+        inside = d <= radius
+        mask[inside] = 0.9
+        centre = np.maximum(centre, np.clip(1 - d / radius, 0, 1).astype(np.float32))
+        k = 1 if classes is None else classes[i]
+        prob[:, inside] = 0.05
+        prob[k, inside] = 0.85
+    return mask, centre, prob
+
+
+def test_centre_map_is_one_at_the_centre_and_zero_outside() -> None:
+    inst = np.zeros((15, 15, 15), np.int32)
+    g = np.indices(inst.shape) - 7
+    inst[(g**2).sum(0) <= 16] = 1
+    c = centre_map(inst)
+    assert c[7, 7, 7] == pytest.approx(1.0) and c[0, 0, 0] == 0
+    assert 0 < c[7, 7, 10] < 1
+
+
+def test_touching_particles_are_split_and_none_is_lost() -> None:
+    mask, centre, prob = _ball_maps([(12, 20, 14), (12, 20, 22)], 4.5, classes=[1, 2])
+    inst, parts = postprocess(mask, centre, prob, PostProcessing(outlier_neighbours=0))
+    assert len(parts) == 2 and sorted(np.unique(inst).tolist()) == [0, 1, 2]
+    order = np.argsort(parts.zyx[:, 2])
+    np.testing.assert_allclose(parts.zyx[order], [[12, 20, 14], [12, 20, 22]], atol=0.3)
+    assert parts.classes[order].tolist() == [1, 2]
+    # without splitting the two touching particles are one
+    _, merged = postprocess(mask, centre, prob,
+                            PostProcessing(outlier_neighbours=0, split_components=False))
+    assert len(merged) == 1
+
+
+def test_centres_are_sub_voxel() -> None:
+    mask, centre, prob = _ball_maps([(12.5, 20.25, 18.0)], 4.0)
+    _, parts = postprocess(mask, centre, prob, PostProcessing(outlier_neighbours=0))
+    np.testing.assert_allclose(parts.zyx, [[12.5, 20.25, 18.0]], atol=0.2)
+
+
+def test_small_objects_and_outliers_are_removed() -> None:
+    centres = [(6, 8, 8), (6, 8, 16), (6, 16, 8), (6, 16, 16), (18, 34, 34)]
+    mask, centre, prob = _ball_maps(centres, 3.5)
+    mask[2, 36, 2] = 0.9  # one stray voxel
+    _, parts = postprocess(mask, centre, prob, PostProcessing(min_size_voxels=10,
+                                                              outlier_neighbours=0))
+    assert len(parts) == 5
+    _, parts = postprocess(mask, centre, prob, PostProcessing(min_size_voxels=10,
+                                                              outlier_neighbours=3,
+                                                              outlier_distance_px=12))
+    assert len(parts) == 4 and np.all(parts.zyx[:, 0] < 10)
+
+
+def test_bad_postprocessing_parameters() -> None:
+    with pytest.raises(InputError):
+        PostProcessing(mask_threshold=1.5)
+    with pytest.raises(InputError):
+        PostProcessing(peak_order=0)
+
+
+def test_targets_and_validation_region() -> None:
+    image = np.zeros((20, 30, 50), np.float32)
+    zyx = np.array([[10.0, 15, 10], [10.0, 15, 45]])
+    t = make_targets(image, zyx, np.array([1, 2]), {1: 4.0, 2: 4.0},
+                     label_radius_fraction=1.0, validation_fraction=0.2)
+    assert t.mask[10, 15, 10] == 1 and t.classes[10, 15, 45] == 2
+    assert t.centre[10, 15, 10] == pytest.approx(1.0)
+    assert t.train_region[:40].all() and not t.train_region[40:].any()
+
+
+@pytest.fixture(scope="module")
+def tiny_sims(tmp_path_factory):
+    root = tmp_path_factory.mktemp("picksim")
+    for s in (1, 2):
+        assert main(["sim", "tomogram", "--output", str(root / f"s{s}"), "--shape", "32", "48",
+                     "48", "--snr", "0.5", "--seed", str(s), "--gold", "0"]) == 0
+    return root
+
+
+def test_train_and_detect_from_the_command_line(tiny_sims: Path, tmp_path: Path) -> None:
+    model = tmp_path / "model"
+    assert main(["pick", "train", str(tiny_sims / "s1" / "tomogram.mrc"),
+                 "--particles", str(tiny_sims / "s1" / "particles.star"),
+                 "--radius-A", "40,49,62", "--output", str(model), "--from-scratch",
+                 "--steps", "6", "--width", "2", "--patch", "16", "--batch", "2",
+                 "--quiet"]) == 0
+    for name in ("model.safetensors", "config.json", "training_log.csv",
+                 "training_curves.png"):
+        assert (model / name).is_file(), name
+    assert not (model / "training.ckpt.safetensors").exists()
+    out = tmp_path / "picks"
+    assert main(["pick", "detect", str(tiny_sims / "s2" / "tomogram.mrc"), "--model",
+                 str(model), "--output", str(out), "--tile", "32"]) == 0
+    for name in ("tomogram_instances.mrc", "tomogram_particles.star",
+                 "tomogram_particles.tsv"):
+        assert (out / name).is_file(), name
+    header = (out / "tomogram_particles.tsv").read_text().splitlines()[0].split("\t")
+    assert header == ["PositionX", "PositionY", "PositionZ", "VolumeX", "VolumeY", "VolumeZ",
+                      "Class", "Score"]
+    from emkit.io import read_volume
+
+    inst = read_volume(out / "tomogram_instances.mrc")
+    assert inst.voxel_size == (10.0, 10.0, 10.0) and inst.data.shape == (32, 48, 48)
+    picks = read_particle_list(out / "tomogram_particles.star")
+    assert int(inst.data.max()) == len(picks)
+
+
+@pytest.mark.parametrize("case", ["outside", "no-radius", "2d", "count"])
+def test_bad_training_input_is_one_line_and_writes_nothing(
+    case: str, tiny_sims: Path, tmp_path: Path, capsys
+) -> None:
+    tomo = str(tiny_sims / "s1" / "tomogram.mrc")
+    lst = tmp_path / "list.csv"
+    lst.write_text("x,y,z,class\n10,10,10,1\n20,20,20,2\n")
+    radius = "40,49"
+    if case == "outside":
+        lst.write_text("x,y,z\n10,10,10\n100,20,20\n")  # a list of a bigger tomogram
+    elif case == "no-radius":
+        radius = "40"
+    elif case == "2d":
+        from emkit.io import write_volume
+
+        tomo = str(tmp_path / "image.mrc")
+        write_volume(tomo, np.zeros((40, 40), np.float32), voxel_size=10.0)
+    argv = ["pick", "train", tomo, "--particles", str(lst), "--radius-A", radius,
+            "--output", str(tmp_path / "model"), "--from-scratch", "--steps", "2"]
+    if case == "count":
+        argv[4:4] = [str(lst)]
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("emkit: error:"), err
+    expected = {"outside": "outside the tomogram", "no-radius": "class 2", "2d": "2D",
+                "count": "one --particles list per tomogram"}[case]
+    assert expected in err[0]
+    assert not (tmp_path / "model").exists()
+
+
+def test_model_of_another_voxel_size(tiny_sims: Path, tmp_path: Path, capsys,
+                                     caplog) -> None:
+    from emkit.nn import PercentileNormalisation, TrainedModel, load_model, save_model
+    from emkit.pick import build_pick_network
+
+    for voxel, status in ((15.0, 0), (40.0, 2)):
+        folder = tmp_path / f"m{voxel:g}"
+        net = build_pick_network(3, width=2)
+        save_model(folder, TrainedModel(net, PercentileNormalisation(), voxel,
+                                        ["background", "a", "b", "c"], "pick",
+                                        {"radii_A": [40, 49, 62]}))
+        assert load_model(folder, task="pick").voxel_size_A == voxel
+        out = tmp_path / f"out{voxel:g}"
+        capsys.readouterr()
+        assert main(["pick", "detect", str(tiny_sims / "s2" / "tomogram.mrc"), "--model",
+                     str(folder), "--output", str(out), "--tile", "32"]) == status
+        err = capsys.readouterr().err
+        if status == 2:
+            assert "factor" in err and not out.exists()
+        else:
+            assert "rescaling" in caplog.text
+            from emkit.io import read_volume
+
+            assert read_volume(out / "tomogram_instances.mrc").data.shape == (32, 48, 48)
