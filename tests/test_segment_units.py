@@ -124,6 +124,7 @@ def _two_phase_volume(seed):
 
 
 def test_random_forest_baseline_learns_an_easy_volume():
+    pytest.importorskip("sklearn", reason="the forest baseline needs scikit-learn (test extra)")
     tomo, labels = _two_phase_volume(1)
     pred = segment_random_forest(tomo, labels, slices=[0, 3], n_estimators=10, seed=0,
                                  n_jobs=1)

@@ -145,6 +145,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--patch", type=int_range(16, 4096), default=96,
                        help="training patch side, px (96)")
     train.add_argument("--batch", type=int_range(1, 1024), default=4, help="patches per step (4)")
+    train.add_argument("--context-slices", type=int_range(0, 8), default=0,
+                       help="also feed this many neighbouring z slices on each side (0)")
     train.add_argument("--seed", type=seed, default=0, help="random seed (0)")
     train.add_argument("--resume", action="store_true", help="continue an interrupted run")
     _add_device_options(train)
@@ -320,6 +322,7 @@ def run_train(args: argparse.Namespace) -> int:
         voxel_size_A=voxel, class_names=args.class_names,
         semi_supervised=not args.labelled_only, width=args.width, depth=args.depth,
         patch_size=args.patch, batch_size=args.batch, n_steps=args.steps, seed=args.seed,
+        context_slices=args.context_slices,
         device=args.device, checkpoint=out / "training.ckpt.safetensors", resume=args.resume,
         log_csv=out / "training_log.csv", progress=show_progress(args.quiet),
     )
