@@ -20,8 +20,10 @@ WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
 
 
-def choose_device(device: str | None = None) -> torch.device:
+def choose_device(device: str | torch.device | None = None) -> torch.device:
     """The torch device to use: ``device`` if given, else CUDA when torch sees a GPU."""
+    if isinstance(device, torch.device):
+        return device
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -66,7 +67,7 @@ def predict_tiled(
     head: int = 0,
     activation: str | None = "softmax",
     batch_size: int = 4,
-    device: str | None = None,
+    device: str | torch.device | None = None,
 ) -> np.ndarray:
     """Run ``network`` over images or volumes in overlapping tiles and blend the outputs.
 
@@ -125,7 +126,7 @@ def predict_tiled(
     padded = tuple(_padded_size(max(s, m), m) for s in spatial)
     tile = tuple(min(p, max(m, tile_size // m * m)) for p in padded)
     pads = [(0, 0), (0, 0)] + [(0, p - s) for p, s in zip(padded, spatial)]
-    mode = "reflect" if all(p - s < s for p, s in zip(padded, spatial)) else "edge"
+    mode: Any = "reflect" if all(p - s < s for p, s in zip(padded, spatial)) else "edge"
     if any(p != s for p, s in zip(padded, spatial)):
         batch = np.pad(batch, pads, mode=mode)
     dev = choose_device(device)
@@ -140,7 +141,7 @@ def predict_tiled(
     with torch.inference_mode():
         for start in range(0, len(jobs), max(1, batch_size)):
             chunk = jobs[start : start + max(1, batch_size)]
-            tiles = np.stack([batch[(i, slice(None), *sl)] for i, sl in chunk])
+            tiles = np.stack([batch[(i, slice(None)) + tuple(sl)] for i, sl in chunk])
             x = torch.from_numpy(tiles).to(dev)
             y = network(x, heads=(head,))[0]
             if activation == "softmax":
@@ -149,7 +150,7 @@ def predict_tiled(
                 y = torch.sigmoid(y)
             y_np = y.float().cpu().numpy()
             for (i, sl), values in zip(chunk, y_np):
-                out[(i, slice(None), *sl)] += values * window
+                out[(i, slice(None)) + tuple(sl)] += values * window
     out /= weight_sum
     crop = (slice(None), slice(None), *(slice(0, s) for s in spatial))
     result = np.ascontiguousarray(out[crop])

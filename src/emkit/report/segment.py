@@ -194,4 +194,5 @@ def plot_meshes(
 def _legend_patch(colour: np.ndarray, name: str) -> Any:
     from matplotlib.patches import Patch
 
-    return Patch(facecolor=colour, label=name)
+    rgb = (float(colour[0]), float(colour[1]), float(colour[2]))
+    return Patch(facecolor=rgb, label=name)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -149,7 +150,7 @@ def predict_segmentation(
         from tqdm import tqdm
 
         bar = tqdm(total=sum(volume.shape[a] for a in chosen), desc="predict", unit="slice")
-    kwargs = dict(chunk=chunk_slices, tile_size=tile_size, batch_size=batch_size,
+    kwargs: dict[str, Any] = dict(chunk=chunk_slices, tile_size=tile_size, batch_size=batch_size,
                   device=device, tick=None if bar is None else bar.update)
     if axes == "z":
         labels = np.empty(volume.shape, np.uint8)

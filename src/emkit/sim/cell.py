@@ -206,7 +206,7 @@ def _check_shape(shape: tuple[int, int, int]) -> tuple[int, int, int]:
     if len(out) != 3 or min(out) < 24:
         raise InputError(f"a cell needs a shape (nz, ny, nx) of at least 24 voxels each, "
                          f"got {shape}")
-    return out  # type: ignore[return-value]
+    return out
 
 
 def _organelles(
