@@ -136,3 +136,14 @@ def test_mesh_of_empty_labels_is_an_error(tmp_path, capsys):
     _fails(capsys, ["segment", "mesh", str(tmp_path / "empty.mrc"), "--output",
                     str(tmp_path / "m")], match="no non-zero label")
     assert not (tmp_path / "m").exists()
+
+
+def test_demo_part_writes_every_figure(tmp_path):
+    from emkit.cli.segment import run_demo
+
+    result = run_demo(tmp_path / "segment", seed=1, progress=False, shape=(24, 64, 64), steps=4)
+    names = {p.name for p in (tmp_path / "segment").iterdir()}
+    assert {"cell.mrc", "cell_labels.mrc", "cell_seg.mrc", "model", "meshes", "meshes.png",
+            "slice_scores.png", "error_overlays.png", "training_curves.png"} <= names
+    assert (tmp_path / "segment" / "model" / "model.safetensors").exists()
+    assert "dice_nucleus" in result and result["training_steps"] == 8

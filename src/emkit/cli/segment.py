@@ -451,7 +451,10 @@ def run_sim(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- demo
 
 
-def run_demo(out_dir: Path, *, seed: int, progress: bool) -> dict[str, Any]:
+def run_demo(
+    out_dir: Path, *, seed: int, progress: bool, shape: tuple[int, int, int] = (48, 128, 128),
+    steps: int = 400,
+) -> dict[str, Any]:
     """Simulate a cell, train from 3 labelled slices, predict, mesh; figures + Dice."""
     from emkit.io import write_mesh, write_text_atomic, write_volume
     from emkit.nn import save_model
@@ -474,7 +477,7 @@ def run_demo(out_dir: Path, *, seed: int, progress: bool) -> dict[str, Any]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     _set_threads(None)
-    cell = simulate_cell((48, 128, 128), seed=seed)
+    cell = simulate_cell(shape, seed=seed)
     nz = cell.tomogram.shape[0]
     slices = [nz // 4, nz // 2, 3 * nz // 4]
     write_volume(out_dir / "cell.mrc", cell.tomogram, voxel_size=cell.voxel_size_A)
@@ -484,7 +487,7 @@ def run_demo(out_dir: Path, *, seed: int, progress: bool) -> dict[str, Any]:
               flush=True)
     training = train_segmentation(cell.tomogram, cell.labels, slices=slices,
                                   voxel_size_A=cell.voxel_size_A, class_names=CELL_CLASS_NAMES,
-                                  n_steps=400, seed=seed, progress=progress,
+                                  n_steps=steps, seed=seed, progress=progress,
                                   log_csv=out_dir / "model" / "training_log.csv")
     save_model(out_dir / "model", training.model)
     plot_training_curves(out_dir / "training_curves.png", training.history.rows)

@@ -215,7 +215,7 @@ def atomic_output(
     except BaseException as error:
         remove_path(tmp)
         if is_disk_full(error):
-            raise disk_full_error(final) from None
+            raise disk_full_error(final, size_bytes) from None
         raise
 
 
