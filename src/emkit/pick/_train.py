@@ -4,7 +4,8 @@ Design: one shared encoder with three decoders (:class:`emkit.nn.UNet` with
 ``out_channels=(1, 1, n_classes + 1)``): the mask head (sigmoid, soft Dice loss; the
 original MaskNet), the centre head (sigmoid, mean squared error against the normalised
 distance-to-boundary map, 1 at the centre; the original CenterNet) and a class head
-(softmax over background and the classes, cross-entropy). The original trained two
+(softmax over background and the classes, cross-entropy over all voxels plus
+cross-entropy among the particle classes inside particles). The original trained two
 separate U-Nets; sharing the encoder halves the CPU time of training and of inference
 (one encoder pass per tile for all three outputs) and lets the three tasks regularise one
 another, which matters when training on two tomograms.
@@ -51,7 +52,8 @@ class PickTraining:
 
 def pick_losses(outputs: Sequence[Any], mask: Any, centre: Any, classes: Any
                 ) -> dict[str, Any]:
-    """Soft Dice (mask), MSE (centre map) and cross-entropy (classes); ``loss`` their sum."""
+    """Soft Dice (mask), MSE (centre map) and cross-entropy (classes: over every voxel, plus
+    over the particles' voxels among the particle classes alone); ``loss`` their sum."""
     import torch
     import torch.nn.functional as F
 
@@ -60,6 +62,11 @@ def pick_losses(outputs: Sequence[Any], mask: Any, centre: Any, classes: Any
     dice = 1 - (2 * inter + 1.0) / (prob.sum() + mask.sum() + 1.0)
     mse = F.mse_loss(torch.sigmoid(outputs[1][:, 0]), centre)
     ce = F.cross_entropy(outputs[2], classes)
+    inside = classes > 0
+    if bool(inside.any()):
+        # which species, inside particles only: background voxels dominate the first term
+        logits = outputs[2][:, 1:].permute(0, 2, 3, 4, 1)[inside]
+        ce = ce + F.cross_entropy(logits, classes[inside] - 1)
     loss = dice + _CENTRE_WEIGHT * mse + _CLASS_WEIGHT * ce
     return {"loss": loss, "dice": dice.detach(), "mse": mse.detach(), "ce": ce.detach()}
 
