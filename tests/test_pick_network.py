@@ -125,6 +125,14 @@ def test_train_and_detect_from_the_command_line(tiny_sims: Path, tmp_path: Path)
     assert inst.voxel_size == (10.0, 10.0, 10.0) and inst.data.shape == (32, 48, 48)
     picks = read_particle_list(out / "tomogram_particles.star")
     assert int(inst.data.max()) == len(picks)
+    # chunk by chunk, reading the tomogram lazily: the same outputs
+    out2 = tmp_path / "chunked"
+    assert main(["pick", "detect", str(tiny_sims / "s2" / "tomogram.mrc"), "--model",
+                 str(model), "--output", str(out2), "--tile", "32", "--chunk", "16",
+                 "--quiet"]) == 0
+    chunked = read_volume(out2 / "tomogram_instances.mrc")
+    assert chunked.data.shape == (32, 48, 48) and chunked.voxel_size == (10.0, 10.0, 10.0)
+    assert int(chunked.data.max()) == len(read_particle_list(out2 / "tomogram_particles.tsv"))
 
 
 @pytest.mark.parametrize("case", ["outside", "no-radius", "2d", "count"])

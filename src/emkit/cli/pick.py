@@ -92,6 +92,8 @@ Tiled, overlapping, blended inference, then the original detector's post-process
 its defaults (bugs fixed): mask threshold, small-object removal, centre peaks, splitting
 of components with several peaks, k-nearest-neighbour outlier filter. A tomogram of
 another voxel size than the model's is rescaled to it (with a warning), up to a factor 2.
+--chunk N reads the tomogram lazily (memory-mapped MRC, Zarr) and works chunk by chunk,
+each with a margin that holds a whole particle: memory stays bounded.
 Writes DIR/<stem>_instances.mrc (instance labels, voxel size kept),
 DIR/<stem>_particles.star (voxels, RELION 5 centred Å, class, score) and
 DIR/<stem>_particles.tsv (PositionX/Y/Z Å, VolumeX/Y/Z voxels, Class, Score).
@@ -101,6 +103,7 @@ Examples
     emkit pick detect sim/tomogram.mrc --output picks/
     emkit pick detect tomo.mrc --model model/ --output picks/ --mask-threshold 0.3 \\
         --outlier-neighbours 0
+    emkit pick detect huge.ome.zarr --output picks/ --chunk 192
 """
 
 _MATCH_DOC = """Template matching, the baseline picker: FFT cross-correlation over an SO(3) grid.
@@ -259,8 +262,12 @@ def _add_detect(sub: argparse._SubParsersAction) -> None:
     det.add_argument("--tile", type=int_range(16, 1024), default=64,
                      help="tile side, voxels (64)")
     det.add_argument("--batch", type=int_range(1, 256), default=2, help="tiles per pass (2)")
+    det.add_argument("--chunk", type=int_range(16, 4096),
+                     help="process chunks of this side (voxels), reading the tomogram "
+                     "lazily: bounded memory for tomograms larger than memory")
     det.add_argument("--device", type=device, help="cpu, cuda, cuda:N (default: auto)")
     det.add_argument("--threads", type=positive_int, help="CPU threads (default: all)")
+    det.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def _add_match(sub: argparse._SubParsersAction) -> None:
@@ -428,9 +435,18 @@ def run_detect(args: argparse.Namespace) -> int:
     from emkit.pick import PostProcessing, detect_particles_in_file, write_particle_lists
 
     check_device(args.device)
-    # the tomogram, its normalised copy, about six float32 maps, labels and a resampled copy
-    _require_memory(args.tomogram, 48, "detecting particles in a tomogram",
-                    "crop or bin the tomogram first")
+    if args.chunk:
+        # the label map, and one chunk with its margins: its data and about ten maps
+        from emkit.cli._options import require_memory
+
+        _require_memory(args.tomogram, 4, "detecting particles chunk by chunk",
+                        "use a smaller --chunk")
+        require_memory(48 * float(args.chunk + 64) ** 3 + 300 * 2**20,
+                       f"a chunk of {args.chunk}^3 voxels", "use a smaller --chunk")
+    else:
+        # the tomogram, its normalised copy, about six float32 maps, labels, a resampled copy
+        _require_memory(args.tomogram, 48, "detecting particles in a tomogram",
+                        "use --chunk, or crop or bin the tomogram first")
     _set_threads(args.threads)
     params = PostProcessing(
         mask_threshold=args.mask_threshold, centre_threshold=args.centre_threshold,
@@ -441,7 +457,8 @@ def run_detect(args: argparse.Namespace) -> int:
     result = detect_particles_in_file(args.tomogram, model=args.model,
                                       voxel_size_A=args.pixel_size, params=params,
                                       tile_size=args.tile, batch_size=args.batch,
-                                      device=args.device)
+                                      device=args.device, chunk=args.chunk,
+                                      progress=show_progress(args.quiet))
     out = make_output_folder(args.output)
     stem = _stem(args.tomogram)
     write_particle_lists(out, stem, result.particles, voxel_size_A=result.voxel_size_A,

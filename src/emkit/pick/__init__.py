@@ -13,6 +13,7 @@
   matching over SO(3)) and :func:`pick_blobs` (Gaussian smoothing + local maxima).
 """
 
+from emkit.pick._chunked import detect_particles_chunked
 from emkit.pick._detect import PostProcessing, detect_particles, postprocess, predict_pick_maps
 from emkit.pick._evaluate import PickScores, evaluate_picks, f_beta, match_points
 from emkit.pick._files import (
@@ -46,6 +47,7 @@ __all__ = [
     "PostProcessing",
     "build_pick_network",
     "detect_particles",
+    "detect_particles_chunked",
     "detect_particles_in_file",
     "pick_losses",
     "postprocess",

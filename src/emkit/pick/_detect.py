@@ -179,12 +179,16 @@ def _all_heads(network: Any) -> Any:
 def predict_pick_maps(
     tomogram: np.ndarray, model: Any, *, tile_size: int = 64, overlap: int = 16,
     batch_size: int = 2, device: str | None = None,
+    levels: tuple[float, float] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Mask probability, centre map ``(z, y, x)`` and class probabilities ``(c, z, y, x)``,
-    by overlapping, blended tiles (memory: the maps plus ``batch_size`` tiles)."""
+    by overlapping, blended tiles (memory: the maps plus ``batch_size`` tiles).
+
+    ``levels``: normalisation levels to use (default: the tomogram's own percentiles).
+    """
     from emkit.nn import predict_tiled
 
-    image = model.normalisation.apply(tomogram)
+    image = model.normalisation.apply(tomogram, levels)
     maps = predict_tiled(_all_heads(model.network), image, tile_size=tile_size,
                          overlap=overlap, activation=None, batch_size=batch_size,
                          device=device)

@@ -103,24 +103,60 @@ def train_picker_from_files(
                         instances=maps or None, initial_model=initial, **training)
 
 
+def _lazy_tomogram(path: PathLike) -> tuple[Any, float | None]:
+    """The tomogram without reading it: a memory map (MRC, TIFF, NPY) or a Zarr array."""
+    from emkit.errors import ShapeError
+    from emkit.io import open_zarr_array, read_volume, volume_format
+    from emkit.io._zarr import zarr_metadata
+
+    if volume_format(path) in ("zarr", "ome-zarr"):
+        meta = zarr_metadata(Path(path))
+        data: Any = open_zarr_array(path)
+        voxel = meta["voxel_size"][2] if meta.get("voxel_size") else None
+    else:
+        volume = read_volume(path, mmap=True)
+        data, voxel = volume.data, volume.pixel_size
+    if len(data.shape) != 3:
+        raise ShapeError(with_path(path, f"has shape {tuple(data.shape)}; a tomogram is a "
+                                   "volume (z, y, x)"))
+    return data, (float(voxel) if voxel else None)
+
+
 def detect_particles_in_file(
     tomogram: PathLike, *, model: PathLike | None = None, voxel_size_A: float | None = None,
     params: Any = None, tile_size: int = 64, overlap: int = 16, batch_size: int = 2,
-    device: str | None = None,
+    device: str | None = None, chunk: int | None = None, progress: bool = False,
 ) -> PickResult:
-    """Detect particles in a tomogram file with a model folder (default: the shipped one)."""
-    from emkit.pick._detect import detect_particles
+    """Detect particles in a tomogram file with a model folder (default: the shipped one).
+
+    With ``chunk`` the tomogram is read lazily and processed chunk by chunk
+    (:func:`detect_particles_chunked`: bounded memory, for tomograms larger than memory;
+    its voxel size must then match the model's).
+    """
+    from emkit.pick._chunked import detect_particles_chunked
+    from emkit.pick._detect import _rescale_factor, detect_particles
 
     trained = _load_model(model, device)
-    data, voxel = read_tomogram(tomogram)
+    data, voxel = _lazy_tomogram(tomogram) if chunk else read_tomogram(tomogram)
     voxel = voxel_size_A or voxel
     if voxel is None:
         logger.warning("%s: no voxel size in the header (give --pixel-size); assuming the "
                        "model's %s Å", tomogram, trained.voxel_size_A)
         voxel = trained.voxel_size_A or 1.0
-    found = detect_particles(data, trained, voxel_size_A=voxel, params=params,
-                             tile_size=tile_size, overlap=overlap, batch_size=batch_size,
-                             device=device)
+    if chunk:
+        if _rescale_factor(voxel, trained) != 1.0:
+            raise InputError(with_path(tomogram, f"has {voxel:g} Å voxels, the model "
+                                       f"{trained.voxel_size_A:g} Å; --chunk does not "
+                                       "rescale: resample the tomogram first or omit --chunk"))
+        found = detect_particles_chunked(data, trained, params=params, chunk=chunk,
+                                         tile_size=tile_size, overlap=overlap,
+                                         batch_size=batch_size, device=device,
+                                         progress=progress)
+        found["centre"] = None
+    else:
+        found = detect_particles(data, trained, voxel_size_A=voxel, params=params,
+                                 tile_size=tile_size, overlap=overlap,
+                                 batch_size=batch_size, device=device)
     particles = found["particles"]
     particles.voxel_size_A = float(voxel)
     names = list(trained.class_names[1:])
