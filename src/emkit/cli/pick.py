@@ -56,15 +56,19 @@ Examples
     emkit pick evaluate picks.csv truth.csv --radius-A 50 --pixel-size 10 --output scores/
 """
 
-_LABELS_DOC = """Label maps from a particle list: a ball of its class's radius about each particle.
+_LABELS_DOC = """Label maps from a particle list: balls of each class's radius, or template shapes.
 
 Writes OUT (instance labels: 0 background, i for the i-th particle) and, with
 --class-output, a class map (0 background, else the class). The grid (shape, voxel size)
-is that of --like TOMO; overlapping balls are split between the nearest centres.
+is that of --like TOMO; overlapping balls are split between the nearest centres. With
+--template (one per class: a built-in name or a density map) each particle gets its
+template's shape above 10 % of its peak, turned by the list's RELION Euler angles.
 
 Examples
 --------
     emkit pick labels particles.csv --like tomogram.mrc --radius-A 55,49,47 --output inst.mrc
+    emkit pick labels sim/particles.star --like sim/tomogram.mrc --template 1ake 3enl 6flr \\
+        --output inst.mrc
 """
 
 _TRAIN_DOC = """Train the picking network (mask, centre, class heads) on tomograms + particle lists.
@@ -197,8 +201,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     lab.add_argument("particles", type=file_path, metavar="LIST", help="particle list")
     lab.add_argument("--like", type=file_path, required=True, metavar="TOMO",
                      help="tomogram whose grid the labels take")
-    lab.add_argument("--radius-A", type=radii, required=True, dest="radius_A",
-                     help="particle radius per class in Å")
+    size = lab.add_mutually_exclusive_group(required=True)
+    size.add_argument("--radius-A", type=radii, dest="radius_A",
+                      help="particle radius per class in Å (balls)")
+    size.add_argument("--template", type=file_path, nargs="+", metavar="MAP",
+                      help="built-in template name or density map per class (shapes, "
+                      "turned by the list's RELION angles)")
     lab.add_argument("--output", type=file_path, required=True, help="instance labels (.mrc)")
     lab.add_argument("--class-output", type=file_path, dest="field",
                      help="class map (.mrc), optional")
@@ -366,8 +374,8 @@ def run_labels(args: argparse.Namespace) -> int:
     _require_memory(args.like, 14, "label maps on the grid of a tomogram",
                     "crop or bin the tomogram first")
 
-    instances, classes, voxel = labels_from_particle_file(args.particles, args.like,
-                                                          radius_A=args.radius_A)
+    instances, classes, voxel = labels_from_particle_file(
+        args.particles, args.like, radius_A=args.radius_A, templates=args.template)
     write_instance_labels(args.output, instances, voxel)
     if args.field is not None:
         write_instance_labels(args.field, classes, voxel)

@@ -97,17 +97,33 @@ def evaluate_particle_files(
 
 
 def labels_from_particle_file(
-    particles: PathLike, like: PathLike, *, radius_A: Sequence[float],
+    particles: PathLike, like: PathLike, *, radius_A: Sequence[float] | None = None,
+    templates: Sequence[str | os.PathLike[str]] | None = None, level: float = 0.1,
 ) -> tuple[np.ndarray, np.ndarray, float]:
-    """Instance and class maps on the grid of the tomogram ``like`` (balls of the radii).
+    """Instance and class maps on the grid of the tomogram ``like``: balls of the radii, or
+    each class's template (built-in name or map) turned by the particle's RELION angles
+    (identity when the list has none) above ``level`` of its peak.
 
     Returns ``(instances int32, class_map uint8, voxel_size_A)``.
     """
+    from emkit.pick._labels import template_label_maps
+
     data, voxel = read_tomogram(like, mmap=True)
     if voxel is None:
-        raise InputError(with_path(like, "has no voxel size in its header; cannot turn "
-                                   "--radius-A into voxels"))
+        raise InputError(with_path(like, "has no voxel size in its header; cannot put "
+                                   "particle sizes in voxels"))
     found = read_particle_list(particles, shape_zyx=data.shape, voxel_size_A=voxel)
+    if templates is not None:
+        from emkit.geometry import euler_zyz_to_matrix
+
+        arrays, _ = load_templates(templates, voxel)
+        rotations = None if found.euler_deg is None else euler_zyz_to_matrix(found.euler_deg)
+        instances, classes = template_label_maps(
+            data.shape, found.zyx, found.classes, {k + 1: a for k, a in enumerate(arrays)},
+            rotations, level=level)
+        return instances, classes, voxel
+    if radius_A is None:
+        raise InputError("give --radius-A or --template")
     table = radii_for_classes(found.classes, radius_A)
     instances, classes = particle_label_maps(data.shape, found.zyx, found.classes,
                                              {k: r / voxel for k, r in table.items()})

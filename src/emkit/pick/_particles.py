@@ -51,12 +51,15 @@ class ParticleList:
     voxel_size_A : float or None
         The voxel size the file implies (a TSV with both Å and voxel columns, a STAR file
         with both kinds of coordinates), else None.
+    euler_deg : ndarray, shape (n, 3), or None
+        RELION ZYZ Euler angles (rot, tilt, psi) when a STAR file has them.
     """
 
     zyx: np.ndarray
     classes: np.ndarray
     scores: np.ndarray
     voxel_size_A: float | None = None
+    euler_deg: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.zyx)
@@ -124,7 +127,10 @@ def _read_star(
                else np.ones(n, np.int64))
     scores = (table["rlnAutopickFigureOfMerit"].to_numpy(np.float64)
               if "rlnAutopickFigureOfMerit" in table else np.ones(n))
-    return ParticleList(zyx, classes, scores, voxel)
+    angles = ("rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi")
+    euler = (table[list(angles)].to_numpy(np.float64) if set(angles) <= set(table.columns)
+             else None)
+    return ParticleList(zyx, classes, scores, voxel, euler)
 
 
 def read_particle_list(
