@@ -86,6 +86,28 @@ def _network_from(initial: Any, n_classes: int, width: int, depth: int) -> Any:
     return net
 
 
+def _tensors(batch: tuple[np.ndarray, ...], dev: Any) -> list[Any]:
+    import torch
+
+    image, mask, centre, cls = batch
+    return [torch.from_numpy(np.ascontiguousarray(image)).to(dev),
+            torch.from_numpy(np.ascontiguousarray(mask, np.float32)).to(dev),
+            torch.from_numpy(np.ascontiguousarray(centre, np.float32)).to(dev),
+            torch.from_numpy(np.ascontiguousarray(cls, np.int64)).to(dev)]
+
+
+def _validation_losses(net: Any, val: tuple[np.ndarray, ...] | None, batch_size: int,
+                       dev: Any) -> dict[str, float]:
+    if val is None:
+        return {"loss": float(-len(net.state_dict()))}  # nothing held out: never stop
+    totals: dict[str, float] = {}
+    for start in range(0, len(val[0]), batch_size):
+        x, m, c, k = _tensors(tuple(a[start:start + batch_size] for a in val), dev)
+        for key, value in pick_losses(net(x), m, c, k).items():
+            totals[key] = totals.get(key, 0.0) + float(value) * len(x)
+    return {k: v / len(val[0]) for k, v in totals.items()}
+
+
 def _fingerprint(data: Sequence[Any], settings: dict[str, Any]) -> str:
     h = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
     for d in data:
@@ -187,28 +209,14 @@ def train_picker(
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=n_steps,
                                                           eta_min=learning_rate * 0.05)
 
-    def tensors(batch: tuple[np.ndarray, ...]) -> list[Any]:
-        image, mask, centre, cls = batch
-        return [torch.from_numpy(np.ascontiguousarray(image)).to(dev),
-                torch.from_numpy(np.ascontiguousarray(mask, np.float32)).to(dev),
-                torch.from_numpy(np.ascontiguousarray(centre, np.float32)).to(dev),
-                torch.from_numpy(np.ascontiguousarray(cls, np.int64)).to(dev)]
-
     def step(i: int) -> dict[str, Any]:
         if i > 1:
             schedule.step()
-        x, m, c, k = tensors(sampler.batch(batch_size))
+        x, m, c, k = _tensors(sampler.batch(batch_size), dev)
         return pick_losses(net(x), m, c, k)
 
     def validate() -> dict[str, float]:
-        if val is None:
-            return {"loss": float(-len(net.state_dict()))}  # nothing held out: never stop
-        totals: dict[str, float] = {}
-        for start in range(0, len(val[0]), batch_size):
-            x, m, c, k = tensors(tuple(a[start:start + batch_size] for a in val))
-            for key, value in pick_losses(net(x), m, c, k).items():
-                totals[key] = totals.get(key, 0.0) + float(value) * len(x)
-        return {k: v / len(val[0]) for k, v in totals.items()}
+        return _validation_losses(net, val, batch_size, dev)
 
     settings = {"n_classes": n_classes, "radius_A": list(radius_A), "patch": patch_size,
                 "batch": batch_size, "steps": n_steps, "lr": learning_rate, "seed": seed,
