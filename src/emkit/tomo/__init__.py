@@ -2,7 +2,8 @@
 
 The workflow: :func:`prealign` (stretched neighbour cross-correlation, optional tilt-axis
 estimate), :func:`align_joint` (FLARA-style joint shift + TV reconstruction, coarse to fine)
-and :func:`reconstruct` (WBP, SIRT, CGLS).
+and :func:`reconstruct` (WBP, SIRT, CGLS); on files: :func:`run_prealign_files`,
+:func:`run_align_files`, :func:`run_reconstruct_files` (read, check, run, write).
 
 Conventions
 -----------
@@ -18,6 +19,22 @@ Conventions
   (:func:`shift_rmse`).
 """
 
+from emkit.tomo._commands import (
+    AlignFilesResult,
+    PrealignFilesResult,
+    ReconstructFilesResult,
+    run_align_files,
+    run_prealign_files,
+    run_reconstruct_files,
+)
+from emkit.tomo._demo import (
+    SimulatedSeriesFiles,
+    TomoDemo,
+    check_simulation_request,
+    run_tomo_demo,
+    write_simulated_tilt_series,
+)
+from emkit.tomo._files import TiltSeriesFile, TiltSeriesSource, read_tilt_series
 from emkit.tomo._joint import JointAlignment, align_joint
 from emkit.tomo._prealign import (
     Prealignment,
@@ -45,24 +62,38 @@ from emkit.tomo._xf import alignment_from_xf, shifts_from_aln, xf_from_alignment
 
 __all__ = [
     "METHODS",
+    "AlignFilesResult",
     "JointAlignment",
+    "PrealignFilesResult",
     "Prealignment",
+    "ReconstructFilesResult",
+    "SimulatedSeriesFiles",
+    "TiltSeriesFile",
+    "TiltSeriesSource",
+    "TomoDemo",
     "align_joint",
     "alignment_from_xf",
     "angular_weights",
+    "check_simulation_request",
     "check_tilt_series",
     "estimate_tilt_axis",
     "prealign",
+    "read_tilt_series",
     "reconstruct",
     "reconstruct_cgls",
     "reconstruct_sirt",
     "reconstruct_wbp",
     "remove_gauge",
+    "run_align_files",
+    "run_prealign_files",
+    "run_reconstruct_files",
+    "run_tomo_demo",
     "shift_images",
     "shift_rmse",
     "shifts_from_aln",
     "stretch_x",
     "transform_images",
     "validity_masks",
+    "write_simulated_tilt_series",
     "xf_from_alignment",
 ]

@@ -1,0 +1,401 @@
+"""The tomo commands on files: prealign, align and reconstruct a tilt series on disk.
+
+Each ``run_*_files`` function validates its inputs (before any work), runs the step and
+writes IMOD-compatible outputs through the emkit.io writers, and returns a small result
+with the paths written and the numbers worth keeping in a run record.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from emkit.tomo._files import (
+    DeviceCheck,
+    MemoryCheck,
+    TiltSeriesFile,
+    TiltSeriesSource,
+    alignment_outputs,
+    check_binning,
+    no_device_check,
+    no_memory_check,
+    parse_tilt_axis,
+    read_alignment,
+    read_mask_stack,
+    require_prealign_memory,
+    require_tomo_memory,
+    thickness_px,
+    write_alignment,
+)
+
+PlotIteration = Callable[..., None]
+"""``plot(path, volume, shifts_px, tilt_angles_deg, record=record)`` draws one iteration."""
+
+
+@dataclass
+class PrealignFilesResult:
+    """What ``run_prealign_files`` wrote (``paths``) and measured (``record``)."""
+
+    n_images: int
+    tilt_axis_angle_deg: float
+    largest_shift_px: float
+    paths: dict[str, Path]
+    record: dict[str, Any]
+
+
+@dataclass
+class AlignFilesResult:
+    """What ``run_align_files`` wrote (``paths``), measured (``record``) and ran (``history``)."""
+
+    paths: dict[str, Path]
+    record: dict[str, Any]
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class ReconstructFilesResult:
+    """The tomogram written to ``output``: its shape (z, y, x) and voxel size (Å)."""
+
+    output: Path
+    shape_zyx: tuple[int, ...]
+    voxel_size_A: float
+    record: dict[str, Any]
+
+
+def run_prealign_files(
+    source: TiltSeriesSource,
+    output_dir: Path,
+    *,
+    binning: int = 1,
+    max_shift_px: float | None = None,
+    lowpass: float = 0.15,
+    progress: bool = False,
+    require_memory: MemoryCheck = no_memory_check,
+) -> PrealignFilesResult:
+    """Pre-align ``tilts``; write ``output_dir/<stem>.xf`` and ``<stem>_ali.mrc``."""
+    from emkit.tomo._prealign import prealign
+
+    series = source.read()
+    check_binning("--bin", [binning], series)
+    require_prealign_memory(series, require_memory)
+    paths = alignment_outputs(output_dir, series.stem, [series.path, series.angles_path])
+    axis = parse_tilt_axis(source.tilt_axis)
+    start = time.perf_counter()
+    result = prealign(
+        series.stack,
+        series.angles,
+        binning=binning,
+        tilt_axis_angle_deg=axis,
+        max_shift_px=max_shift_px,
+        lowpass=lowpass,
+        progress=progress,
+    )
+    write_alignment(paths, series, result.shifts_px, result.tilt_axis_angle_deg)
+    record = {
+        "tilt_axis_angle_deg": result.tilt_axis_angle_deg,
+        "largest_shift_px": float(np.abs(result.shifts_px).max()),
+        "lowest_peak": float(result.peaks.min()),
+        "seconds": round(time.perf_counter() - start, 2),
+        "outputs": {k: str(v) for k, v in paths.items() if k != "tomogram"},
+    }
+    return PrealignFilesResult(
+        len(series.angles), result.tilt_axis_angle_deg, record["largest_shift_px"], paths, record
+    )
+
+
+# --------------------------------------------------------------------------- align
+
+
+@dataclass
+class _AlignSetUp:
+    series: TiltSeriesFile
+    paths: dict[str, Path]
+    thickness: int
+    levels: list[int]
+    iterations: int | list[int]
+    masks: np.ndarray | None
+
+
+def _set_up_align(
+    source: TiltSeriesSource,
+    output_dir: Path,
+    *,
+    thickness: int | None,
+    iterations: list[int],
+    binning_levels: list[int],
+    xf: Path | None,
+    mask: Path | None,
+    device: str | None,
+    require_memory: MemoryCheck,
+    check_device: DeviceCheck,
+) -> _AlignSetUp:
+    """Read and check everything the joint alignment needs, before any work."""
+    from emkit.errors import InputError
+
+    series = source.read()
+    inputs: list[Path | None] = [series.path, series.angles_path, xf, mask]
+    paths = alignment_outputs(output_dir, series.stem, inputs)
+    nz = thickness_px(thickness, series)
+    levels = list(binning_levels)
+    check_binning("--bin", levels, series)
+    check_device(device)
+    require_tomo_memory(series, require_memory, thickness=nz, binning=min(levels), n_volumes=12)
+    if nz // max(levels) < 1:
+        raise InputError(f"--thickness {nz} is thinner than the coarsest binning")
+    per_level = iterations[0] if len(iterations) == 1 else iterations
+    if not isinstance(per_level, int) and len(per_level) != len(levels):
+        raise InputError(
+            f"--iterations has {len(per_level)} values for {len(levels)} binning levels"
+        )
+    masks = read_mask_stack(mask, series.stack.shape) if mask else None
+    return _AlignSetUp(series, paths, nz, levels, per_level, masks)
+
+
+def _start_alignment(
+    series: TiltSeriesFile, xf: Path | None, tilt_axis: float | str, *, verbose: bool
+) -> tuple[np.ndarray, float, str]:
+    """Start shifts, tilt-axis angle and where they came from: --xf, or a pre-alignment."""
+    from emkit.errors import InputError
+    from emkit.tomo._prealign import prealign
+
+    initial = read_alignment(series, xf=xf)
+    if initial is not None:
+        shifts0, axis_arr = initial
+        axis_values = np.atleast_1d(np.asarray(axis_arr, dtype=np.float64))
+        if np.ptp(axis_values) > 0.05:
+            raise InputError(
+                f"{xf}: the transforms rotate images by different angles; align needs one "
+                "tilt-axis angle for the whole series"
+            )
+        return shifts0, float(axis_values.mean()), f"{xf}"
+    # Correlating images much larger than ~1k px gains nothing for a coarse start.
+    pre_bin = max(1, int(np.ceil(max(series.stack.shape[1:]) / 1024)))
+    pre = prealign(
+        series.stack,
+        series.angles,
+        binning=pre_bin,
+        tilt_axis_angle_deg=parse_tilt_axis(tilt_axis),
+        progress=False,
+    )
+    shifts0, axis = pre.shifts_px, pre.tilt_axis_angle_deg
+    if verbose:
+        print(f"prealign: tilt axis {axis:.2f} deg, largest shift "
+              f"{np.abs(shifts0).max():.2f} px", flush=True)
+    return shifts0, axis, "prealign"
+
+
+def _iteration_reporter(
+    series: TiltSeriesFile,
+    *,
+    verbose: bool,
+    plot_dir: Path | None,
+    plot_iteration: PlotIteration | None,
+) -> Callable[[dict[str, Any], np.ndarray, np.ndarray], None]:
+    """The per-iteration callback: one line, and one figure into ``plot_dir``."""
+
+    def report(record: dict[str, Any], shifts: np.ndarray, volume: np.ndarray) -> None:
+        if verbose:
+            print(
+                f"bin {int(record['level'])} it {int(record['iteration']):3d}: residual "
+                f"{record['data_residual']:.5g}  TV {record['tv']:.5g}  max shift change "
+                f"{record['max_shift_change_px']:.3f} px",
+                flush=True,
+            )
+        if plot_dir is not None and plot_iteration is not None:
+            name = f"iter_bin{int(record['level'])}_{int(record['iteration']):03d}.png"
+            plot_iteration(plot_dir / name, volume, shifts, series.angles, record=record)
+
+    return report
+
+
+def run_align_files(
+    source: TiltSeriesSource,
+    output_dir: Path,
+    *,
+    thickness: int | None = None,
+    lam: float = 1.0,
+    iterations: list[int] | None = None,
+    inner_iterations: int = 10,
+    cg_iterations: int = 10,
+    binning_levels: list[int] | None = None,
+    xf: Path | None = None,
+    mask: Path | None = None,
+    plot_dir: Path | None = None,
+    plot_iteration: PlotIteration | None = None,
+    resume: bool = False,
+    device: str | None = None,
+    verbose: bool = False,
+    require_memory: MemoryCheck = no_memory_check,
+    check_device: DeviceCheck = no_device_check,
+) -> AlignFilesResult:
+    """Joint alignment and TV reconstruction; write ``<stem>.xf``, ``_ali.mrc``, ``_rec.mrc``.
+
+    ``plot_iteration`` (e.g. :func:`emkit.report.tomo.plot_iteration`) draws each
+    iteration into ``plot_dir``; ``verbose`` prints one line per iteration.
+    """
+    from emkit.io import make_output_folder, on_commit, write_volume
+    from emkit.tomo._joint import align_joint
+    from emkit.tomo._transform import remove_gauge
+
+    setup = _set_up_align(
+        source, output_dir, thickness=thickness, iterations=iterations or [10],
+        binning_levels=binning_levels or [4, 2, 1], xf=xf, mask=mask, device=device,
+        require_memory=require_memory, check_device=check_device,
+    )
+    series, paths = setup.series, setup.paths
+    start = time.perf_counter()
+    shifts0, axis, started_from = _start_alignment(series, xf, source.tilt_axis, verbose=verbose)
+    checkpoint = output_dir / f"{series.stem}_align.ckpt.npz"
+    if plot_dir is not None:
+        make_output_folder(plot_dir)
+    result = align_joint(
+        series.stack,
+        series.angles,
+        thickness=setup.thickness,
+        initial_shifts_px=remove_gauge(shifts0, series.angles, gauge="rigid"),
+        lam=lam,
+        iterations=setup.iterations,
+        inner_iterations=inner_iterations,
+        cg_iterations=cg_iterations,
+        binning_levels=setup.levels,
+        tilt_axis_angle_deg=axis,
+        masks=setup.masks,
+        device=device,
+        callback=_iteration_reporter(
+            series, verbose=verbose, plot_dir=plot_dir, plot_iteration=plot_iteration
+        ),
+        checkpoint=checkpoint,
+        resume=resume,
+    )
+    write_alignment(paths, series, result.shifts_px, axis)
+    write_volume(
+        paths["tomogram"], result.volume, voxel_size=series.pixel_size_A * result.binning
+    )
+    # The checkpoint goes only once the outputs are in place: a failed commit can resume.
+    on_commit(lambda: checkpoint.unlink(missing_ok=True))
+    record = {
+        "start": started_from,
+        "tilt_axis_angle_deg": axis,
+        "final": result.history[-1] if result.history else {},
+        "iterations_run": len(result.history),
+        "seconds": round(time.perf_counter() - start, 2),
+        "outputs": {k: str(v) for k, v in paths.items()},
+    }
+    return AlignFilesResult(paths, record, result.history)
+
+
+# --------------------------------------------------------------------------- reconstruct
+
+
+def _check_reconstruct_request(
+    series: TiltSeriesFile,
+    *,
+    method: str,
+    thickness: int,
+    binning: int,
+    y_range: tuple[int, int] | None,
+    require_memory: MemoryCheck,
+) -> None:
+    """The row range lies inside the binned images; the tomogram fits in memory."""
+    from emkit.errors import InputError, with_path
+
+    if y_range is not None and y_range[1] > series.stack.shape[1] // binning:
+        raise InputError(
+            with_path(series.path, f"--y-range {y_range[0]}:{y_range[1]} is outside "
+                      f"the {series.stack.shape[1] // binning} rows of the images binned by "
+                      f"{binning}")
+        )
+    rows = None if y_range is None else y_range[1] - y_range[0]
+    require_tomo_memory(
+        series,
+        require_memory,
+        thickness=thickness,
+        binning=binning,
+        n_volumes={"wbp": 3, "sirt": 5, "cgls": 6}[method],
+        rows=rows,
+    )
+
+
+def _progress_bar(
+    method: str, iterations: int | None, progress: bool
+) -> tuple[Any, Callable[[int, np.ndarray], None] | None]:
+    """A tqdm bar over the SIRT/CGLS iterations and its callback (none for WBP)."""
+    if method == "wbp" or not progress:
+        return None, None
+    from tqdm import tqdm
+
+    total = iterations or (50 if method == "sirt" else 20)
+    bar = tqdm(total=total, desc=method, unit="it")
+
+    def callback(iteration: int, volume: np.ndarray) -> None:
+        bar.update(1)
+
+    return bar, callback
+
+
+def run_reconstruct_files(
+    source: TiltSeriesSource,
+    output: Path,
+    *,
+    method: str = "wbp",
+    thickness: int | None = None,
+    binning: int = 1,
+    iterations: int | None = None,
+    cutoff: float = 1.0,
+    window: str = "hann",
+    z_offset_px: float = 0.0,
+    y_range: tuple[int, int] | None = None,
+    xf: Path | None = None,
+    aln: Path | None = None,
+    device: str | None = None,
+    progress: bool = False,
+    require_memory: MemoryCheck = no_memory_check,
+    check_device: DeviceCheck = no_device_check,
+) -> ReconstructFilesResult:
+    """Reconstruct ``tilts`` (aligned first by ``xf`` or ``aln``) into the MRC ``output``."""
+    from emkit.io import check_not_input, write_volume
+    from emkit.tomo._prealign import estimate_tilt_axis
+    from emkit.tomo._reconstruct import reconstruct
+
+    series = source.read()
+    check_not_input(output, [series.path, series.angles_path, xf, aln])
+    nz = thickness_px(thickness, series)
+    check_binning("--bin", [binning], series)
+    check_device(device)
+    _check_reconstruct_request(
+        series, method=method, thickness=nz, binning=binning, y_range=y_range,
+        require_memory=require_memory,
+    )
+    alignment = read_alignment(series, xf=xf, aln=aln)
+    shifts, axis = (None, parse_tilt_axis(source.tilt_axis)) if alignment is None else alignment
+    if isinstance(axis, str):
+        axis = estimate_tilt_axis(series.stack, series.angles)
+    start = time.perf_counter()
+    bar, callback = _progress_bar(method, iterations, progress)
+    volume = reconstruct(
+        series.stack,
+        series.angles,
+        method=method,
+        callback=callback,
+        thickness=nz,
+        binning=binning,
+        shifts_px=shifts,
+        tilt_axis_angle_deg=axis,  # type: ignore[arg-type]
+        iterations=iterations,
+        cutoff=cutoff,
+        window=window,
+        z_offset_px=z_offset_px,
+        y_range=y_range,
+        device=device,
+    )
+    if bar is not None:
+        bar.close()
+    write_volume(output, volume, voxel_size=series.pixel_size_A * binning)
+    seconds = round(time.perf_counter() - start, 2)
+    record = {"shape_zyx": list(volume.shape), "seconds": seconds, "output": str(output)}
+    return ReconstructFilesResult(output, volume.shape, series.pixel_size_A * binning, record)

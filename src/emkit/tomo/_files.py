@@ -1,0 +1,271 @@
+"""Tilt-series files in, checked arrays out: the validation steps of the tomo commands.
+
+Every problem is refused before the work, as one line that names the file and the fix.
+Memory and device checks are passed in by the caller (the CLI owns how much memory is
+available and which devices count), so the library itself never refuses on a guess.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+MemoryCheck = Callable[[float, str, str], None]
+"""``require_memory(n_bytes, what, hint)``: raises when ``n_bytes`` are not available."""
+
+DeviceCheck = Callable[[str | None], None]
+"""``check_device(name)``: raises when the torch device ``name`` is not there."""
+
+
+def no_memory_check(n_bytes: float, what: str, hint: str) -> None:
+    """The default :data:`MemoryCheck`: refuse nothing."""
+
+
+def no_device_check(name: str | None) -> None:
+    """The default :data:`DeviceCheck`: refuse nothing."""
+
+
+@dataclass
+class TiltSeriesFile:
+    """A tilt series read from disk and checked: images ``(n, y, x)`` and angles (deg)."""
+
+    path: Path
+    angles_path: Path
+    stack: np.ndarray
+    angles: np.ndarray
+    pixel_size_A: float
+    stem: str
+
+
+@dataclass(frozen=True)
+class TiltSeriesSource:
+    """Where a tilt series is and how to read it (the inputs every tomo command shares).
+
+    ``angles`` defaults to the ``.tlt`` beside ``tilts``, ``pixel_size_A`` to the header;
+    ``tilt_axis`` is the in-plane axis angle of the raw images (degrees) or ``"auto"``;
+    ``invert`` negates the images (dark specimen on bright).
+    """
+
+    tilts: Path
+    angles: Path | None = None
+    pixel_size_A: float | None = None
+    tilt_axis: float | str = 0.0
+    invert: bool = False
+
+    def read(self) -> TiltSeriesFile:
+        """Read and check the series (:func:`read_tilt_series`)."""
+        return read_tilt_series(
+            self.tilts, self.angles, pixel_size_A=self.pixel_size_A, invert=self.invert
+        )
+
+
+def file_stem(path: Path) -> str:
+    """The name of ``path`` without its suffix (``.mrc.gz`` counts as one suffix)."""
+    name = path.name
+    if name.lower().endswith(".mrc.gz"):
+        return name[:-7]
+    return path.stem
+
+
+def read_tilt_series(
+    tilts: Path,
+    angles: Path | None = None,
+    *,
+    pixel_size_A: float | None = None,
+    invert: bool = False,
+) -> TiltSeriesFile:
+    """Read and check the stack and its angles; every problem is one line naming the file.
+
+    ``angles`` defaults to the ``.tlt`` beside ``tilts``; ``pixel_size_A`` to the header.
+    """
+    from emkit.errors import InputError, MismatchError, ShapeError, with_path
+    from emkit.io import read_tlt, read_volume, require_finite
+    from emkit.tomo._prealign import check_tilt_series
+
+    angles_path = angles if angles is not None else tilts.with_suffix(".tlt")
+    if angles is None and not angles_path.exists():
+        raise InputError(
+            with_path(tilts, f"no tilt angles: {angles_path.name} does not exist; give "
+                      "--angles FILE.tlt")
+        )
+    volume = read_volume(tilts)
+    data = np.asarray(volume.data)
+    if data.ndim != 3:
+        raise ShapeError(
+            with_path(tilts, f"is a {data.ndim}D array of shape {data.shape}; a tilt "
+                      "series is a stack of images (n, y, x)")
+        )
+    tilt_angles = read_tlt(angles_path)
+    if len(tilt_angles) != data.shape[0]:
+        raise MismatchError(
+            with_path(angles_path, f"{len(tilt_angles)} tilt angles but {tilts.name} has "
+                      f"{data.shape[0]} images; give one angle per image")
+        )
+    if data.shape[0] < 3:
+        raise InputError(
+            with_path(tilts, f"has only {data.shape[0]} images; alignment and "
+                      "reconstruction need at least 3 tilts")
+        )
+    require_finite(data, tilts, "tilt series")
+    stack, tilt_angles = check_tilt_series(data, tilt_angles, path=tilts)
+    if invert:
+        stack = -stack
+    pixel = pixel_size_A if pixel_size_A is not None else volume.pixel_size
+    if pixel is None or not pixel > 0:
+        logger.warning("%s: no pixel size in the header; using 1 Å (give --pixel-size)", tilts)
+        pixel = 1.0
+    return TiltSeriesFile(tilts, angles_path, stack, tilt_angles, float(pixel), file_stem(tilts))
+
+
+def parse_tilt_axis(value: float | str) -> float | str:
+    """A tilt-axis angle in degrees, or ``"auto"`` (estimate it)."""
+    from emkit.errors import InputError
+
+    if str(value).lower() == "auto":
+        return "auto"
+    try:
+        return float(value)
+    except ValueError:
+        raise InputError(
+            f"--tilt-axis must be an angle in degrees or 'auto', got {value!r}"
+        ) from None
+
+
+def alignment_outputs(out_dir: Path, stem: str, inputs: list[Path | None]) -> dict[str, Path]:
+    """Make the output folder; the .xf, aligned stack and tomogram paths inside it."""
+    from emkit.io import check_not_input, make_output_folder
+
+    make_output_folder(out_dir)
+
+    paths = {
+        "xf": out_dir / f"{stem}.xf",
+        "aligned": out_dir / f"{stem}_ali.mrc",
+        "tomogram": out_dir / f"{stem}_rec.mrc",
+    }
+    for p in paths.values():
+        check_not_input(p, inputs)
+    return paths
+
+
+def write_alignment(
+    paths: dict[str, Path],
+    series: TiltSeriesFile,
+    shifts: np.ndarray,
+    axis_deg: float,
+) -> None:
+    """Write the aligned stack and the IMOD transforms that align the raw images."""
+    from emkit.io import write_volume, write_xf
+    from emkit.tomo._transform import transform_images
+    from emkit.tomo._xf import xf_from_alignment
+
+    aligned = transform_images(series.stack, shifts, tilt_axis_angle_deg=axis_deg)
+    write_volume(paths["aligned"], aligned, voxel_size=series.pixel_size_A, stack=True)
+    write_xf(paths["xf"], xf_from_alignment(shifts, axis_deg))
+
+
+def read_mask_stack(path: Path, shape: tuple[int, ...]) -> np.ndarray:
+    """A boolean mask stack of ``shape`` (nonzero = use the pixel), no empty image."""
+    from emkit.errors import InputError, MismatchError, with_path
+    from emkit.io import read_volume, require_finite
+
+    mask = np.asarray(read_volume(path).data)
+    # NaN != 0 is True: an all-NaN mask would silently count as "use every pixel".
+    require_finite(mask, path, "mask")
+    if mask.shape != shape:
+        raise MismatchError(
+            with_path(path, f"mask has shape {mask.shape} but the tilt series is {shape}; "
+                      "give one mask image per tilt image")
+        )
+    mask = mask != 0
+    if not mask.any(axis=(1, 2)).all():
+        raise InputError(with_path(path, "some mask images are empty; every image needs "
+                                   "pixels to use"))
+    return mask
+
+
+def read_alignment(
+    series: TiltSeriesFile, *, xf: Path | None = None, aln: Path | None = None
+) -> tuple[np.ndarray, np.ndarray | float] | None:
+    """Shifts and tilt-axis angles from an IMOD .xf or AreTomo .aln (None for neither)."""
+    from emkit.errors import InputError, MismatchError, with_path
+    from emkit.io import read_aln, read_xf
+    from emkit.tomo._xf import alignment_from_xf, shifts_from_aln
+
+    if xf is not None and aln is not None:
+        raise InputError("give either --xf or --aln, not both")
+    if xf is not None:
+        transforms = read_xf(xf)
+        if len(transforms) != len(series.angles):
+            raise MismatchError(
+                with_path(xf, f"{len(transforms)} transforms but {series.path.name} has "
+                          f"{len(series.angles)} images; give one line per image")
+            )
+        return alignment_from_xf(transforms, path=xf)
+    if aln is not None:
+        return shifts_from_aln(read_aln(aln), len(series.angles), path=aln)
+    return None
+
+
+def thickness_px(thickness: int | None, series: TiltSeriesFile) -> int:
+    """The tomogram thickness in unbinned pixels (default: a quarter of the image width)."""
+    from emkit.errors import InputError
+
+    value = thickness if thickness else max(1, series.stack.shape[2] // 4)
+    if value < 1:
+        raise InputError(f"--thickness must be a positive number of pixels, got {value}")
+    return int(value)
+
+
+def check_binning(option: str, binnings: list[int], series: TiltSeriesFile) -> None:
+    """Binned images must keep at least 8 px a side (as check_tilt_series asks)."""
+    from emkit.errors import InputError, with_path
+
+    ny, nx = series.stack.shape[1:]
+    largest = max(1, min(ny, nx) // 8)
+    if max(binnings) > largest:
+        raise InputError(
+            with_path(series.path, f"images of {ny}x{nx} px binned by {option} "
+                      f"{max(binnings)} would be smaller than 8 px; give {option} <= {largest}")
+        )
+
+
+def require_prealign_memory(series: TiltSeriesFile, require_memory: MemoryCheck) -> None:
+    """Pre-alignment holds a few float32 copies of the stack (binned, tapered, aligned)."""
+    n, ny, nx = series.stack.shape
+    require_memory(
+        4 * 8 * n * ny * nx,
+        f"pre-aligning {n} images of {ny}x{nx} px from {series.path.name}",
+        "crop or bin the tilt series first (e.g. IMOD newstack -bin 2)",
+    )
+
+
+def require_tomo_memory(
+    series: TiltSeriesFile,
+    require_memory: MemoryCheck,
+    *,
+    thickness: int,
+    binning: int,
+    n_volumes: int,
+    rows: int | None = None,
+) -> None:
+    """Refuse, before the work, a tomogram (and projector matrix) that cannot fit in memory.
+
+    Measured on CPU: the sparse matrix ``A`` and ``A.T`` with their construction take about
+    48 bytes per (tilt x z x x); ``n_volumes`` float32 tomogram-sized arrays (3 for WBP,
+    up to 12 for joint alignment) and three copies of the stack come on top.
+    """
+    n, ny, nx = series.stack.shape
+    nz, nyb, nxb = thickness // binning, ny // binning, nx // binning
+    nyb = nyb if rows is None else rows
+    need = 48 * n * nz * nxb + 4 * (n_volumes * nz * nyb * nxb + 3 * n * ny * nx)
+    require_memory(
+        need,
+        f"a {nz} x {nyb} x {nxb} tomogram of {series.path.name}",
+        "use a larger --bin or a smaller --thickness",
+    )
