@@ -1,0 +1,383 @@
+"""The register commands on files: register a pair of sections or a whole stack on disk.
+
+Each ``run_*_files`` function validates its inputs (before any work), registers, writes
+the outputs through the emkit.io writers, and returns a small result with the paths
+written and the numbers worth keeping in a run record.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from emkit.register._files import (
+    MemoryCheck,
+    check_fill,
+    check_pair_outputs_writable,
+    file_stem,
+    no_memory_check,
+    read_defect_mask,
+    read_section,
+    read_stack_input,
+    read_stack_masks,
+    read_true_field,
+    require_registration_memory,
+    write_json,
+)
+
+
+@dataclass
+class PairFilesResult:
+    """What ``run_pair_files`` wrote and measured; the images an overlay is drawn from."""
+
+    output: Path
+    metrics_path: Path
+    overlay_path: Path
+    metrics: dict[str, Any]
+    info: dict[str, Any]
+    fixed: np.ndarray
+    warped: np.ndarray
+    valid: np.ndarray
+
+
+@dataclass
+class StackFilesResult:
+    """What ``run_stack_files`` wrote: the aligned stack and a folder of fields."""
+
+    output: Path
+    fields_dir: Path
+    n_sections: int
+    reference: int
+    record: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class PairOptions:
+    """How each pair is registered: the options of :func:`register_pair`.
+
+    ``sift_scale`` None lets register_pair choose (long side <= 1000 px); ``fill_value``
+    is the value of pixels without data.
+    """
+
+    method: str = "expected-affine"
+    n_clusters: int | None = None
+    sift_scale: float | None = None
+    fill_value: float = 0.0
+    seed: int = 0
+
+    def keywords(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`register_pair` (``sift_scale`` only when given)."""
+        options: dict[str, Any] = {
+            "method": self.method,
+            "n_clusters": self.n_clusters,
+            "seed": self.seed,
+            "fill_value": self.fill_value,
+        }
+        if self.sift_scale is not None:
+            options["sift_scale"] = self.sift_scale
+        return options
+
+
+# --------------------------------------------------------------------------- pair
+
+
+@dataclass
+class _PairInputs:
+    fixed: Any
+    moving: Any
+    mask: np.ndarray | None
+    fixed_mask: np.ndarray | None
+    true_field: np.ndarray | None
+
+
+def _read_pair(
+    fixed_path: Path,
+    moving_path: Path,
+    *,
+    mask: Path | None,
+    fixed_mask: Path | None,
+    true_field: Path | None,
+    fill_value: float,
+    require_memory: MemoryCheck,
+) -> _PairInputs:
+    """Read and check both sections, their masks and the known field, before any work."""
+    from emkit.errors import MismatchError, with_path
+
+    fixed = read_section(fixed_path, "fixed")
+    moving = read_section(moving_path, "moving")
+    if fixed.data.shape != moving.data.shape:
+        raise MismatchError(
+            with_path(
+                moving_path,
+                f"is {moving.data.shape[0]}x{moving.data.shape[1]} but {fixed_path.name} is "
+                f"{fixed.data.shape[0]}x{fixed.data.shape[1]} (rows x cols); give sections "
+                "of the same size (crop or pad one)",
+            )
+        )
+    check_fill(fill_value, moving.data.dtype, moving_path)
+    require_registration_memory(require_memory, moving.data.shape, 2, 1, moving_path)
+    defect = read_defect_mask(mask, moving.data.shape, moving_path) if mask else None
+    fixed_defect = (
+        read_defect_mask(fixed_mask, fixed.data.shape, fixed_path) if fixed_mask else None
+    )
+    known = read_true_field(true_field, fixed.data.shape) if true_field else None
+    return _PairInputs(fixed, moving, defect, fixed_defect, known)
+
+
+def _endpoint_metrics(
+    pair: _PairInputs,
+    true_field: np.ndarray,
+    result: Any,
+    scored_valid: np.ndarray,
+    true_field_path: Path | None,
+) -> dict[str, Any]:
+    """Endpoint error of the field against the known one, also near the defect."""
+    from emkit.errors import InputError, with_path
+    from emkit.register._field import warp_image
+    from emkit.register._metrics import endpoint_error
+
+    scored = scored_valid & np.isfinite(true_field).all(axis=0)
+    if not scored.any():
+        raise InputError(
+            with_path(
+                true_field_path,
+                "the known field is NaN wherever the registration has data; give the "
+                "true_field.npy made for these images",
+            )
+        )
+    defect_fixed = None
+    if pair.mask is not None:
+        # The moving image's defect carried into the fixed frame by the known field,
+        # for the error within 50 px of the defect.
+        carried = warp_image(pair.mask.astype(np.float32), np.nan_to_num(true_field))
+        defect_fixed = carried > 0.5
+    return endpoint_error(
+        result.field, np.nan_to_num(true_field), valid=scored, defect_fixed=defect_fixed
+    )
+
+
+def _pair_metrics(
+    pair: _PairInputs,
+    result: Any,
+    options: dict[str, Any],
+    *,
+    compare_global: bool,
+    true_field_path: Path | None,
+) -> dict[str, Any]:
+    """NCC, SSIM, NMI before and after (where both sections have tissue); EPE if known."""
+    from emkit.register._metrics import similarity
+    from emkit.register._pair import register_pair
+
+    fixed, mask, fixed_mask = pair.fixed.data, pair.mask, pair.fixed_mask
+    scored_valid = result.valid if fixed_mask is None else result.valid & ~fixed_mask
+    metrics: dict[str, Any] = {
+        "method": options["method"],
+        "registered": similarity(fixed, result.warped, valid=scored_valid),
+        "valid_fraction": result.info["valid_fraction"],
+    }
+    before_valid = np.ones(fixed.shape, bool) if mask is None else ~mask
+    if fixed_mask is not None:
+        before_valid &= ~fixed_mask
+    metrics["unregistered"] = similarity(fixed, pair.moving.data, valid=before_valid)
+    if compare_global and options["method"] != "global-affine":
+        baseline = register_pair(
+            fixed, pair.moving.data, defect_mask=mask, fixed_mask=fixed_mask,
+            **dict(options, method="global-affine"),
+        )
+        common = baseline.valid & scored_valid
+        metrics["common_region"] = {
+            "expected-affine": similarity(fixed, result.warped, valid=common),
+            "global-affine": similarity(fixed, baseline.warped, valid=common),
+        }
+    if pair.true_field is not None:
+        metrics["endpoint_error"] = _endpoint_metrics(
+            pair, pair.true_field, result, scored_valid, true_field_path
+        )
+    return metrics
+
+
+def run_pair_files(
+    fixed: Path,
+    moving: Path,
+    output: Path,
+    *,
+    mask: Path | None = None,
+    fixed_mask: Path | None = None,
+    field: Path | None = None,
+    true_field: Path | None = None,
+    compare_global: bool = False,
+    options: PairOptions = PairOptions(),
+    require_memory: MemoryCheck = no_memory_check,
+) -> PairFilesResult:
+    """Register ``moving`` onto ``fixed``; write the warped image, field and metrics."""
+    from emkit.errors import EmkitError, with_path
+    from emkit.io import Volume, atomic_output, check_not_input, write_volume
+    from emkit.register._pair import register_pair
+
+    inputs = [fixed, moving, mask, fixed_mask, true_field]
+    metrics_path = output.with_name(file_stem(output) + ".metrics.json")
+    overlay_path = output.with_name(file_stem(output) + ".overlay.png")
+    for out in (output, field, metrics_path, overlay_path):
+        if out is not None:
+            check_not_input(out, inputs)
+    check_pair_outputs_writable(output, field, metrics_path, overlay_path)
+    pair = _read_pair(fixed, moving, mask=mask, fixed_mask=fixed_mask, true_field=true_field,
+                      fill_value=options.fill_value, require_memory=require_memory)
+    keywords = options.keywords()
+    try:
+        result = register_pair(pair.fixed.data, pair.moving.data, defect_mask=pair.mask,
+                               fixed_mask=pair.fixed_mask, **keywords)
+    except EmkitError as error:
+        raise type(error)(with_path(moving, str(error))) from None
+    metrics = _pair_metrics(pair, result, keywords, compare_global=compare_global,
+                            true_field_path=true_field)
+    write_volume(
+        output,
+        Volume(data=result.warped, voxel_size=pair.fixed.voxel_size, origin=pair.fixed.origin),
+    )
+    if field is not None:
+        with atomic_output(field) as tmp:
+            np.save(tmp, result.field)
+    write_json(metrics_path, metrics)
+    return PairFilesResult(output, metrics_path, overlay_path, metrics, result.info,
+                           pair.fixed.data, result.warped, result.valid)
+
+
+def pair_summary(moving: Path, output: Path, metrics: dict[str, Any]) -> str:
+    """The one line that reports a pair registration."""
+    reg = metrics["registered"]
+    line = (
+        f"{moving.name} -> {output}: NCC {reg['ncc']:.3f}, SSIM {reg['ssim']:.3f}, "
+        f"NMI {reg['nmi']:.3f} outside the defect (unregistered NCC "
+        f"{metrics['unregistered']['ncc']:.3f})"
+    )
+    if "endpoint_error" in metrics:
+        epe = metrics["endpoint_error"]
+        line += f"; EPE mean {epe['epe_mean_px']:.3f} px, p95 {epe['epe_p95_px']:.3f} px"
+        if "epe_near_defect_mean_px" in epe:
+            line += (
+                f" (within 50 px of the defect: mean {epe['epe_near_defect_mean_px']:.3f},"
+                f" p95 {epe['epe_near_defect_p95_px']:.3f} px)"
+            )
+    if "common_region" in metrics:
+        g = metrics["common_region"]["global-affine"]["ncc"]
+        e = metrics["common_region"]["expected-affine"]["ncc"]
+        line += f"; common-region NCC expected affine {e:.3f} vs global affine {g:.3f}"
+    return line
+
+
+# --------------------------------------------------------------------------- stack
+
+
+def _check_stack(
+    sections: list[np.ndarray], names: list[str], input_path: Path, *,
+    fill_value: float, reference: int | None,
+) -> None:
+    """One size for every section, a --fill they can hold, a reference in range."""
+    from emkit.errors import InputError, MismatchError, with_path
+
+    shape = sections[0].shape
+    for section, name in zip(sections, names):
+        if section.shape != shape:
+            raise MismatchError(
+                with_path(
+                    name,
+                    f"is {section.shape[0]}x{section.shape[1]} but {Path(names[0]).name} is "
+                    f"{shape[0]}x{shape[1]}; give sections of one size",
+                )
+            )
+    check_fill(fill_value, sections[0].dtype, input_path)
+    if reference is not None and reference >= len(sections):
+        raise InputError(
+            with_path(input_path, f"--reference {reference} is out of range: it holds "
+                      f"{len(sections)} sections, numbered 0 to {len(sections) - 1}")
+        )
+
+
+def run_stack_files(
+    input_path: Path,
+    output: Path,
+    *,
+    masks: Path | None = None,
+    fields_dir: Path | None = None,
+    reference: int | None = None,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    progress: bool = False,
+    options: PairOptions = PairOptions(),
+    require_memory: MemoryCheck = no_memory_check,
+) -> StackFilesResult:
+    """Align a folder of sections (or a stack file) to a reference; write stack and fields."""
+    from emkit.io import check_not_input, make_output_folder, volume_format, write_volume
+    from emkit.register._stack import register_stack
+
+    fields = fields_dir or output.with_name(file_stem(output) + "_fields")
+    check_not_input(output, [input_path, masks])
+    check_not_input(fields, [input_path, masks])
+    volume_format(output, for_writing=True)  # before the work, not after
+    make_output_folder(fields)  # new, empty or emkit's: refused before the work
+    sections, names, voxel_size = read_stack_input(input_path)
+    _check_stack(sections, names, input_path, fill_value=options.fill_value, reference=reference)
+    shape = sections[0].shape
+    n_workers = workers or (0 if scheduler else os.cpu_count() or 1)
+    require_registration_memory(
+        require_memory, shape, len(sections), min(n_workers, len(sections) - 1), input_path
+    )
+    defect_masks = read_stack_masks(masks, input_path, names, shape) if masks else None
+    result = register_stack(
+        sections,
+        defect_masks=defect_masks,
+        reference=reference,
+        scheduler=scheduler,
+        n_workers=workers,
+        progress=progress,
+        section_names=[Path(n).name for n in names],
+        **options.keywords(),
+    )
+    write_volume(output, result.aligned, voxel_size=voxel_size)
+    _write_stack_fields(fields, result, names)
+    summary = [
+        {"section": names[i], **_short_info(info)} for i, info in enumerate(result.pair_info)
+    ]
+    record = {"reference": result.reference, "fields": str(fields), "pairs": summary}
+    return StackFilesResult(output, fields, len(sections), result.reference, record)
+
+
+def _write_stack_fields(fields_dir: Path, result: Any, names: list[str]) -> None:
+    """One field and validity mask per section, and index.json, into emkit's fields folder.
+
+    Files are written one by one into the folder (never replacing it whole); fields of an
+    earlier run with more sections are removed once this run's outputs are in place.
+    """
+    from emkit.io import on_commit, write_volume
+
+    written: set[str] = {"index.json"}
+    for i in range(len(names)):
+        write_volume(fields_dir / f"section_{i:04d}.npy", result.fields[i])
+        write_volume(fields_dir / f"valid_{i:04d}.png", result.valid[i])
+        written |= {f"section_{i:04d}.npy", f"valid_{i:04d}.png"}
+    write_json(
+        fields_dir / "index.json",
+        {
+            "reference": result.reference,
+            "sections": names,
+            "convention": "field[:, y, x] = (dy, dx) from reference pixel to section pixel",
+        },
+    )
+
+    def remove_older_fields() -> None:
+        for pattern in ("section_[0-9][0-9][0-9][0-9].npy", "valid_[0-9][0-9][0-9][0-9].png"):
+            for path in fields_dir.glob(pattern):
+                if path.name not in written:
+                    path.unlink(missing_ok=True)
+
+    on_commit(remove_older_fields)
+
+
+def _short_info(info: dict[str, Any]) -> dict[str, Any]:
+    keys = ("neighbour", "n_matches", "n_clusters", "valid_fraction")
+    return {k: info[k] for k in keys if k in info}
