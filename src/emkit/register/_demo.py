@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -54,7 +54,7 @@ def write_simulated_section(
     output_dir: Path,
     *,
     image: Path | None = None,
-    kind: str = "fold",
+    kind: Literal["fold", "crack"] = "fold",
     seed: int = 0,
     size: tuple[int, int] = (768, 768),
     require_memory: MemoryCheck = no_memory_check,

@@ -96,15 +96,16 @@ def run_prealign_files(
         progress=progress,
     )
     write_alignment(paths, series, result.shifts_px, result.tilt_axis_angle_deg)
+    largest_shift_px = float(np.abs(result.shifts_px).max())
     record = {
         "tilt_axis_angle_deg": result.tilt_axis_angle_deg,
-        "largest_shift_px": float(np.abs(result.shifts_px).max()),
+        "largest_shift_px": largest_shift_px,
         "lowest_peak": float(result.peaks.min()),
         "seconds": round(time.perf_counter() - start, 2),
         "outputs": {k: str(v) for k, v in paths.items() if k != "tomogram"},
     }
     return PrealignFilesResult(
-        len(series.angles), result.tilt_axis_angle_deg, record["largest_shift_px"], paths, record
+        len(series.angles), result.tilt_axis_angle_deg, largest_shift_px, paths, record
     )
 
 
