@@ -14,6 +14,9 @@ from emkit.io._volume import Volume
 
 logger = logging.getLogger(__name__)
 
+Zyx = tuple[float, float, float]
+"""A (z, y, x) triple: voxel size or origin in Å."""
+
 __all__ = ["read_volume", "write_volume", "format_keeps_metadata"]
 
 
@@ -192,8 +195,24 @@ def write_volume(
     """
     out = Path(path)
     kind = volume_format(out, for_writing=True)
-    vs: float | tuple[float, float, float] | None = voxel_size
-    org: tuple[float, float, float] | None = origin
+    array, voxel, org3 = _data_and_metadata(out, data, voxel_size, origin)
+    array = _checked_for_format(out, kind, array, voxel, org3)
+    if kind in ("zarr", "ome-zarr"):
+        _write_zarr_kind(out, kind, array, voxel, org3, chunks=chunks, n_levels=n_levels)
+    else:
+        _write_file_kind(out, kind, array, voxel, org3, stack=stack)
+    return out
+
+
+def _data_and_metadata(
+    out: Path,
+    data: np.ndarray | Volume,
+    voxel_size: float | Zyx | None,
+    origin: Zyx | None,
+) -> tuple[np.ndarray, Zyx | None, Zyx]:
+    """The array, its (z, y, x) voxel size (checked positive) and origin (default 0)."""
+    vs: float | Zyx | None = voxel_size
+    org: Zyx | None = origin
     if isinstance(data, Volume):
         array = data.data
         vs = data.voxel_size if voxel_size is None else voxel_size
@@ -207,6 +226,13 @@ def write_volume(
         raise InputError(with_path(out, f"voxel size must be positive, got {voxel}"))
     org_zyx = _as_zyx(org, out, "origin")
     org3 = org_zyx if org_zyx is not None else (0.0, 0.0, 0.0)
+    return array, voxel, org3
+
+
+def _checked_for_format(
+    out: Path, kind: str, array: np.ndarray, voxel: Zyx | None, org3: Zyx
+) -> np.ndarray:
+    """Refuse dimensions the format cannot hold; PNG-ready values; warn of lost metadata."""
     if len(array.shape) not in (2, 3):
         raise ShapeError(
             with_path(
@@ -233,23 +259,47 @@ def write_volume(
             out,
             full_suffix(out),
         )
-    if kind in ("zarr", "ome-zarr"):
-        from emkit.io._zarr import write_ome_zarr, write_zarr
+    return array
 
-        with atomic_output(out, directory=True, size_bytes=_nbytes(array)) as tmp:
-            if kind == "zarr":
-                write_zarr(tmp, array, voxel_size=voxel, origin=org3, chunks=chunks)
-            else:
-                write_ome_zarr(
-                    tmp,
-                    array,
-                    voxel_size=voxel,
-                    origin=org3,
-                    chunks=chunks,
-                    n_levels=n_levels,
-                    name=out.name.split(".")[0],
-                )
-        return out
+
+def _write_zarr_kind(
+    out: Path,
+    kind: str,
+    array: np.ndarray,
+    voxel: Zyx | None,
+    org3: Zyx,
+    *,
+    chunks: tuple[int, ...] | None,
+    n_levels: int | None,
+) -> None:
+    """Write a Zarr array or an OME-Zarr multiscale as one atomic folder."""
+    from emkit.io._zarr import write_ome_zarr, write_zarr
+
+    with atomic_output(out, directory=True, size_bytes=_nbytes(array)) as tmp:
+        if kind == "zarr":
+            write_zarr(tmp, array, voxel_size=voxel, origin=org3, chunks=chunks)
+        else:
+            write_ome_zarr(
+                tmp,
+                array,
+                voxel_size=voxel,
+                origin=org3,
+                chunks=chunks,
+                n_levels=n_levels,
+                name=out.name.split(".")[0],
+            )
+
+
+def _write_file_kind(
+    out: Path,
+    kind: str,
+    array: np.ndarray,
+    voxel: Zyx | None,
+    org3: Zyx,
+    *,
+    stack: bool | None,
+) -> None:
+    """Write an MRC, TIFF, PNG or NPY file atomically."""
     # MRC is written as float32 (mode 2) whatever the input dtype, after a 1024-byte header.
     size = 1024 + 4 * int(np.prod(array.shape, dtype=np.int64)) if kind == "mrc" else None
     with atomic_output(out, size_bytes=size or _nbytes(array)) as tmp:
@@ -274,7 +324,6 @@ def write_volume(
         else:
             with open(tmp, "wb") as fh:
                 np.save(fh, np.asarray(array), allow_pickle=False)
-    return out
 
 
 def _nbytes(array: np.ndarray) -> int:

@@ -60,26 +60,42 @@ def dask_client(
     InputError
         The scheduler address cannot be reached, or is not a Dask scheduler.
     """
-    from distributed import Client, LocalCluster
-
     if scheduler is not None and not isinstance(scheduler, str):
         yield scheduler
         return
     if isinstance(scheduler, str):
-        try:
-            client = Client(scheduler, timeout=f"{timeout_s}s")
-        except Exception as error:
-            # Not only OSError/TimeoutError: a service that is not a Dask scheduler answers
-            # garbage, and distributed fails on it with ValueError or MemoryError.
-            raise InputError(
-                f"cannot reach the Dask scheduler at {scheduler} ({error}); start it "
-                "(`dask scheduler`) or leave out --scheduler to use a local cluster"
-            ) from None
-        try:
+        with _scheduler_client(scheduler, timeout_s) as client:
             yield client
-        finally:
-            client.close()
         return
+    with _local_cluster_client(n_workers, threads_per_worker) as client:
+        yield client
+
+
+@contextlib.contextmanager
+def _scheduler_client(address: str, timeout_s: float) -> Iterator[Any]:
+    """A Client connected to the running scheduler at ``address`` (closed on exit)."""
+    from distributed import Client
+
+    try:
+        client = Client(address, timeout=f"{timeout_s}s")
+    except Exception as error:
+        # Not only OSError/TimeoutError: a service that is not a Dask scheduler answers
+        # garbage, and distributed fails on it with ValueError or MemoryError.
+        raise InputError(
+            f"cannot reach the Dask scheduler at {address} ({error}); start it "
+            "(`dask scheduler`) or leave out --scheduler to use a local cluster"
+        ) from None
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@contextlib.contextmanager
+def _local_cluster_client(n_workers: int | None, threads_per_worker: int) -> Iterator[Any]:
+    """A Client of a new local cluster of worker processes (both closed on exit)."""
+    from distributed import Client, LocalCluster
+
     n = n_workers or default_n_workers()
     if n < 1:
         raise InputError(f"{n} workers requested; give 1 or more")
