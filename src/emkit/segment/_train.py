@@ -105,6 +105,35 @@ def _validator(
     return validate
 
 
+def _step_function(
+    network: UNet, optimizer: Any, sampler: PatchSampler, *, semi_supervised: bool,
+    batch_size: int, image_weight: float, learning_rate: float, total_steps: int,
+    context_slices: int, device: Any,
+) -> Callable[[int], dict[str, Any]]:
+    """One optimisation step's losses: odd steps labelled, even steps (semi) unlabelled."""
+    import torch
+
+    centre = slice(context_slices, context_slices + 1)  # the slice the image head rebuilds
+
+    def step(i: int) -> dict[str, torch.Tensor]:
+        # cosine decay of the learning rate over the run (a function of i: resumes exactly)
+        for group in optimizer.param_groups:
+            decay = 0.5 * (1 + np.cos(np.pi * i / total_steps))
+            group["lr"] = learning_rate * (0.05 + 0.95 * decay)
+        if semi_supervised and i % 2 == 0:
+            x = torch.from_numpy(sampler.unlabelled(batch_size)).to(device)
+            loss = reconstruction_loss(network(x, heads=(1,))[0], x[:, centre])
+            return {"loss": loss, "unlabelled": loss}
+        images, target = sampler.labelled(batch_size)
+        x = torch.from_numpy(images).to(device)
+        logits, rebuilt = network(x)
+        labelled = label_loss(logits, torch.from_numpy(target).to(device))
+        image = reconstruction_loss(rebuilt, x[:, centre])
+        return {"loss": labelled + image_weight * image, "labelled": labelled}
+
+    return step
+
+
 def train_segmentation(
     tomogram: np.ndarray,
     labels: np.ndarray,
@@ -206,27 +235,13 @@ def train_segmentation(
     network = UNet(spatial_dims=2, in_channels=2 * context_slices + 1,
                    out_channels=(n_classes, 1), width=width, depth=depth,
                    skip_connections=(True, False)).to(dev)
-    centre = slice(context_slices, context_slices + 1)  # the slice the image head rebuilds
     optimizer = torch.optim.Adam(network.parameters(), lr=learning_rate)
 
     total_steps = 2 * n_steps if semi_supervised else n_steps
-
-    def step(i: int) -> dict[str, torch.Tensor]:
-        # cosine decay of the learning rate over the run (a function of i: resumes exactly)
-        for group in optimizer.param_groups:
-            decay = 0.5 * (1 + np.cos(np.pi * i / total_steps))
-            group["lr"] = learning_rate * (0.05 + 0.95 * decay)
-        if semi_supervised and i % 2 == 0:
-            x = torch.from_numpy(sampler.unlabelled(batch_size)).to(dev)
-            loss = reconstruction_loss(network(x, heads=(1,))[0], x[:, centre])
-            return {"loss": loss, "unlabelled": loss}
-        images, target = sampler.labelled(batch_size)
-        x = torch.from_numpy(images).to(dev)
-        logits, rebuilt = network(x)
-        labelled = label_loss(logits, torch.from_numpy(target).to(dev))
-        image = reconstruction_loss(rebuilt, x[:, centre])
-        return {"loss": labelled + image_weight * image, "labelled": labelled}
-
+    step = _step_function(network, optimizer, sampler, semi_supervised=semi_supervised,
+                          batch_size=batch_size, image_weight=image_weight,
+                          learning_rate=learning_rate, total_steps=total_steps,
+                          context_slices=context_slices, device=dev)
     inputs = np.stack([context_stack(volume, z, context_slices) for z in chosen])
     if context_slices == 0:
         inputs = inputs[:, 0]
