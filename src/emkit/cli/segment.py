@@ -136,7 +136,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                        help="name of each label, comma-separated")
     train.add_argument("--pixel-size", type=positive_float,
                        help="voxel size in Å (default: header)")
-    train.add_argument("--steps", type=positive_int, default=1200, help="training steps (1200)")
+    train.add_argument("--steps", type=positive_int, default=1200,
+                       help="labelled steps (1200); as many unlabelled ones come between")
     train.add_argument("--labelled-only", action="store_true",
                        help="train on the labelled slices alone (no unlabelled decoder steps)")
     train.add_argument("--width", type=int_range(1, 256), default=16,
