@@ -11,6 +11,13 @@ from emkit.errors import InputError, MismatchError, ShapeError
 
 __all__ = ["check_training_inputs", "labelled_slices"]
 
+# Intensity augmentation of normalised patches: gain range, offset half-width, largest noise
+# sigma. Kept below the nucleus/cytoplasm contrast (about 0.14 after normalisation), which
+# a network has to read from absolute intensity where a patch lies inside the nucleus.
+JITTER_GAIN = (0.9, 1.1)
+JITTER_OFFSET = 0.05
+JITTER_NOISE = 0.05
+
 
 def labelled_slices(labels: np.ndarray, slices: Sequence[int] | None = None) -> list[int]:
     """The z slices to train on: ``slices`` (checked) or every slice with a non-zero label.
@@ -95,10 +102,11 @@ def augment(
         img = np.rot90(images[i], k, axes=(-2, -1))
         img = img[..., ::-1] if flip else img
         if jitter:
-            gain, offset = rng.uniform(0.9, 1.1), rng.uniform(-0.05, 0.05)
+            gain = rng.uniform(*JITTER_GAIN)
+            offset = rng.uniform(-JITTER_OFFSET, JITTER_OFFSET)
             img = img * gain + offset
             if rng.random() < 0.5:
-                img = img + rng.normal(0, rng.uniform(0.0, 0.05), img.shape)
+                img = img + rng.normal(0, rng.uniform(0.0, JITTER_NOISE), img.shape)
         out[i] = img
         if out_t is not None and targets is not None:
             t = np.rot90(targets[i], k)
