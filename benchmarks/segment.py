@@ -202,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rf-slices", type=int, default=4)
     parser.add_argument("--quick", action="store_true", help="one seed, 300 steps, small volume")
     parser.add_argument("--skip-accuracy", action="store_true")
+    parser.add_argument("--skip-predict", action="store_true")
     parser.add_argument("--probe", choices=("predict", "forest"), help=argparse.SUPPRESS)
     parser.add_argument("--model-dir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -217,6 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_accuracy:
         bench_accuracy(args)
     bench_mesh()
+    if args.skip_predict:
+        return 0
     import tempfile
 
     from emkit.nn import save_model

@@ -14,8 +14,8 @@ __all__ = ["check_training_inputs", "labelled_slices"]
 # Intensity augmentation of normalised patches: gain range, offset half-width, largest noise
 # sigma. Kept below the nucleus/cytoplasm contrast (about 0.14 after normalisation), which
 # a network has to read from absolute intensity where a patch lies inside the nucleus.
-JITTER_GAIN = (0.9, 1.1)
-JITTER_OFFSET = 0.05
+JITTER_GAIN = (0.97, 1.03)
+JITTER_OFFSET = 0.015
 JITTER_NOISE = 0.05
 
 
