@@ -92,3 +92,19 @@ def test_align_resume_refused_leaves_no_plot_folder(tmp_path: Path, capsys) -> N
     assert status == 2
     assert capsys.readouterr().err.count("\n") == 1
     assert not (tmp_path / "ali").exists() and not (tmp_path / "plots").exists()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["sim", "tiltseries", "--shape", "12", "32", "32", "--tilt-step", "6"],
+        ["sim", "section", "--size", "128", "128"],
+        ["sim", "cell", "--shape", "24", "64", "64"],
+        ["sim", "tomogram", "--shape", "32", "64", "64"],
+    ],
+)
+def test_a_command_can_write_into_its_own_output_folder_again(tmp_path: Path, argv) -> None:
+    out = tmp_path / "out"
+    for _ in range(2):
+        assert main([*argv, "--output", str(out)]) == 0
+    assert (out / ".emkit").is_file() and (out / "emkit-run.json").is_file()

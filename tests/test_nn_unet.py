@@ -64,7 +64,7 @@ def test_model_folder_round_trip(tmp_path):
     model.network(torch.randn(2, 1, 16, 16))
     model.network.eval()
     save_model(tmp_path / "m", model)
-    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["config.json",
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [".emkit", "config.json",
                                                                    "model.safetensors"]
     config = json.loads((tmp_path / "m" / "config.json").read_text())
     assert config["architecture"]["out_channels"] == [3, 1]

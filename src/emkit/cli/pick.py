@@ -552,7 +552,7 @@ def run_sim(args: argparse.Namespace) -> int:
 def run_demo(out_dir: Path, *, seed: int, progress: bool) -> dict[str, Any]:
     """Simulate a crowded tomogram, pick with the shipped model and with template matching,
     score both against the truth; figures and lists."""
-    from emkit.io import write_text_atomic
+    from emkit.io import make_output_folder, write_text_atomic
     from emkit.pick import (
         PostProcessing,
         detect_particles,
@@ -567,8 +567,7 @@ def run_demo(out_dir: Path, *, seed: int, progress: bool) -> dict[str, Any]:
     from emkit.report.pick import plot_pick_scores, plot_picks
     from emkit.sim import simulate_tomogram
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = make_output_folder(out_dir)
     _set_threads(None)
     # seeds 2000+: neither the shipped model (1000-1007) nor the benchmark (1-3) used them
     sim = simulate_tomogram((64, 128, 128), seed=2000 + seed, snr=0.02)

@@ -287,14 +287,14 @@ def run_train(args: argparse.Namespace) -> int:
     """``emkit segment train``."""
     from emkit.cli._options import check_device
     from emkit.errors import EmkitError, InputError, with_path
-    from emkit.io import check_not_input, require_output_folder
+    from emkit.io import check_not_input, make_output_folder
     from emkit.segment import check_training_inputs
 
     check_device(args.device)
     # tomogram, its normalised copy and the labels as read
     _require_memory(args.tomogram, 16, "training on a tomogram",
                     "crop or bin the tomogram (and its labels) first")
-    out = require_output_folder(args.output)
+    out = make_output_folder(args.output)
     names = ("model.safetensors", "config.json", "training_log.csv", "training_curves.png")
     for name in names:
         check_not_input(out / name, [args.tomogram, args.labels])
@@ -387,11 +387,11 @@ def _safe_name(name: str) -> str:
 def run_mesh(args: argparse.Namespace) -> int:
     """``emkit segment mesh``."""
     from emkit.errors import InputError, with_path
-    from emkit.io import check_not_input, require_output_folder, write_mesh, write_text_atomic
+    from emkit.io import check_not_input, make_output_folder, write_mesh, write_text_atomic
     from emkit.report.segment import plot_meshes
     from emkit.segment import mesh_labels, mesh_table
 
-    out = require_output_folder(args.output)
+    out = make_output_folder(args.output)
     stem = _stem(args.labels)
     check_not_input(out / f"{stem}_meshes.csv", [args.labels])
     # labels as read, connected components (int32) and one mask
@@ -430,7 +430,7 @@ def run_mesh(args: argparse.Namespace) -> int:
 def run_sim(args: argparse.Namespace) -> int:
     """``emkit sim cell``."""
     from emkit.cli._options import require_memory
-    from emkit.io import require_output_folder, write_volume
+    from emkit.io import make_output_folder, write_volume
     from emkit.sim import simulate_cell
 
     shape = tuple(args.shape)
@@ -438,7 +438,7 @@ def run_sim(args: argparse.Namespace) -> int:
     require_memory(80 * float(np.prod(shape, dtype=np.float64)) + 300 * 2**20,
                    f"simulating a cell of {' x '.join(map(str, shape))} voxels",
                    "use a smaller --shape")
-    out = require_output_folder(args.output)
+    out = make_output_folder(args.output)
     cell = simulate_cell(tuple(args.shape), voxel_size_A=args.pixel_size,
                          photons_per_pixel=args.photons, blur_px=args.blur, seed=args.seed)
     write_volume(out / "cell.mrc", cell.tomogram, voxel_size=cell.voxel_size_A)
@@ -457,7 +457,7 @@ def run_demo(
     steps: int = 400,
 ) -> dict[str, Any]:
     """Simulate a cell, train from 3 labelled slices, predict, mesh; figures + Dice."""
-    from emkit.io import write_mesh, write_text_atomic, write_volume
+    from emkit.io import make_output_folder, write_mesh, write_text_atomic, write_volume
     from emkit.nn import save_model
     from emkit.report.segment import (
         plot_error_overlays,
@@ -475,8 +475,7 @@ def run_demo(
     )
     from emkit.sim import CELL_CLASS_NAMES, simulate_cell
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = make_output_folder(out_dir)
     _set_threads(None)
     cell = simulate_cell(shape, seed=seed)
     nz = cell.tomogram.shape[0]
@@ -486,6 +485,7 @@ def run_demo(
     if progress:
         print(f"   simulated a {cell.tomogram.shape} cell; training from z slices {slices}",
               flush=True)
+    make_output_folder(out_dir / "model")  # the log is written into it first
     training = train_segmentation(cell.tomogram, cell.labels, slices=slices,
                                   voxel_size_A=cell.voxel_size_A, class_names=CELL_CLASS_NAMES,
                                   n_steps=steps, seed=seed, progress=progress,

@@ -84,10 +84,9 @@ def save_model(folder: str | os.PathLike[str], model: TrainedModel) -> Path:
     """
     from safetensors.torch import save_file
 
-    from emkit.io import atomic_output, require_output_folder
+    from emkit.io import atomic_output, make_output_folder
 
-    out = require_output_folder(folder)
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_output_folder(folder)  # new, empty or emkit's; marked as emkit's
     state = {k: v.detach().cpu().contiguous() for k, v in model.network.state_dict().items()}
     with atomic_output(out / WEIGHTS_NAME) as tmp:
         save_file(state, str(tmp), metadata={"format": "emkit-model"})
