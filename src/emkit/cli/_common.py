@@ -61,3 +61,29 @@ def add_subcommand(
 def show_progress(quiet: bool) -> bool:
     """Progress bars only for a person at a terminal: not with ``--quiet``, not into logs."""
     return not quiet and sys.stderr.isatty()
+
+
+def set_torch_threads(threads: int | None) -> None:
+    """Use ``threads`` torch threads (default: every core this process may use)."""
+    import os
+
+    import torch
+
+    from emkit.errors import InputError
+
+    if threads is not None and threads < 1:
+        raise InputError(f"--threads must be >= 1, got {threads}")
+    torch.set_num_threads(threads or os.cpu_count() or 1)
+
+
+def require_memory_for_volume(path: Path, bytes_per_voxel: float, what: str, hint: str) -> None:
+    """Refuse at once when the volume at ``path`` needs more memory than there is."""
+    import numpy as np
+
+    from emkit.cli._options import require_memory
+    from emkit.io import read_volume
+
+    shape = read_volume(path, mmap=True).data.shape
+    voxels = float(np.prod(shape, dtype=np.float64))
+    require_memory(bytes_per_voxel * voxels + 300 * 2**20,
+                   f"{what} of {' x '.join(map(str, shape))} voxels from {Path(path).name}", hint)

@@ -28,7 +28,13 @@ from typing import Any
 
 import numpy as np
 
-from emkit.cli._common import add_subcommand, show_progress, write_run_record
+from emkit.cli._common import (
+    add_subcommand,
+    show_progress,
+    write_run_record,
+)
+from emkit.cli._common import require_memory_for_volume as _require_memory
+from emkit.cli._common import set_torch_threads as _set_threads
 from emkit.cli._options import (
     OptionType,
     device,
@@ -40,6 +46,7 @@ from emkit.cli._options import (
     positive_int,
     seed,
 )
+from emkit.io._paths import file_stem as _stem
 
 _EVALUATE_DOC = """Score picked particles against the truth: precision, recall, F1, F-beta 4.
 
@@ -329,16 +336,6 @@ def add_sim_parsers(sim_subparsers: argparse._SubParsersAction) -> None:
 # --------------------------------------------------------------------------- commands
 
 
-def _require_memory(path: Any, bytes_per_voxel: float, what: str, hint: str) -> None:
-    """Refuse at once when the volume at ``path`` needs more memory than there is."""
-    from emkit.cli._options import require_memory
-    from emkit.io import read_volume
-
-    shape = read_volume(path, mmap=True).data.shape
-    voxels = float(np.prod(shape, dtype=np.float64))
-    require_memory(bytes_per_voxel * voxels + 300 * 2**20,
-                   f"{what} of {' x '.join(map(str, shape))} voxels from {Path(path).name}",
-                   hint)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
@@ -383,20 +380,8 @@ def run_labels(args: argparse.Namespace) -> int:
     return 0
 
 
-def _stem(path: Path) -> str:
-    name = path.name
-    for suffix in (".ome.zarr", ".ome.tif", ".ome.tiff", ".mrc.gz"):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return path.stem
 
 
-def _set_threads(threads: int | None) -> None:
-    import os
-
-    import torch
-
-    torch.set_num_threads(threads or os.cpu_count() or 1)
 
 
 def run_train(args: argparse.Namespace) -> int:

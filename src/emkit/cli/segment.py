@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import re
 import time
 from pathlib import Path
@@ -28,7 +27,13 @@ from typing import Any
 
 import numpy as np
 
-from emkit.cli._common import add_subcommand, show_progress, write_run_record
+from emkit.cli._common import (
+    add_subcommand,
+    show_progress,
+    write_run_record,
+)
+from emkit.cli._common import require_memory_for_volume as _require_memory
+from emkit.cli._common import set_torch_threads as _set_threads
 from emkit.cli._options import (
     OptionType,
     device,
@@ -40,6 +45,7 @@ from emkit.cli._options import (
     positive_int,
     seed,
 )
+from emkit.io._paths import file_stem as _stem
 
 logger = logging.getLogger(__name__)
 
@@ -205,22 +211,8 @@ def add_sim_parsers(sim_subparsers: argparse._SubParsersAction) -> None:
 # --------------------------------------------------------------------------- helpers
 
 
-def _stem(path: Path) -> str:
-    name = path.name
-    for suffix in (".ome.zarr", ".ome.tif", ".ome.tiff", ".mrc.gz"):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return path.stem
 
 
-def _set_threads(threads: int | None) -> None:
-    import torch
-
-    from emkit.errors import InputError
-
-    if threads is not None and threads < 1:
-        raise InputError(f"--threads must be >= 1, got {threads}")
-    torch.set_num_threads(threads or os.cpu_count() or 1)
 
 
 def _read_volume_3d(path: Path, what: str, pixel_size: float | None) -> tuple[Any, float | None]:
@@ -260,15 +252,6 @@ def _write_labels(path: Path, labels: np.ndarray, voxel_size_A: float | None,
             mrc.header.origin.z, mrc.header.origin.y, mrc.header.origin.x = origin
 
 
-def _require_memory(path: Path, bytes_per_voxel: float, what: str, hint: str) -> None:
-    """Refuse at once when the volume at ``path`` needs more memory than there is."""
-    from emkit.cli._options import require_memory
-    from emkit.io import read_volume
-
-    shape = read_volume(path, mmap=True).data.shape
-    voxels = float(np.prod(shape, dtype=np.float64))
-    require_memory(bytes_per_voxel * voxels + 300 * 2**20,
-                   f"{what} of {' x '.join(map(str, shape))} voxels from {path.name}", hint)
 
 
 def _check_label_output(path: Path) -> None:

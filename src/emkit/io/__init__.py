@@ -40,7 +40,7 @@ from emkit.io._imod import (
     xf_from_shifts,
 )
 from emkit.io._mesh import read_mesh, write_mesh
-from emkit.io._paths import VOLUME_SUFFIXES, require_exists, volume_format
+from emkit.io._paths import VOLUME_SUFFIXES, file_stem, require_exists, volume_format
 from emkit.io._star import (
     read_coordinates_star,
     read_particles_star,
@@ -69,6 +69,7 @@ __all__ = [
     "atomic_output",
     "check_not_input",
     "commit_pending_outputs",
+    "file_stem",
     "current_run",
     "make_output_folder",
     "on_commit",

@@ -51,6 +51,16 @@ def full_suffix(path: PathLike) -> str:
     return Path(name).suffix
 
 
+def file_stem(path: PathLike) -> str:
+    """The name of ``path`` without the suffix that decides its format.
+
+    Multi-part suffixes count as one: ``ts.mrc.gz`` -> ``ts``, ``vol.ome.zarr`` -> ``vol``.
+    """
+    name = Path(path).name
+    suffix = full_suffix(path)
+    return name[: -len(suffix)] if suffix and len(suffix) < len(name) else Path(name).stem
+
+
 def volume_format(path: PathLike, *, for_writing: bool = False) -> str:
     """Return ``"mrc"``, ``"tiff"``, ``"image"``, ``"zarr"``, ``"ome-zarr"`` or ``"npy"``.
 

@@ -14,11 +14,11 @@ from typing import Any
 
 import numpy as np
 
+from emkit.io._paths import file_stem
 from emkit.register._files import (
     MemoryCheck,
     check_fill,
     check_pair_outputs_writable,
-    file_stem,
     no_memory_check,
     read_defect_mask,
     read_section,

@@ -146,13 +146,6 @@ def file_suffix(path: Path) -> str:
     return path.suffix.lower()
 
 
-def file_stem(path: Path) -> str:
-    """The name of ``path`` without its suffix (``.ome.zarr``, ``.ome.tif`` ... count as one)."""
-    name = path.name
-    for suffix in (".ome.zarr", ".ome.tif", ".ome.tiff", ".mrc.gz"):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return path.stem
 
 
 def list_sections(folder: Path) -> list[Path]:

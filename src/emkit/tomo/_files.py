@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from emkit.io._paths import file_stem
+
 logger = logging.getLogger(__name__)
 
 MemoryCheck = Callable[[float, str, str], None]
@@ -65,12 +67,6 @@ class TiltSeriesSource:
         )
 
 
-def file_stem(path: Path) -> str:
-    """The name of ``path`` without its suffix (``.mrc.gz`` counts as one suffix)."""
-    name = path.name
-    if name.lower().endswith(".mrc.gz"):
-        return name[:-7]
-    return path.stem
 
 
 def read_tilt_series(
