@@ -12,12 +12,20 @@ import torch
 
 from emkit.errors import FileFormatError, InputError, MissingFileError, with_path
 from emkit.nn._normalise import PercentileNormalisation
+from emkit.nn._siamese import PolarSiameseNet
 from emkit.nn._unet import UNet
 
 __all__ = ["TrainedModel", "load_model", "save_model", "choose_device"]
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
+
+# The network classes a model folder may hold, by the ``name`` in its architecture entry
+# (folders written before there was a second class have "UNet" there).
+ARCHITECTURES: dict[str, type[UNet] | type[PolarSiameseNet]] = {
+    "UNet": UNet,
+    "PolarSiameseNet": PolarSiameseNet,
+}
 
 
 def choose_device(device: str | torch.device | None = None) -> torch.device:
@@ -38,8 +46,8 @@ class TrainedModel:
 
     Attributes
     ----------
-    network : UNet
-        The network (in eval mode after loading).
+    network : UNet or PolarSiameseNet
+        The network (in eval mode after loading); one of :data:`ARCHITECTURES`.
     normalisation : PercentileNormalisation
         Applied to every input, in training and inference alike.
     voxel_size_A : float or None
@@ -52,7 +60,7 @@ class TrainedModel:
         Anything else the workflow stores (training slices, heads, metrics).
     """
 
-    network: UNet
+    network: UNet | PolarSiameseNet
     normalisation: PercentileNormalisation
     voxel_size_A: float | None
     class_names: list[str]
@@ -141,13 +149,15 @@ def load_model(
         raise MissingFileError(with_path(path, f"no {WEIGHTS_NAME}: the model folder is "
                                          "incomplete; train the model again"))
     try:
-        network = UNet.from_config(config["architecture"])
+        architecture = config["architecture"]
+        network_class = ARCHITECTURES[architecture.get("name", "UNet")]
+        network = network_class.from_config(architecture)
         normalisation = PercentileNormalisation.from_dict(config["normalisation"])
         state = load_file(str(weights))
         network.load_state_dict(state, strict=True)
     except (SafetensorError, OSError) as error:
         raise FileFormatError(with_path(weights, f"is corrupt ({error})")) from None
-    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as error:
         raise FileFormatError(
             with_path(path, f"weights and config.json do not agree ({type(error).__name__}: "
                       f"{str(error).splitlines()[0] if str(error) else ''})")
