@@ -135,7 +135,9 @@ class PolarSiameseNet(nn.Module):
         """
         s = self.image_size
         if images.ndim != 4 or tuple(images.shape[1:]) != (1, s, s):
-            raise InputError(f"images of shape {tuple(images.shape)}: expected (batch, 1, {s}, {s})")
+            raise InputError(
+                f"images of shape {tuple(images.shape)}: expected (batch, 1, {s}, {s})"
+            )
         grid = self.polar_grid.expand(images.shape[0], -1, -1, -1)
         x = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
         for block in self.blocks:

@@ -19,8 +19,6 @@ import torch
 import torch.nn.functional as F
 from numpy.typing import NDArray
 
-from emkit.errors import InputError
-
 __all__ = ["AugmentSettings", "ProjectionBank", "augment_pairs", "make_bank", "prepare_images"]
 
 # A projection turned in its plane has some interpolation blur; the distances of bank
