@@ -23,7 +23,7 @@ from emkit.cli._common import add_subcommand, write_run_record
 from emkit.cli._options import file_path, seed
 
 # Workflows that provide ``run_demo(out_dir, *, seed, progress) -> dict`` in their CLI module.
-DEMO_WORKFLOWS = ("tomo", "segment", "register", "pick")
+DEMO_WORKFLOWS = ("tomo", "segment", "register", "pick", "spa")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

@@ -28,7 +28,9 @@ from emkit import __version__
 # Subcommand modules, imported only when the parser is built; each defines
 # ``add_parser(subparsers)``. Heavy libraries (torch, dask) are imported inside the
 # command functions, so ``emkit --help`` stays instant.
-_COMMAND_MODULES = ("info", "convert", "sim", "tomo", "segment", "register", "pick", "demo")
+_COMMAND_MODULES = (
+    "info", "convert", "sim", "tomo", "segment", "register", "pick", "spa", "demo",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -138,6 +138,7 @@ class Reconstruction:
     resolution_05_A: float
     resolution_0143_A: float
     pixel_size_A: float
+    in_half1: np.ndarray
 
 
 def soft_sphere_mask(size: int, radius_px: float | None = None, edge_px: float = 4.0) -> np.ndarray:
@@ -184,4 +185,5 @@ def reconstruct_half_maps(
         volume=full, half1=half1, half2=half2, freq_invA=freq, fsc=fsc,
         resolution_05_A=fsc_resolution(freq, fsc, 0.5),
         resolution_0143_A=fsc_resolution(freq, fsc, 0.143), pixel_size_A=float(pixel_size_A),
+        in_half1=half,
     )

@@ -30,6 +30,8 @@ _IMAGES_PER_CHUNK = 64
 # Matching radius limits, cycles per pixel.
 _MIN_RADIUS = 0.08
 _MAX_RADIUS = 0.45
+# FSC above this counts as this (noise-free data: keeps the SNR weight finite).
+_MAX_FSC = 0.999
 
 
 @dataclass
@@ -75,25 +77,51 @@ class _Matcher:
         return keep, np.stack([self.kx[keep], self.ky[keep]], axis=1)
 
 
+def frequency_weights(rec: Reconstruction, k_xy: np.ndarray) -> np.ndarray:
+    """Per-frequency weight ``sqrt(SNR / power)`` of the matching, at ``k_xy`` (cycles/px).
+
+    The map's power falls fast with frequency, so a plain correlation is decided by the
+    lowest frequencies, which hardly change with a small rotation: dividing by the shell
+    power whitens it, and the half-map SNR (``FSC / (1 - FSC)``) keeps out the shells that
+    hold only noise.
+    """
+    size = rec.volume.shape[0]
+    shells = len(rec.fsc)
+    spec = np.abs(np.fft.rfftn(rec.volume)) ** 2
+    grids = [np.fft.fftfreq(size)] * 2 + [np.fft.rfftfreq(size)]
+    mesh = np.meshgrid(*grids, indexing="ij", sparse=True)
+    shell = np.rint(np.sqrt(sum(g**2 for g in mesh)) * size).astype(np.int64)
+    inside = shell < shells
+    power = np.bincount(shell[inside], spec[inside], minlength=shells) / np.maximum(
+        np.bincount(shell[inside], minlength=shells), 1)
+    fsc = np.clip(rec.fsc, 0.0, _MAX_FSC)
+    weight = np.sqrt(fsc / (1.0 - fsc) / np.maximum(power, power.max() * 1e-12))
+    k_shell = np.minimum(np.rint(np.hypot(k_xy[:, 0], k_xy[:, 1]) * size).astype(int),
+                         shells - 1)
+    return weight[k_shell]
+
+
 def _score_chunk(
     spectrum: Any, matcher: _Matcher, index: np.ndarray, keep: np.ndarray, k_xy: np.ndarray,
-    candidates: np.ndarray, shifts: np.ndarray,
+    candidates: np.ndarray, shifts: np.ndarray, weights: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Best rotation index, shift index and score per image of a chunk.
 
-    ``candidates`` is ``(b, K, 3, 3)``, ``shifts`` ``(b, T, 2)`` as ``(y, x)``.
+    ``candidates`` is ``(b, K, 3, 3)``, ``shifts`` ``(b, T, 2)`` as ``(y, x)``; ``weights``
+    ``(M,)`` multiply both the references and the images.
     """
     import torch
 
     b, k = candidates.shape[:2]
     refs = fr.extract_slices(spectrum, candidates.reshape(-1, 3, 3), k_xy)  # (b*K, M, 2)
-    refs = refs.reshape(b, k, len(k_xy), 2)
+    refs = refs.reshape(b, k, len(k_xy), 2) * torch.from_numpy(
+        weights.astype(np.float32))[None, None, :, None]
     if matcher.ctf is not None:
         refs = refs * torch.from_numpy(matcher.ctf[index][:, keep].astype(np.float32))[
             :, None, :, None]
     refs = refs.permute(0, 1, 3, 2).reshape(b, k, -1)  # (re..., im...) like the images
     refs = refs / refs.norm(dim=2, keepdim=True).clamp_min(1e-30)
-    g = matcher.spec[index][:, keep]  # (b, M)
+    g = matcher.spec[index][:, keep] * weights[None, :]  # (b, M)
     phase = 2 * np.pi * (shifts[..., 1:2] * k_xy[None, None, :, 0]
                          + shifts[..., 0:1] * k_xy[None, None, :, 1])  # (b, T, M)
     shifted = g[:, None, :] * np.exp(1j * phase)
@@ -113,26 +141,35 @@ def _shift_grid(step_px: float, half_width: int) -> np.ndarray:
 
 
 def _match_all(
-    volume: np.ndarray, matcher: _Matcher, rotations: np.ndarray, shifts_px: np.ndarray,
+    rec: Reconstruction, matcher: _Matcher, rotations: np.ndarray, shifts_px: np.ndarray,
     radius: float, step_deg: float, shift_step_px: float, max_shift_px: float,
 ) -> tuple[np.ndarray, np.ndarray, float]:
-    """One pass of local projection matching over every image."""
-    spectrum = fr.spectrum_tensor(fr.volume_spectrum(volume, 2))
+    """One pass of local projection matching over every image.
+
+    Each image is matched against the half-map it did not help make, so it is not drawn
+    towards its own current orientation (gold-standard refinement).
+    """
+    other = {True: fr.spectrum_tensor(fr.volume_spectrum(rec.half2, 2)),
+             False: fr.spectrum_tensor(fr.volume_spectrum(rec.half1, 2))}
     keep, k_xy = matcher.disk(radius)
+    weights = frequency_weights(rec, k_xy)
     local = local_rotation_grid(step_deg)
     offsets = _shift_grid(shift_step_px, 1)
     new_rot = rotations.copy()
     new_shift = shifts_px.copy()
     total = 0.0
-    for a in range(0, len(rotations), _IMAGES_PER_CHUNK):
-        index = np.arange(a, min(len(rotations), a + _IMAGES_PER_CHUNK))
-        cand = np.einsum("kij,bjl->bkil", local, rotations[index])
-        shifts = np.clip(shifts_px[index][:, None, :] + offsets[None], -max_shift_px,
-                         max_shift_px)
-        r_i, s_i, score = _score_chunk(spectrum, matcher, index, keep, k_xy, cand, shifts)
-        new_rot[index] = cand[np.arange(len(index)), r_i]
-        new_shift[index] = shifts[np.arange(len(index)), s_i]
-        total += float(score.sum())
+    for half in (True, False):
+        members = np.nonzero(rec.in_half1 == half)[0]
+        for a in range(0, len(members), _IMAGES_PER_CHUNK):
+            index = members[a:a + _IMAGES_PER_CHUNK]
+            cand = np.einsum("kij,bjl->bkil", local, rotations[index])
+            shifts = np.clip(shifts_px[index][:, None, :] + offsets[None], -max_shift_px,
+                             max_shift_px)
+            r_i, s_i, score = _score_chunk(other[half], matcher, index, keep, k_xy, cand,
+                                           shifts, weights)
+            new_rot[index] = cand[np.arange(len(index)), r_i]
+            new_shift[index] = shifts[np.arange(len(index)), s_i]
+            total += float(score.sum())
     return new_rot, new_shift, total / len(rotations)
 
 
@@ -202,7 +239,7 @@ def refine_orientations(
         radius = _matching_radius(rec, radius)
         step = max(min_step_deg, start_step_deg / 2**it)
         shift_step = max(0.25, 1.0 / 2 ** max(0, it - 1))
-        rot, shifts, mean_score = _match_all(rec.volume, matcher, rot, shifts, radius, step,
+        rot, shifts, mean_score = _match_all(rec, matcher, rot, shifts, radius, step,
                                              shift_step, limit)
         entry = {"iteration": it + 1, "radius": round(radius, 4), "step_deg": step,
                  "shift_step_px": shift_step,
