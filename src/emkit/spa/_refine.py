@@ -30,8 +30,10 @@ _IMAGES_PER_CHUNK = 64
 # Matching radius limits, cycles per pixel.
 _MIN_RADIUS = 0.08
 _MAX_RADIUS = 0.45
-# FSC above this counts as this (noise-free data: keeps the SNR weight finite).
+# FSC above this counts as this (noise-free data: keeps the weights finite).
 _MAX_FSC = 0.999
+# Relative error of a reference at a slightly wrong orientation, in the matching weights.
+_ORIENTATION_MISMATCH = 1e-2
 
 
 @dataclass
@@ -71,33 +73,56 @@ class _Matcher:
         if optics is not None and optics.has_ctf:
             self.ctf = np.stack([optics.ctf(i, (size, size), "rfft") for i in range(n)])
 
+    def _shells(self, n_shells: int) -> np.ndarray:
+        return np.minimum(np.rint(self.radius * self.size).astype(np.int64), n_shells)
+
+    def shell_power(self, n_shells: int) -> np.ndarray:
+        """Mean power of the images' spectra per shell (over every image)."""
+        power = (np.abs(self.spec) ** 2).mean(axis=0)
+        return _radial_mean(power, self._shells(n_shells), n_shells)
+
+    def mean_ctf2(self, n_shells: int) -> np.ndarray:
+        """Mean CTF^2 per shell over the images (1 without CTF)."""
+        if self.ctf is None:
+            return np.ones(n_shells)
+        return _radial_mean((self.ctf**2).mean(axis=0), self._shells(n_shells), n_shells)
+
     def disk(self, radius: float) -> tuple[np.ndarray, np.ndarray]:
         """The mask and ``(kx, ky)`` of the frequencies in ``(0, radius)`` (no DC)."""
         keep = (self.radius > 0) & (self.radius < radius)
         return keep, np.stack([self.kx[keep], self.ky[keep]], axis=1)
 
 
-def frequency_weights(rec: Reconstruction, k_xy: np.ndarray) -> np.ndarray:
-    """Per-frequency weight ``sqrt(SNR / power)`` of the matching, at ``k_xy`` (cycles/px).
+def _radial_mean(values: np.ndarray, shell: np.ndarray, n_shells: int) -> np.ndarray:
+    inside = shell < n_shells
+    total = np.bincount(shell[inside], values[inside], minlength=n_shells)
+    return total / np.maximum(np.bincount(shell[inside], minlength=n_shells), 1)
 
-    The map's power falls fast with frequency, so a plain correlation is decided by the
-    lowest frequencies, which hardly change with a small rotation: dividing by the shell
-    power whitens it, and the half-map SNR (``FSC / (1 - FSC)``) keeps out the shells that
-    hold only noise.
+
+def frequency_weights(rec: Reconstruction, matcher: _Matcher, k_xy: np.ndarray) -> np.ndarray:
+    """Per-frequency weight of the matching at ``k_xy`` (cycles/px), applied to both sides.
+
+    The squared weight is ``1 / (noise + signal * ((1 - FSC) / FSC + eps))`` per shell: the
+    inverse of the expected mismatch between an image and its reference. ``noise`` is the
+    images' power minus the signal power (the map's shell power times the mean CTF^2);
+    ``signal * (1 - FSC) / FSC`` is the reference's own error (half-map FSC), and ``eps``
+    the error of a slightly wrong orientation. With white noise this is the plain
+    (matched-filter) correlation; without noise it whitens the spectrum, so that the high
+    frequencies that tell close orientations apart are not drowned by the low ones.
     """
     size = rec.volume.shape[0]
-    shells = len(rec.fsc)
-    spec = np.abs(np.fft.rfftn(rec.volume)) ** 2
+    n_shells = len(rec.fsc)
     grids = [np.fft.fftfreq(size)] * 2 + [np.fft.rfftfreq(size)]
     mesh = np.meshgrid(*grids, indexing="ij", sparse=True)
-    shell = np.rint(np.sqrt(sum(g**2 for g in mesh)) * size).astype(np.int64)
-    inside = shell < shells
-    power = np.bincount(shell[inside], spec[inside], minlength=shells) / np.maximum(
-        np.bincount(shell[inside], minlength=shells), 1)
-    fsc = np.clip(rec.fsc, 0.0, _MAX_FSC)
-    weight = np.sqrt(fsc / (1.0 - fsc) / np.maximum(power, power.max() * 1e-12))
+    shell3 = np.rint(np.sqrt(sum(g**2 for g in mesh)) * size).astype(np.int64)
+    map_power = _radial_mean(np.abs(np.fft.rfftn(rec.volume)) ** 2, shell3, n_shells)
+    signal = map_power * matcher.mean_ctf2(n_shells)
+    noise = np.maximum(matcher.shell_power(n_shells) - signal, 0.0)
+    fsc = np.clip(rec.fsc, 1e-3, _MAX_FSC)
+    mismatch = noise + signal * ((1.0 - fsc) / fsc + _ORIENTATION_MISMATCH)
+    weight = 1.0 / np.sqrt(np.maximum(mismatch, mismatch.max() * 1e-12))
     k_shell = np.minimum(np.rint(np.hypot(k_xy[:, 0], k_xy[:, 1]) * size).astype(int),
-                         shells - 1)
+                         n_shells - 1)
     return weight[k_shell]
 
 
@@ -152,7 +177,7 @@ def _match_all(
     other = {True: fr.spectrum_tensor(fr.volume_spectrum(rec.half2, 2)),
              False: fr.spectrum_tensor(fr.volume_spectrum(rec.half1, 2))}
     keep, k_xy = matcher.disk(radius)
-    weights = frequency_weights(rec, k_xy)
+    weights = frequency_weights(rec, matcher, k_xy)
     local = local_rotation_grid(step_deg)
     offsets = _shift_grid(shift_step_px, 1)
     new_rot = rotations.copy()
