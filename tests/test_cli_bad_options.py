@@ -38,6 +38,8 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
                  "--tilt-step", "10", "--pixel-size", "5"]) == 0
     assert main(["sim", "section", "--output", str(root / "sec"), "--size", "64", "64",
                  "--seed", "1"]) == 0
+    assert main(["sim", "particles", str(root / "ts" / "tiltseries_volume.mrc"), "--n", "8",
+                 "--output", str(root / "spa"), "--box", "16"]) == 0
     (root / "stack").mkdir()
     shutil.copy(root / "sec" / "fixed.png", root / "stack" / "s0.png")
     shutil.copy(root / "sec" / "moving.png", root / "stack" / "s1.png")
@@ -98,6 +100,15 @@ BASE: dict[tuple[str, ...], tuple[list[str], list[str]]] = {
     ),
     ("pick", "match"): (
         ["{in}/ts/tiltseries_volume.mrc"], ["--template", "3enl", "--output", "{out}"]
+    ),
+    # spa: a small simulated particle stack and its STAR (true angles)
+    ("sim", "particles"): (["{in}/ts/tiltseries_volume.mrc"], ["--output", "{out}", "--n", "8"]),
+    ("spa", "orient"): (
+        ["{in}/spa/particles.star"], ["--output", "{out}/orient.star", "--distances", "exact"]
+    ),
+    ("spa", "reconstruct"): (
+        ["{in}/spa/particles.star"],
+        ["--angles", "{in}/spa/particles.star", "--output", "{out}/map.mrc"],
     ),
     ("pick", "labels"): (
         ["{in}/ts/tiltseries.mrc"],
