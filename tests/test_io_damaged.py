@@ -75,6 +75,13 @@ def _mrc(**fields: int) -> bytes:
     return bytes(raw)
 
 
+def _mrc_no_map_id(**fields: int) -> bytes:
+    """As :func:`_mrc`, without the "MAP " id and machine stamp (as FEI's TIA writes)."""
+    raw = bytearray(_mrc(**fields))
+    raw[208:216] = bytes(8)
+    return bytes(raw)
+
+
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
     crc = zlib.crc32(kind + data) & 0xFFFFFFFF
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
@@ -243,6 +250,13 @@ CASES: list[Any] = [
     ("mrc-gz-short", "a.mrc.gz", _put(GZ(_mrc()[:-100])), VOL, "not a valid MRC"),
     ("mrc-gz-extra", "a.mrc.gz", _put(GZ(_mrc() + b"\0" * 64)), VOL, "more data"),
     ("mrc-gz-bomb", "a.mrc.gz", _put(GZ(_mrc(nx=10**5, ny=10**5, nz=10**5))), VOL, "memory"),
+    ("mrc-no-map-truncated", "a.mrc", _put(_mrc_no_map_id()[:-100]), VOL, "not a valid MRC"),
+    ("mrc-no-map-extra", "a.mrc", _put(_mrc_no_map_id() + b"\0" * 64), VOL, "not a valid MRC"),
+    ("mrc-no-map-mode", "a.mrc", _put(_mrc_no_map_id(mode=42)), VOL, "not a valid MRC"),
+    ("mrc-no-map-ext-past-end", "a.mrc", _put(_mrc_no_map_id(nsymbt=10**6)), VOL,
+     "not a valid MRC"),
+    ("mrc-no-map-gz-short", "a.mrc.gz", _put(GZ(_mrc_no_map_id()[:-100])), VOL,
+     "not a valid MRC"),
     ("png-bomb", "a.png", _put(_png_bomb()), VOL, "100000 x 100000"),
     ("png-truncated", "a.png", _put(_good_bytes(".png", IMAGE)[:60]), VOL, "truncated"),
     ("png-bad-crc", "a.png", _put(_png_bad_crc()), VOL, "CRC"),

@@ -241,6 +241,12 @@ def _add_input_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--invert", action="store_true", help="negate the images (dark specimen on bright)"
     )
+    parser.add_argument(
+        "--log",
+        action="store_true",
+        help="Beer-Lambert -ln(I/I0) of bright-field (TEM) intensities, I0 = 99.9th "
+        "percentile; not with --invert",
+    )
 
 
 def add_sim_parsers(sim_subparsers: argparse._SubParsersAction) -> None:
@@ -299,7 +305,9 @@ def _source(args: argparse.Namespace) -> Any:
     """The tilt series of ``_add_input_options``."""
     from emkit.tomo import TiltSeriesSource
 
-    return TiltSeriesSource(args.tilts, args.angles, args.pixel_size, args.tilt_axis, args.invert)
+    return TiltSeriesSource(
+        args.tilts, args.angles, args.pixel_size, args.tilt_axis, args.invert, args.log
+    )
 
 
 def run_prealign(args: argparse.Namespace) -> int:

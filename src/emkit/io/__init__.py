@@ -27,7 +27,7 @@ from emkit.io._coords import (
     write_coordinates,
     write_deepfinder_xml,
 )
-from emkit.io._describe import array_statistics, describe
+from emkit.io._describe import array_statistics, describe, image_contrast
 from emkit.io._dispatch import format_keeps_metadata, read_volume, write_volume
 from emkit.io._image import png_ready
 from emkit.io._imod import (
@@ -80,6 +80,7 @@ __all__ = [
     "require_output_folder",
     "count_nonfinite",
     "describe",
+    "image_contrast",
     "format_keeps_metadata",
     "open_zarr_array",
     "create_zarr_array",

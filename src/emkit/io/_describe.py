@@ -61,6 +61,48 @@ def array_statistics(data: Any) -> dict[str, Any]:
     return {"min": lo, "max": hi, "mean": mean, "std": std, "nonfinite": bad}
 
 
+# |quantile skewness| above this decides the contrast; below it the histogram is too
+# symmetric to tell (cryo-EM images of a slab often are).
+_CONTRAST_SKEW = 0.2
+
+
+def image_contrast(data: Any) -> str:
+    """Whether images show a bright specimen on a dark background, or the opposite.
+
+    The specimen covers the minority of the pixels, so the histogram has a long tail
+    towards the specimen: the quantile skewness ``(q99 + q1 - 2 q50) / (q99 - q1)`` of
+    each image (on at most ~64 k pixels, up to 9 images spread through a stack) is positive
+    for a bright specimen on a dark background (STEM HAADF, projections of density) and
+    negative for a dark one on a bright background (TEM bright field before a log).
+
+    Parameters
+    ----------
+    data : array-like, shape (n, y, x) or (y, x)
+
+    Returns
+    -------
+    str
+        ``"bright-on-dark"``, ``"dark-on-bright"`` or ``"unclear"``.
+    """
+    images = data if len(data.shape) == 3 else data[None]
+    n = int(images.shape[0])
+    skews = []
+    for i in sorted({int(round(k)) for k in np.linspace(0, n - 1, min(n, 9))}):
+        image = np.asarray(images[i], dtype=np.float64).reshape(-1)
+        sample = image[:: max(1, image.size // 65536)]
+        q_lo, q50, q_hi = np.percentile(sample, [1, 50, 99])
+        if q_hi > q_lo:
+            skews.append((q_hi + q_lo - 2 * q50) / (q_hi - q_lo))
+    if not skews:
+        return "unclear"
+    skew = float(np.median(skews))
+    if skew > _CONTRAST_SKEW:
+        return "bright-on-dark"
+    if skew < -_CONTRAST_SKEW:
+        return "dark-on-bright"
+    return "unclear"
+
+
 def _volume_kind(ndim: int, stack: bool) -> str:
     if ndim == 2:
         return "image"
@@ -114,6 +156,11 @@ def _describe_volume(path: Path, kind: str) -> dict[str, Any]:
     info.update(array_statistics(volume.data))
     if kind == "mrc":
         info.update(header)
+        info["unsigned_offset_suspected"] = volume.metadata.get("unsigned_offset_suspected")
+        info["odd_header"] = "; ".join(volume.metadata.get("oddities", [])) or None
+    tilts = volume.metadata.get("extended_header_tilt_angles_deg")
+    if volume.data.ndim == 2 or stack or tilts is not None:
+        info["contrast"] = image_contrast(volume.data)
     return info
 
 

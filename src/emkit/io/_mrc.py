@@ -17,6 +17,13 @@ from mrcfile.dtypes import HEADER_DTYPE
 
 from emkit import __version__
 from emkit.errors import FileFormatError, ShapeError, with_path
+from emkit.io._mrc_variants import (
+    MrcHeaderFacts,
+    header_voxel_size_is_unset,
+    layout_is_consistent,
+    read_header_facts,
+    unsigned_offset_median,
+)
 from emkit.io._paths import MRC_STACK_SUFFIXES, PathLike, full_suffix
 from emkit.io._quiet import python_warnings_to_log
 from emkit.io._volume import Volume
@@ -60,14 +67,44 @@ def _data_bytes(nx: int, ny: int, nz: int, mode: int) -> int:
     return nx * ny * nz * int(mrcfile.utils.dtype_from_mode(mode).itemsize)
 
 
-def _check_header(path: Path, compressed: bool) -> None:
+def mode_itemsize(mode: int) -> int | None:
+    """Bytes per value of an MRC mode emkit reads, None for another mode."""
+    if mode not in _MODE_NAMES:
+        return None
+    return int(mrcfile.utils.dtype_from_mode(mode).itemsize)
+
+
+def _tolerated_header(path: Path, compressed: bool, error: BaseException) -> MrcHeaderFacts:
+    """The header of a file mrcfile's strict parser refused for a detail microscopes get wrong.
+
+    Only a missing "MAP " id or an unknown machine stamp is forgiven, and only when the
+    dimensions, mode and (uncompressed) file size agree exactly; anything else is corrupt.
+    """
+    try:
+        facts = read_header_facts(path)
+    except _READ_ERRORS:
+        facts = None
+    if (
+        facts is None
+        or (facts.map_id and facts.machine_stamp)
+        or not layout_is_consistent(facts, None if compressed else path.stat().st_size)
+    ):
+        raise _corrupt(path, error) from None
+    return facts
+
+
+def _check_header(path: Path, compressed: bool) -> bool:
     """Refuse a header that cannot describe this file, before any data are mapped or read.
 
     Dimensions must be at least 1, the mode known, the extended-header size not negative;
     an uncompressed file must hold exactly the header, extended header and data its header
     describes (a shorter file is truncated; a longer one has a wrong mode or dimensions).
     Compressed data that would not fit in this machine's memory are refused too.
+
+    Returns True when the file must be opened permissively (no "MAP " id or an unknown
+    machine stamp, with an otherwise consistent layout; see ``_tolerated_header``).
     """
+    permissive = False
     try:
         with (
             python_warnings_to_log(logger),
@@ -79,7 +116,9 @@ def _check_header(path: Path, compressed: bool) -> None:
     except _READ_ERRORS as error:
         if "mode" in str(error).lower():
             raise _unknown_mode(path, str(error)) from None
-        raise _corrupt(path, error) from None
+        facts = _tolerated_header(path, compressed, error)
+        nx, ny, nz, mode, extended = facts.nx, facts.ny, facts.nz, facts.mode, facts.extended_bytes
+        permissive = True
     if min(nx, ny, nz) < 1:
         raise FileFormatError(
             with_path(
@@ -111,7 +150,7 @@ def _check_header(path: Path, compressed: bool) -> None:
                     "is damaged or the file must be decompressed and memory-mapped",
                 )
             )
-        return
+        return permissive
     actual = path.stat().st_size
     if actual < expected:
         raise FileFormatError(
@@ -130,6 +169,7 @@ def _check_header(path: Path, compressed: bool) -> None:
                 "is damaged; re-export it",
             )
         )
+    return permissive
 
 
 def _unknown_mode(path: Path, detail: str) -> FileFormatError:
@@ -214,14 +254,73 @@ def is_mrc_stack(path: PathLike) -> bool:
     A header with space group 0 and ``mz != nz`` is a stack (MRC2014); space group 0 with
     ``mz == nz`` counts as a stack only under a stack suffix (``.mrcs``, ``.st``, ``.ali``).
     """
+    permissive = _check_header(Path(path), _is_compressed(path))
     try:
         with (
             python_warnings_to_log(logger),
-            mrcfile.open(path, header_only=True, permissive=False) as mrc,
+            mrcfile.open(path, header_only=True, permissive=permissive) as mrc,
         ):
             return _header_is_stack(mrc.header, path)
     except _READ_ERRORS as error:
         raise _corrupt(path, error) from None
+
+
+def _refuse_extra_data(path: Path, caught: list[Any]) -> None:
+    """The size check of a compressed file can only happen once it is decompressed;
+    mrcfile merely warns about bytes after the data."""
+    longer = [str(w.message) for w in caught if "larger than expected" in str(w.message)]
+    if longer:
+        raise FileFormatError(
+            with_path(
+                path,
+                f"holds more data than its header describes ({longer[0]}): the header's mode "
+                "or dimensions are wrong or the file is damaged; re-export it",
+            )
+        )
+
+
+def _microscope_metadata(
+    path: Path,
+    facts: MrcHeaderFacts | None,
+    data: np.ndarray,
+    voxel_size: tuple[float, float, float] | None,
+) -> tuple[tuple[float, float, float] | None, dict[str, Any]]:
+    """The voxel size to use and what the header says beyond it; one warning if anything is odd.
+
+    A pixel size in the extended header (FEI) replaces a header voxel size of 0 or exactly
+    1 Å (what writers that never set it leave). Mode-1 values that look like unsigned
+    counts minus 32768 are named, never changed.
+    """
+    if facts is None:
+        return voxel_size, {}
+    oddities = list(facts.oddities)
+    header_size = voxel_size
+    # Files emkit writes without a voxel size have 0 too: only a microscope's file (one
+    # with an extended header or another odd detail) is worth a warning for it.
+    if voxel_size is None and facts.pixel_size_A is None and (oddities or facts.extended_bytes):
+        oddities.append("voxel size 0 (no pixel size in the header)")
+    if facts.pixel_size_A is not None and header_voxel_size_is_unset(voxel_size):
+        pixel = facts.pixel_size_A
+        was = "0" if voxel_size is None else "1 Å"
+        oddities.append(
+            f"voxel size {was} in the header, {pixel:.4g} Å from the extended header used"
+        )
+        voxel_size = (pixel, pixel, pixel)
+    offset_median = unsigned_offset_median(data) if int(facts.mode) == 1 else None
+    if offset_median is not None:
+        oddities.append(
+            f"mode-1 values look like unsigned counts minus 32768 (median {offset_median:.0f}); "
+            "kept as stored"
+        )
+    if oddities:
+        logger.warning("%s: unusual MRC header: %s", path, "; ".join(oddities))
+    metadata = {
+        **facts.summary(),
+        "header_voxel_size_A": header_size,
+        "unsigned_offset_suspected": offset_median is not None,
+        "oddities": oddities,
+    }
+    return voxel_size, metadata
 
 
 def read_mrc(path: PathLike, *, mmap: bool = False) -> Volume:
@@ -253,33 +352,24 @@ def read_mrc(path: PathLike, *, mmap: bool = False) -> Volume:
     path = Path(path)
     compressed = _is_compressed(path)
     use_mmap = mmap and not compressed
-    _check_header(path, compressed)
+    permissive = _check_header(path, compressed)
     try:
         # Uncompressed files are mapped and, unless mmap was asked for, copied once into
         # an ordinary writable array (mrcfile.open would give a read-only view of a buffer).
         opener = mrcfile.open if compressed else mrcfile.mmap
         with (
             python_warnings_to_log(logger) as caught,
-            opener(path, mode="r", permissive=False) as mrc,
+            opener(path, mode="r", permissive=permissive) as mrc,
         ):
-            if mrc.data is None:  # pragma: no cover - permissive=False raises instead
+            if mrc.data is None:  # permissive mode warns about short data instead
                 raise ValueError("no data block")
             header = mrc.header.copy()
             data = mrc.data if use_mmap else np.array(mrc.data)
             voxel_size = _voxel_size_zyx(mrc)
+        facts = read_header_facts(path)
     except _READ_ERRORS as error:
         raise _corrupt(path, error) from None
-    # The size check of a compressed file can only happen once it is decompressed; mrcfile
-    # merely warns about bytes after the data.
-    longer = [str(w.message) for w in caught if "larger than expected" in str(w.message)]
-    if longer:
-        raise FileFormatError(
-            with_path(
-                path,
-                f"holds more data than its header describes ({longer[0]}): the header's mode "
-                "or dimensions are wrong or the file is damaged; re-export it",
-            )
-        )
+    _refuse_extra_data(path, caught)
     if data.ndim > 3:
         raise ShapeError(
             with_path(path, f"is a {data.ndim}D MRC volume stack; split it into single volumes")
@@ -292,8 +382,11 @@ def read_mrc(path: PathLike, *, mmap: bool = False) -> Volume:
             data = (
                 np.ascontiguousarray(data.transpose(perm)) if not use_mmap else data.transpose(perm)
             )
+    voxel_size, metadata = _microscope_metadata(path, facts, data, voxel_size)
     origin = _origin_zyx(header, voxel_size)
-    return Volume(data=data, voxel_size=voxel_size, origin=origin, path=path)
+    return Volume(
+        data=data, voxel_size=voxel_size, origin=origin, path=path, metadata=metadata
+    )
 
 
 def _slab_stats(data: np.ndarray) -> tuple[float, float, float, float]:
@@ -448,11 +541,13 @@ def _finish_header(
 
 
 def mrc_header_summary(path: PathLike) -> dict[str, Any]:
-    """Header facts for ``emkit info``: mode, space group, stack flag, header statistics."""
+    """Header facts for ``emkit info``: mode, space group, stack flag, extended header."""
+    permissive = _check_header(Path(path), _is_compressed(path))
     try:
+        facts = read_header_facts(Path(path))
         with (
             python_warnings_to_log(logger),
-            mrcfile.open(path, header_only=True, permissive=False) as mrc,
+            mrcfile.open(path, header_only=True, permissive=permissive) as mrc,
         ):
             h = mrc.header
             return {
@@ -466,6 +561,7 @@ def mrc_header_summary(path: PathLike) -> dict[str, Any]:
                     for lab in h.label[: int(h.nlabl)]
                     if lab.strip()
                 ],
+                **(facts.summary() if facts is not None else {}),
             }
     except _READ_ERRORS as error:
         raise _corrupt(path, error) from None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -22,12 +23,16 @@ class Volume:
         Position of voxel ``(0, 0, 0)`` in Å, ``(z, y, x)``.
     path : Path or None
         The file it was read from, for error messages.
+    metadata : dict
+        What the file's header says beyond the array (for MRC: extended-header type, tilt
+        angles and pixel size from it, the header's own voxel size, what was odd).
     """
 
     data: np.ndarray
     voxel_size: tuple[float, float, float] | None = None
     origin: tuple[float, float, float] = (0.0, 0.0, 0.0)
     path: Path | None = field(default=None, compare=False)
+    metadata: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
     def shape(self) -> tuple[int, ...]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +43,8 @@ class TiltSeriesFile:
     angles: np.ndarray
     pixel_size_A: float
     stem: str
+    contrast: str = "unclear"
+    header: dict[str, object] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,8 @@ class TiltSeriesSource:
 
     ``angles`` defaults to the ``.tlt`` beside ``tilts``, ``pixel_size_A`` to the header;
     ``tilt_axis`` is the in-plane axis angle of the raw images (degrees) or ``"auto"``;
-    ``invert`` negates the images (dark specimen on bright).
+    ``invert`` negates the images (dark specimen on bright); ``log`` takes the
+    Beer-Lambert projection ``-ln(I / I0)`` of bright-field intensities.
     """
 
     tilts: Path
@@ -59,12 +62,68 @@ class TiltSeriesSource:
     pixel_size_A: float | None = None
     tilt_axis: float | str = 0.0
     invert: bool = False
+    log: bool = False
 
     def read(self) -> TiltSeriesFile:
         """Read and check the series (:func:`read_tilt_series`)."""
         return read_tilt_series(
-            self.tilts, self.angles, pixel_size_A=self.pixel_size_A, invert=self.invert
+            self.tilts, self.angles, pixel_size_A=self.pixel_size_A, invert=self.invert,
+            log=self.log,
         )
+
+
+# I0 of the Beer-Lambert log: this percentile of the whole stack (the bright background,
+# robust to a few hot pixels). A per-image I0 only adds a constant per projection, which
+# the alignment and reconstruction remove anyway (see emkit.tomo.projection_background).
+_LOG_I0_PERCENTILE = 99.9
+
+
+def beer_lambert(stack: np.ndarray, path: Path) -> np.ndarray:
+    """``-ln(I / I0)``: bright-field intensities to projections of density (float32).
+
+    ``I0`` is the 99.9th percentile of the stack. Refuses (one line naming ``path``)
+    intensities that are not all positive: a log of an offset or signed stack is meaningless.
+    """
+    from emkit.errors import InputError, with_path
+
+    low = float(stack.min())
+    if not low > 0:
+        raise InputError(
+            with_path(path, f"--log needs positive intensities but the smallest value is "
+                      f"{low:g}; remove the offset first (e.g. add 32768 to unsigned counts "
+                      "stored as int16) or use --invert")
+        )
+    i0 = float(np.percentile(stack, _LOG_I0_PERCENTILE))
+    return (-np.log(stack.astype(np.float64) / i0)).astype(np.float32)
+
+
+def _contrast_advice(contrast: str, path: Path, *, invert: bool, log: bool) -> None:
+    """Warn when the images look the other way round from what the options say."""
+    dense_bright = contrast == "bright-on-dark"
+    if contrast == "dark-on-bright" and not (invert or log):
+        logger.warning("%s: the images look like a dark specimen on a bright background "
+                       "(TEM bright field); emkit expects dense = bright: pass --log "
+                       "(Beer-Lambert) or --invert", path)
+    elif dense_bright and (invert or log):
+        logger.warning("%s: the images look like a bright specimen on a dark background "
+                       "(HAADF); --%s makes dense regions dark", path,
+                       "log" if log else "invert")
+
+
+def _header_angles(volume: object, tilts: Path, angles_path: Path) -> np.ndarray:
+    """Tilt angles from the MRC extended header, when no .tlt is beside the stack."""
+    from emkit.errors import InputError, with_path
+
+    header = getattr(volume, "metadata", {}) or {}
+    angles = header.get("extended_header_tilt_angles_deg")
+    if angles is None or np.ptp(np.asarray(angles, dtype=float)) == 0:
+        raise InputError(
+            with_path(tilts, f"no tilt angles: {angles_path.name} does not exist and the "
+                      "header holds none; give --angles FILE.tlt")
+        )
+    logger.warning("%s: no %s; using the %d tilt angles of the %s extended header", tilts,
+                   angles_path.name, len(angles), header.get("extended_header_type"))
+    return np.asarray(angles, dtype=np.float64)
 
 
 
@@ -75,21 +134,24 @@ def read_tilt_series(
     *,
     pixel_size_A: float | None = None,
     invert: bool = False,
+    log: bool = False,
 ) -> TiltSeriesFile:
     """Read and check the stack and its angles; every problem is one line naming the file.
 
-    ``angles`` defaults to the ``.tlt`` beside ``tilts``; ``pixel_size_A`` to the header.
+    ``angles`` defaults to the ``.tlt`` beside ``tilts``, then to the tilt angles of an
+    FEI/SerialEM extended header; ``pixel_size_A`` to the header. ``invert`` negates the
+    images, ``log`` takes ``-ln(I / I0)`` (:func:`beer_lambert`); never both. The contrast
+    (:func:`emkit.io.image_contrast`) is measured on the stack as stored and a warning
+    says when it disagrees with the options.
     """
     from emkit.errors import InputError, MismatchError, ShapeError, with_path
-    from emkit.io import read_tlt, read_volume, require_finite
+    from emkit.io import image_contrast, read_tlt, read_volume, require_finite
     from emkit.tomo._prealign import check_tilt_series
 
+    if invert and log:
+        raise InputError("give --log or --invert, not both: --log already makes dense "
+                         "regions bright")
     angles_path = angles if angles is not None else tilts.with_suffix(".tlt")
-    if angles is None and not angles_path.exists():
-        raise InputError(
-            with_path(tilts, f"no tilt angles: {angles_path.name} does not exist; give "
-                      "--angles FILE.tlt")
-        )
     volume = read_volume(tilts)
     data = np.asarray(volume.data)
     if data.ndim != 3:
@@ -97,7 +159,11 @@ def read_tilt_series(
             with_path(tilts, f"is a {data.ndim}D array of shape {data.shape}; a tilt "
                       "series is a stack of images (n, y, x)")
         )
-    tilt_angles = read_tlt(angles_path)
+    if angles is None and not angles_path.exists():
+        tilt_angles = _header_angles(volume, tilts, angles_path)
+        angles_path = tilts
+    else:
+        tilt_angles = read_tlt(angles_path)
     if len(tilt_angles) != data.shape[0]:
         raise MismatchError(
             with_path(angles_path, f"{len(tilt_angles)} tilt angles but {tilts.name} has "
@@ -109,14 +175,21 @@ def read_tilt_series(
                       "reconstruction need at least 3 tilts")
         )
     require_finite(data, tilts, "tilt series")
+    contrast = image_contrast(data)
+    _contrast_advice(contrast, tilts, invert=invert, log=log)
     stack, tilt_angles = check_tilt_series(data, tilt_angles, path=tilts)
+    if log:
+        stack = beer_lambert(stack, tilts)
     if invert:
         stack = -stack
     pixel = pixel_size_A if pixel_size_A is not None else volume.pixel_size
     if pixel is None or not pixel > 0:
         logger.warning("%s: no pixel size in the header; using 1 Å (give --pixel-size)", tilts)
         pixel = 1.0
-    return TiltSeriesFile(tilts, angles_path, stack, tilt_angles, float(pixel), file_stem(tilts))
+    return TiltSeriesFile(
+        tilts, angles_path, stack, tilt_angles, float(pixel), file_stem(tilts),
+        contrast=contrast, header=dict(volume.metadata),
+    )
 
 
 def parse_tilt_axis(value: float | str) -> float | str:
