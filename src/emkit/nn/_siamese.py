@@ -7,9 +7,11 @@ two embeddings over every cyclic shift: the best shift is the in-plane angle ``a
 between the images, and a small MLP reads the view-direction angle ``theta`` from the
 correlation profile. The geodesic distance of a rotation ``Rz(a) Ry(theta) Rz(b)`` is
 ``2 arccos(cos(theta / 2) cos((a + b) / 2))``, which is what the head returns with
-``a + b = alpha``. The comparison, not the look of one structure, is what is learned, so
-the network transfers to structures it never saw; the distance is symmetric by
-construction (swapping the images mirrors the correlation profile).
+``a + b = alpha``. For far views ``alpha`` means little, so the MLP also says how far to
+trust it, falling back to a learned typical ``|cos(alpha / 2)|``. The comparison, not
+the look of one structure, is what is learned, so the network transfers to structures it
+never saw; the distance is symmetric by construction (swapping the images mirrors the
+correlation profile).
 """
 
 from __future__ import annotations
@@ -70,7 +72,7 @@ class PolarSiameseNet(nn.Module):
         image_size: int = 32,
         n_radii: int = 16,
         n_angles: int = 64,
-        channels: tuple[int, ...] | list[int] = (16, 32, 32),
+        channels: tuple[int, ...] | list[int] = (8, 16, 32),
         embed_channels: int = 32,
         hidden: int = 32,
     ) -> None:
@@ -91,10 +93,12 @@ class PolarSiameseNet(nn.Module):
         radii_left = self.n_radii // 2 ** len(chans)
         self.project = nn.Conv1d(chans[-1] * radii_left, self.embed_channels, 1)
         self.head = nn.Sequential(
-            nn.Linear(5, self.hidden), nn.ReLU(), nn.Linear(self.hidden, self.hidden), nn.ReLU(),
-            nn.Linear(self.hidden, 1),
+            nn.Linear(8, self.hidden), nn.ReLU(), nn.Linear(self.hidden, self.hidden), nn.ReLU(),
+            nn.Linear(self.hidden, 2),
         )
         self.log_temperature = nn.Parameter(torch.tensor(math.log(0.05)))
+        # |cos(alpha / 2)| expected when the in-plane angle cannot be read (far views)
+        self.far_logit = nn.Parameter(torch.tensor(0.5))
         self.register_buffer("polar_grid", self._polar_grid(), persistent=False)
 
     def _polar_grid(self) -> torch.Tensor:
@@ -128,9 +132,11 @@ class PolarSiameseNet(nn.Module):
         return cls(**{k: config[k] for k in keys})
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
-        """Unit-norm embeddings ``(batch, embed_channels, n_angles)`` of ``(batch, 1, s, s)``.
+        """Embeddings ``(batch, 2, embed_channels, n_angles)`` of ``(batch, 1, s, s)`` images.
 
-        The images are centred on pixel ``(s - 1) / 2``; turning one by a multiple of
+        Index 0 along the second axis embeds the image, index 1 its mirror image (``x`` ->
+        ``-x``: the view from the other side, ``Ry(180) A``), each of unit norm. The images
+        are centred on pixel ``(s - 1) / 2``; turning one by a multiple of
         ``360 / n_angles`` degrees rolls its embedding along the last axis.
         """
         s = self.image_size
@@ -140,17 +146,29 @@ class PolarSiameseNet(nn.Module):
             )
         grid = self.polar_grid.expand(images.shape[0], -1, -1, -1)
         x = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+        mirror = (self.n_angles // 2 - torch.arange(self.n_angles)) % self.n_angles  # pi - phi
+        x = torch.cat([x, x[..., mirror.to(x.device)]])
         for block in self.blocks:
             x = F.max_pool2d(block(x), (2, 1))
         x = self.project(x.flatten(1, 2))
-        return x / (x.flatten(1).norm(dim=1)[:, None, None] + 1e-8)
+        x = x / (x.flatten(1).norm(dim=1)[:, None, None] + 1e-8)
+        return torch.stack(x.chunk(2), dim=1)
+
+    def _correlation(self, e1: torch.Tensor, e2: torch.Tensor) -> torch.Tensor:
+        """``(m, n_angles)``: correlation of ``e2`` rolled by each shift against ``e1``."""
+        spec = torch.fft.rfft(e1, dim=-1).conj() * torch.fft.rfft(e2, dim=-1)
+        return torch.fft.irfft(spec.sum(dim=1), n=self.n_angles, dim=-1)
 
     def pair_distance(self, e1: torch.Tensor, e2: torch.Tensor) -> torch.Tensor:
         """Geodesic angle (radians, ``[0, pi]``) between the orientations of paired embeddings.
 
+        Besides the image-to-image correlation, the head sees how well each image matches
+        the other's mirror image (a far pair of views from opposite sides looks like a
+        near pair when the projections are nearly achiral) and how achiral each image is.
+
         Parameters
         ----------
-        e1, e2 : torch.Tensor, shape (m, embed_channels, n_angles)
+        e1, e2 : torch.Tensor, shape (m, 2, embed_channels, n_angles)
             Embeddings from :meth:`embed`; row ``i`` of each forms pair ``i``.
 
         Returns
@@ -158,18 +176,25 @@ class PolarSiameseNet(nn.Module):
         torch.Tensor, shape (m,)
         """
         n = self.n_angles
-        spec = torch.fft.rfft(e1, dim=-1).conj() * torch.fft.rfft(e2, dim=-1)
-        corr = torch.fft.irfft(spec.sum(dim=1), n=n, dim=-1)  # (m, n): shift s of e2 vs e1
+        corr = self._correlation(e1[:, 0], e2[:, 0])  # (m, n): shift s of e2 vs e1
         weights = torch.softmax(corr / self.log_temperature.exp(), dim=-1)
         phases = torch.arange(n, device=corr.device, dtype=corr.dtype) * (2 * math.pi / n)
         alpha = torch.atan2((weights * phases.sin()).sum(-1), (weights * phases.cos()).sum(-1))
-        u1, u2 = e1.mean(dim=-1), e2.mean(dim=-1)
+        best = corr.max(dim=-1).values
+        mirrored = 0.5 * (self._correlation(e1[:, 0], e2[:, 1]).max(dim=-1).values
+                          + self._correlation(e1[:, 1], e2[:, 0]).max(dim=-1).values)
+        achiral = 0.5 * (self._correlation(e1[:, 0], e1[:, 1]).max(dim=-1).values
+                         + self._correlation(e2[:, 0], e2[:, 1]).max(dim=-1).values)
+        u1, u2 = e1[:, 0].mean(dim=-1), e2[:, 0].mean(dim=-1)
         features = torch.stack([
-            corr.max(dim=-1).values, corr.mean(dim=-1), corr.std(dim=-1),
-            (u1 - u2).abs().sum(dim=-1), (u1 * u2).sum(dim=-1) * n,
+            best, corr.mean(dim=-1), corr.std(dim=-1), (u1 - u2).abs().sum(dim=-1),
+            (u1 * u2).sum(dim=-1) * n, mirrored, mirrored - best, achiral,
         ], dim=-1)
-        theta = math.pi * torch.sigmoid(self.head(features)[:, 0])
-        cos_half = torch.cos(theta / 2) * torch.cos(alpha / 2).abs()
+        out = self.head(features)
+        theta = math.pi * torch.sigmoid(out[:, 0])
+        trust = torch.sigmoid(out[:, 1])  # how far the in-plane angle alpha can be trusted
+        in_plane = trust * torch.cos(alpha / 2).abs() + (1 - trust) * torch.sigmoid(self.far_logit)
+        cos_half = torch.cos(theta / 2) * in_plane
         sin_half = torch.sqrt(torch.clamp(1.0 - cos_half**2, min=0.0) + 1e-8)
         return 2.0 * torch.atan2(sin_half, cos_half)
 

@@ -122,24 +122,26 @@ def main() -> None:
     parser.add_argument("--output", type=Path, required=True)
     parser.add_argument("--structures", type=Path, default=DEFAULT_STRUCTURES)
     parser.add_argument("--blobs", type=int, default=20)
-    parser.add_argument("--steps", type=int, default=3000)
-    parser.add_argument("--groups", type=int, default=300)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--groups", type=int, default=250)
+    parser.add_argument("--pairs", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--resume", action="store_true")
     args = parser.parse_args()
 
     import torch
 
+    from emkit.io import make_output_folder
     from emkit.nn import save_model
     from emkit.spa import train_distance_model
 
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
     train, held_out, names = training_volumes(args.structures, args.blobs, SEED)
-    args.output.mkdir(parents=True, exist_ok=True)
+    make_output_folder(args.output)  # marked as emkit's, so save_model may write beside the log
     model = train_distance_model(
         train, voxel_size_A=VOXEL_SIZE_A, box_px=BOX_PX, n_steps=args.steps, seed=SEED,
-        validation_volumes=held_out, n_groups=args.groups, network={"channels": [8, 16, 32]},
+        validation_volumes=held_out, n_groups=args.groups, pairs_per_step=args.pairs,
         validate_every=100, patience=8, checkpoint=args.output / "training.ckpt.safetensors",
         resume=args.resume, log_csv=args.output / "training_log.csv", progress=True)
     model.extra["training_data"] = {

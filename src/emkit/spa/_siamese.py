@@ -192,10 +192,12 @@ def _fit_box(volume: NDArray[np.floating], box_px: int) -> NDArray[np.float32]:
 
 
 def _pair_loss(predicted: Any, true: Any) -> Any:
-    """Huber loss (0.05 rad) weighted towards small distances, the ones a fit relies on most."""
+    """Huber loss (0.05 rad) weighted towards pairs that are, or are called, near: those a
+    fit relies on most, and a far pair called near misleads it most."""
+    import torch
     import torch.nn.functional as F
 
-    weight = 1.0 + 2.0 * (-true / 0.6).exp()
+    weight = 1.0 + 2.0 * (-torch.minimum(true, predicted.detach()) / 0.6).exp()
     per_pair = F.huber_loss(predicted, true, reduction="none", delta=0.05)
     return (weight * per_pair).sum() / weight.sum()
 

@@ -216,18 +216,34 @@ def _rz(alpha: torch.Tensor) -> torch.Tensor:
 
 
 def _sample_indices(bank: ProjectionBank, m: int, gen: torch.Generator
-                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Pair indices into ``bank`` (half within a group of neighbours, half anywhere) and
-    the second image's extra in-plane turn relative to the first (small for neighbours)."""
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Pair indices into ``bank``, the second image's extra in-plane turn and mirror flags.
+
+    35 % of pairs are neighbours within a group (small extra turn, both mirrored or neither),
+    15 % the same neighbours with one image mirrored (a near-lookalike that is far: the
+    mirror image is the view from the other side), 50 % any two images, mirrored at random.
+    """
     n = bank.images.shape[0]
-    near = torch.rand(m, generator=gen) < 0.5
+    kind = torch.rand(m, generator=gen)
+    near, mirror_pair = kind < 0.5, (kind >= 0.35) & (kind < 0.5)
     first = torch.randint(0, n, (m,), generator=gen)
     group_start = (first // bank.group) * bank.group
     partner = group_start + torch.randint(0, bank.group, (m,), generator=gen)
     second = torch.where(near, partner, torch.randint(0, n, (m,), generator=gen))
     small = torch.deg2rad(torch.randn(m, generator=gen) * 12.0)
     delta = torch.where(near, small, 2 * math.pi * torch.rand(m, generator=gen))
-    return first, second, delta
+    flip_a = torch.rand(m, generator=gen) < 0.5
+    flip_b = torch.where(near, flip_a ^ mirror_pair, torch.rand(m, generator=gen) < 0.5)
+    flips = torch.stack([flip_a, flip_b], dim=1)
+    return first, second, delta, flips
+
+
+def _mirror(images: torch.Tensor, rotations: torch.Tensor, flip: torch.Tensor
+            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mirror the chosen images in x: the projection at ``Ry(180) A`` (seen from behind)."""
+    turned = torch.diag(torch.tensor([-1.0, 1.0, -1.0])) @ rotations
+    return (torch.where(flip[:, None, None], images.flip(-1), images),
+            torch.where(flip[:, None, None], turned, rotations))
 
 
 def augment_pairs(banks: list[ProjectionBank], m: int, settings: AugmentSettings,
@@ -247,12 +263,13 @@ def augment_pairs(banks: list[ProjectionBank], m: int, settings: AugmentSettings
         rows = int((which == k).sum())
         if rows == 0:
             continue
-        i, j, delta = _sample_indices(banks[k], rows, gen)
+        i, j, delta, flips = _sample_indices(banks[k], rows, gen)
         alpha = 2 * math.pi * torch.rand(rows, generator=gen)
-        a_img.append(_turn_in_plane(banks[k].images[i], alpha))
-        b_img.append(_turn_in_plane(banks[k].images[j], alpha + delta))
-        a_rot.append(_rz(alpha) @ banks[k].rotations[i])
-        b_rot.append(_rz(alpha + delta) @ banks[k].rotations[j])
+        for index, turn, flip, img_out, rot_out in ((i, alpha, flips[:, 0], a_img, a_rot),
+                                                    (j, alpha + delta, flips[:, 1], b_img, b_rot)):
+            images, rotations = _mirror(banks[k].images[index], banks[k].rotations[index], flip)
+            img_out.append(_turn_in_plane(images, turn))
+            rot_out.append(_rz(turn) @ rotations)
     images_a = corrupt(torch.cat(a_img), settings, gen)
     images_b = corrupt(torch.cat(b_img), settings, gen)
     return images_a, images_b, _angle_between(torch.cat(a_rot), torch.cat(b_rot))
