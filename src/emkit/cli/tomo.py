@@ -59,12 +59,15 @@ Examples
 
 _ALIGN_DOC = """Joint alignment and TV reconstruction (FLARA done right), coarse to fine.
 
-Minimises 1/2 sum_i ||M_i (A_i u - T(s_i) b_i)||^2 + lam std(b) TV(u) over the volume u and
-one shift s_i per image: primal-dual (Chambolle-Pock) volume steps with provably valid step
-sizes, then one Gauss-Newton shift step per image on its masked residual, always
-resampling the original images; the shifts that only move the specimen are projected
-out. Starts from the pre-alignment (or --xf) and a CGLS reconstruction. Prints the data
-residual, TV and largest shift change per iteration; --plot saves a PNG per iteration;
+Minimises 1/2 sum_i ||M_i (A_i u + c_i - T(s_i) b_i)||^2 + lam TV(u) over the volume u,
+one shift s_i and one offset c_i per image, on the images less their median and divided
+by their standard deviation (a constant added to the data changes nothing): primal-dual
+(Chambolle-Pock) volume steps with provably valid step sizes, then one Gauss-Newton shift
+step per image on its masked residual, always resampling the original images; the shifts
+that only move the specimen are projected out. Starts from the pre-alignment (or --xf)
+and a CGLS reconstruction. Prints the relative change of the objective, the part of the
+data left unexplained and the largest shift change per iteration; --plot saves a PNG per
+iteration;
 --resume continues an interrupted run from OUT/<stem>_align.ckpt.npz.
 Writes OUT/<stem>.xf, OUT/<stem>_ali.mrc and OUT/<stem>_rec.mrc (the TV reconstruction).
 

@@ -52,6 +52,8 @@ from emkit.tomo._reconstruct import (
     reconstruct_wbp,
 )
 from emkit.tomo._transform import (
+    projection_background,
+    remove_background,
     remove_gauge,
     shift_images,
     shift_rmse,
@@ -78,11 +80,13 @@ __all__ = [
     "check_tilt_series",
     "estimate_tilt_axis",
     "prealign",
+    "projection_background",
     "read_tilt_series",
     "reconstruct",
     "reconstruct_cgls",
     "reconstruct_sirt",
     "reconstruct_wbp",
+    "remove_background",
     "remove_gauge",
     "run_align_files",
     "run_prealign_files",

@@ -201,10 +201,12 @@ def _iteration_reporter(
 
     def report(record: dict[str, Any], shifts: np.ndarray, volume: np.ndarray) -> None:
         if verbose:
+            change = record["relative_change"]
+            change_text = "   start" if change != change else f"{100 * change:+7.3f} %"
             print(
-                f"bin {int(record['level'])} it {int(record['iteration']):3d}: residual "
-                f"{record['data_residual']:.5g}  TV {record['tv']:.5g}  max shift change "
-                f"{record['max_shift_change_px']:.3f} px",
+                f"bin {int(record['level'])} it {int(record['iteration']):3d}: objective "
+                f"{change_text}, unexplained {100 * record['residual_fraction']:5.1f} % of the "
+                f"data, max shift change {record['max_shift_change_px']:.3f} px",
                 flush=True,
             )
         if plot_dir is not None and plot_iteration is not None:

@@ -2,9 +2,13 @@
 
 Minimises over the volume ``u`` and one 2D shift ``s_i`` per projection::
 
-    1/2 sum_i || M_i (A_i u - T(s_i) b_i) ||^2  +  lam * std(b) * TV(u)
+    1/2 sum_i || M_i (A_i u + c_i - T(s_i) b_i) ||^2  +  lam * TV(u)
 
-where ``T(s) b`` resamples the *original* image ``b`` with shift ``s`` (never an already
+on the data less a robust background per projection (its median) and divided by their
+standard deviation, so that neither a constant added to the data nor its scale changes
+anything; ``c_i`` is one more offset per projection, solved exactly after every volume
+step (the background of a slab is not zero where the median says). ``T(s) b``
+resamples the *original* image ``b`` with shift ``s`` (never an already
 shifted image, so interpolation blur does not accumulate) and ``M_i`` keeps the pixels
 that the shift brings from inside the field of view (and a user mask).
 
@@ -40,11 +44,18 @@ from emkit.tomo._reconstruct import (
     central_crop_for_binning,
     reconstruct_cgls,
 )
-from emkit.tomo._transform import remove_gauge, transform_images, validity_masks
+from emkit.tomo._transform import (
+    remove_background,
+    remove_gauge,
+    transform_images,
+    validity_masks,
+)
 
 log = logging.getLogger(__name__)
 
-_CHECKPOINT_VERSION = 2  # 2: the fingerprint hashes the whole series, the mask and the start
+# 2: the fingerprint hashes the whole series, the mask and the start; 3: the state is in
+# units of the background-free data's spread and holds the per-projection offsets
+_CHECKPOINT_VERSION = 3
 
 
 @dataclass
@@ -60,8 +71,13 @@ class JointAlignment:
         pixel of path length; ``nz = thickness // binning_levels[-1]``.
     history : list of dict
         One entry per outer iteration: ``level`` (binning), ``iteration``,
-        ``data_residual`` (``1/2 ||M (A u - T(s) b)||^2``), ``tv`` (``TV(u)``),
-        ``objective``, ``max_shift_change_px`` (unbinned pixels).
+        ``data_residual`` (``1/2 ||M (A u + c - T(s) b)||^2``), ``tv`` (``TV(u)``) and
+        ``objective`` (their sum with ``lam``), all in units of the background-free data
+        (divided by its standard deviation, so they compare across data sets);
+        ``residual_fraction`` (``||M r||^2 / ||M b||^2``: the part of the data the model
+        does not explain), ``relative_change`` (of the objective since the previous
+        iteration of the same level; NaN at a level's first), ``max_shift_change_px``
+        (unbinned pixels).
     tilt_axis_angle_deg : float
         The in-plane tilt-axis angle the stack was rotated by.
     binning : int
@@ -143,6 +159,13 @@ def _shift_step(
     too_big = norm > max_step
     step[too_big] *= (max_step / norm[too_big])[:, None]
     return step
+
+
+def _offset_step(residual: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """The per-projection constant that best cancels the masked residual (its masked mean)."""
+    count = masks.sum(axis=(1, 2), dtype=np.float64)
+    total = np.sum(residual * masks, axis=(1, 2), dtype=np.float64)
+    return np.where(count > 0, total / np.maximum(count, 1), 0.0)
 
 
 class _Workspace:
@@ -327,7 +350,10 @@ def align_joint(
         Starting ``(dy, dx)`` shifts in unbinned pixels (e.g. from :func:`prealign`).
     lam : float
         TV weight, in units of the stack's standard deviation (so it does not depend on the
-        intensity scale): the objective is ``1/2 ||M (A u - T(s) b)||^2 + lam std(b) TV(u)``.
+        intensity scale): the data are first made background-free and divided by their
+        standard deviation ``s`` (:func:`emkit.tomo.remove_background`) and the objective
+        is ``1/2 ||M (A u + c - T(s) b)||^2 + lam TV(u)`` with one offset ``c_i`` per
+        projection. A constant added to the data changes nothing.
     iterations : int or sequence of int
         Outer iterations (primal-dual steps + one shift step) per level, or one number per
         level.
@@ -415,13 +441,18 @@ def align_joint(
         raise MismatchError(f"{shifts.shape[0]} initial shifts for {n} images")
     if masks is not None and masks.shape != stack.shape:
         raise MismatchError(f"masks of shape {masks.shape} for a stack of shape {stack.shape}")
+    # Background-free and in units of the data's spread, before the rotation fills the
+    # corners: nothing below depends on a constant offset or the intensity scale.
+    stack, _, scale = remove_background(stack)
     if tilt_axis_angle_deg:
         stack = transform_images(stack, np.zeros((n, 2)), tilt_axis_angle_deg=tilt_axis_angle_deg)
     if gauge not in ("rigid", "offset"):
         raise InputError(f"gauge must be 'rigid' or 'offset', got {gauge!r}")
     shifts = remove_gauge(shifts, angles, gauge=gauge)
-    scale = float(stack.std()) or 1.0
-    lam_abs = lam * scale
+    lam_abs = float(lam)
+    # One offset per projection (unbinned data units): the data less their median are not
+    # zero where there is no specimen in a slab; solved exactly after every volume step.
+    offsets = np.zeros(n)
 
     # Everything that shapes the result: a checkpoint from other inputs is refused on resume.
     fingerprint = _fingerprint(
@@ -452,6 +483,7 @@ def align_joint(
         state = _load_checkpoint(ckpt_path, fingerprint)
         start_level, start_iter = int(state["level_index"]), int(state["next_iteration"])
         shifts = np.asarray(state["shifts_px"], dtype=np.float64)
+        offsets = np.asarray(state["offsets"], dtype=np.float64)
         history = json.loads(str(state["history"]))
         log.info("resuming at level %d iteration %d", levels[start_level], start_iter)
     elif resume:
@@ -513,17 +545,26 @@ def align_joint(
             q = torch.zeros((3, *level.shape), device=tdev, dtype=tdtype)
             first = 0
         work = _Workspace(level.shape, tdev, tdtype)
+        previous = float("nan")
         for k in range(first, per_level[li]):
-            b = torch.from_numpy(data).to(tdev, tdtype)
+            level_offsets = (offsets / level.factor).astype(np.float32)[:, None, None]
+            b = torch.from_numpy(data - level_offsets).to(tdev, tdtype)
             m = torch.from_numpy(mask).to(tdev, tdtype)
             for _ in range(inner_iterations):
                 _primal_dual_step(
                     level.projector, u, u_bar, p, q, work, b, m, sigma_p, sigma_q, tau, lam_abs
                 )
             model = np.asarray(level.projector.forward(u).cpu().numpy(), dtype=np.float32)
-            residual = data - model
+            residual = data - level_offsets - model
+            offset_step = _offset_step(residual, mask)
+            offsets += offset_step * level.factor
+            residual -= offset_step.astype(np.float32)[:, None, None]
             data_residual = 0.5 * float(np.sum((residual * mask).astype(np.float64) ** 2))
+            signal = float(np.sum(((data - level_offsets) * mask).astype(np.float64) ** 2))
             tv = float(tv_norm(u))
+            objective = data_residual + lam_abs * tv
+            relative = (objective - previous) / abs(previous) if previous else float("nan")
+            previous = objective
             change = 0.0
             if update_shifts:
                 delta = (
@@ -545,17 +586,19 @@ def align_joint(
                 "iteration": float(k),
                 "data_residual": data_residual,
                 "tv": tv,
-                "objective": data_residual + lam_abs * tv,
+                "objective": objective,
+                "residual_fraction": 2 * data_residual / signal if signal > 0 else float("nan"),
+                "relative_change": relative,
                 "max_shift_change_px": change,
             }
             history.append(record)
             log.info(
-                "bin %d it %d: residual %.4g TV %.4g max shift change %.3f px",
-                level.factor, k, data_residual, tv, change,
+                "bin %d it %d: objective change %.3g, residual %.4g of the data, max shift "
+                "change %.3f px", level.factor, k, relative, record["residual_fraction"], change,
             )
             volume = u.cpu().numpy()
             if callback is not None:
-                callback(record, shifts.copy(), volume)
+                callback(record, shifts.copy(), volume * np.float32(scale))
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(bin=level.factor, res=f"{data_residual:.3g}", ds=f"{change:.3f}")
@@ -568,6 +611,7 @@ def align_joint(
                         "level_index": np.array(li),
                         "next_iteration": np.array(k + 1),
                         "shifts_px": shifts,
+                        "offsets": offsets,
                         "u": volume,
                         "u_bar": u_bar.cpu().numpy(),
                         "p": p.cpu().numpy(),
@@ -589,6 +633,7 @@ def align_joint(
                     "level_index": np.array(li + 1),
                     "next_iteration": np.array(0),
                     "shifts_px": shifts,
+                    "offsets": offsets,
                     "u": volume,
                     "u_bar": np.zeros(1, np.float32),
                     "p": np.zeros(1, np.float32),
@@ -600,7 +645,7 @@ def align_joint(
         bar.close()
     return JointAlignment(
         shifts_px=shifts,
-        volume=np.asarray(volume, dtype=np.float32),
+        volume=np.asarray(volume, dtype=np.float32) * np.float32(scale),
         history=history,
         tilt_axis_angle_deg=float(tilt_axis_angle_deg),
         binning=levels[-1],

@@ -271,10 +271,14 @@ def reconstruct(
     z_offset_px: float = 0.0,
     y_range: tuple[int, int] | None = None,
     use_masks: bool = True,
+    subtract_background: bool = True,
     device: str | None = None,
     callback: Callable[[int, np.ndarray], None] | None = None,
 ) -> np.ndarray:
     """Align (optionally), bin and reconstruct a tilt series.
+
+    Each image first loses its median (:func:`emkit.tomo.projection_background`), so a
+    constant added to the data does not change the tomogram and vacuum reconstructs as 0.
 
     Parameters
     ----------
@@ -303,6 +307,8 @@ def reconstruct(
         Reconstruct only binned rows ``y_range[0] : y_range[1]`` (slices along the axis).
     use_masks : bool
         SIRT/CGLS ignore pixels that the alignment brought in from outside the field of view.
+    subtract_background : bool
+        Subtract each image's median first (default); False reconstructs the values as given.
     device : str, optional
         Torch device (None: CUDA when available).
     callback : callable, optional
@@ -315,6 +321,10 @@ def reconstruct(
     stack, angles = check_tilt_series(stack, tilt_angles_deg)
     if method not in METHODS:
         raise InputError(f"unknown reconstruction method {method!r}; choose one of {METHODS}")
+    if subtract_background:
+        from emkit.tomo._transform import projection_background
+
+        stack = stack - projection_background(stack)[:, None, None].astype(np.float32)
     if binning < 1:
         raise InputError(f"binning must be >= 1, got {binning}")
     nz = int(thickness) // binning

@@ -254,3 +254,42 @@ def shift_rmse(
     angles = np.zeros(len(error)) if tilt_angles_deg is None else tilt_angles_deg
     error = remove_gauge(error, angles, gauge=gauge)
     return float(np.sqrt(np.mean(np.sum(error**2, axis=1))))
+
+
+def projection_background(stack: np.ndarray) -> np.ndarray:
+    """A robust background level per image: its median (float64, shape ``(n,)``).
+
+    Adding a constant ``C`` to the data adds exactly ``C`` to it, so subtracting it makes
+    alignment and reconstruction independent of any constant offset (uint16 counts stored
+    as int16 minus 32768, a detector pedestal, the ``I0`` of a log). Where the specimen
+    covers less than half the field (a particle in vacuum, a HAADF series) it is the
+    vacuum level; in a slab it is a level inside the specimen, which the joint alignment
+    refines further as one unknown offset per projection.
+
+    Parameters
+    ----------
+    stack : ndarray, shape (n, y, x)
+
+    Returns
+    -------
+    ndarray, shape (n,)
+    """
+    if stack.ndim != 3:
+        raise ShapeError(f"expected an image stack (n, y, x), got shape {stack.shape}")
+    flat = stack.reshape(len(stack), -1)
+    step = max(1, flat.shape[1] // 262144)  # at most ~256 k values per image
+    return np.median(np.asarray(flat[:, ::step], dtype=np.float64), axis=1)
+
+
+def remove_background(stack: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """``(stack - background) / scale`` as float32, the background and the scale.
+
+    ``background`` is :func:`projection_background`; ``scale`` the standard deviation of
+    the background-free stack (1 for a constant stack), so the result is in units of the
+    data's own spread: objectives computed on it compare across data sets.
+    """
+    background = projection_background(stack)
+    centred = np.asarray(stack, dtype=np.float32) - background[:, None, None].astype(np.float32)
+    scale = float(np.std(centred, dtype=np.float64)) or 1.0
+    centred /= np.float32(scale)
+    return centred, background, scale
