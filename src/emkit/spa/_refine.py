@@ -129,11 +129,18 @@ def frequency_weights(rec: Reconstruction, matcher: _Matcher, k_xy: np.ndarray) 
 def _score_chunk(
     spectrum: Any, matcher: _Matcher, index: np.ndarray, keep: np.ndarray, k_xy: np.ndarray,
     candidates: np.ndarray, shifts: np.ndarray, weights: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Best rotation index, shift index and score per image of a chunk.
+) -> tuple[np.ndarray, np.ndarray]:
+    """Log-likelihood of every (shift, rotation) candidate of a chunk, and the best NCC.
 
     ``candidates`` is ``(b, K, 3, 3)``, ``shifts`` ``(b, T, 2)`` as ``(y, x)``; ``weights``
-    ``(M,)`` multiply both the references and the images.
+    ``(M,)`` are ``1 / sigma`` per frequency (the expected mismatch). With the image ``G``
+    and the reference ``R = CTF x slice``, ``log L = sum_k 2 (Re(conj(G) R) - |R|^2 / 2) /
+    sigma_k^2`` up to a constant (each half-plane coefficient stands for two).
+
+    Returns
+    -------
+    log_likelihood : ndarray, shape (b, T, K), float64
+    best_ncc : ndarray, shape (b,)
     """
     import torch
 
@@ -144,20 +151,41 @@ def _score_chunk(
     if matcher.ctf is not None:
         refs = refs * torch.from_numpy(matcher.ctf[index][:, keep].astype(np.float32))[
             :, None, :, None]
-    refs = refs.permute(0, 1, 3, 2).reshape(b, k, -1)  # (re..., im...) like the images
-    refs = refs / refs.norm(dim=2, keepdim=True).clamp_min(1e-30)
+    refs = refs.permute(0, 1, 3, 2).reshape(b, k, -1).double()  # (re..., im...) as images
     g = matcher.spec[index][:, keep] * weights[None, :]  # (b, M)
     phase = 2 * np.pi * (shifts[..., 1:2] * k_xy[None, None, :, 0]
                          + shifts[..., 0:1] * k_xy[None, None, :, 1])  # (b, T, M)
     shifted = g[:, None, :] * np.exp(1j * phase)
-    img = torch.from_numpy(np.concatenate([shifted.real, shifted.imag], axis=2)
-                           .astype(np.float32))  # (b, T, 2M)
-    img = img / img.norm(dim=2, keepdim=True).clamp_min(1e-30)
-    scores = torch.bmm(img, refs.transpose(1, 2))  # (b, T, K)
-    flat = scores.reshape(b, -1)
-    best = flat.argmax(dim=1)
-    return ((best % k).numpy(), (best // k).numpy(),
-            flat.gather(1, best[:, None])[:, 0].numpy())
+    img = torch.from_numpy(np.concatenate([shifted.real, shifted.imag], axis=2))  # (b, T, 2M)
+    cross = torch.bmm(img, refs.transpose(1, 2))  # (b, T, K)
+    ref_power = (refs**2).sum(dim=2)  # (b, K)
+    log_l = 2.0 * (cross - 0.5 * ref_power[:, None, :])
+    ncc = cross / (img.norm(dim=2)[:, :, None] * ref_power.sqrt()[:, None, :]).clamp_min(1e-30)
+    return log_l.numpy(), ncc.reshape(b, -1).max(dim=1).values.numpy()
+
+
+def _posterior_mean(
+    log_l: np.ndarray, candidates: np.ndarray, shifts: np.ndarray, soft: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """The posterior-mean rotation and shift of each image over its candidates (or the MAP).
+
+    Rotations are averaged as quaternions (signs matched to the middle candidate, the current
+    orientation), which for a local grid is the chordal mean.
+    """
+    from emkit.geometry import matrix_to_quaternion, quaternion_to_matrix
+
+    b, t, k = log_l.shape
+    rows = np.arange(b)
+    if not soft:
+        best = log_l.reshape(b, -1).argmax(axis=1)
+        return candidates[rows, best % k], shifts[rows, best // k]
+    p = np.exp(log_l - log_l.reshape(b, -1).max(axis=1)[:, None, None])
+    p /= p.sum(axis=(1, 2), keepdims=True)
+    q = matrix_to_quaternion(candidates)  # (b, K, 4)
+    q *= np.sign(np.einsum("bki,bi->bk", q, q[:, k // 2]))[..., None]
+    mean_q = np.einsum("bk,bki->bi", p.sum(axis=1), q)
+    mean_shift = np.einsum("bt,bti->bi", p.sum(axis=2), shifts)
+    return quaternion_to_matrix(mean_q), mean_shift
 
 
 def _shift_grid(step_px: float, half_width: int) -> np.ndarray:
@@ -167,12 +195,13 @@ def _shift_grid(step_px: float, half_width: int) -> np.ndarray:
 
 def _match_all(
     rec: Reconstruction, matcher: _Matcher, rotations: np.ndarray, shifts_px: np.ndarray,
-    radius: float, step_deg: float, shift_step_px: float, max_shift_px: float,
+    radius: float, step_deg: float, shift_step_px: float, max_shift_px: float, soft: bool,
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """One pass of local projection matching over every image.
 
     Each image is matched against the half-map it did not help make, so it is not drawn
-    towards its own current orientation (gold-standard refinement).
+    towards its own current orientation (gold-standard refinement); it moves to the
+    posterior mean of its candidates (``soft``) or to the best one.
     """
     other = {True: fr.spectrum_tensor(fr.volume_spectrum(rec.half2, 2)),
              False: fr.spectrum_tensor(fr.volume_spectrum(rec.half1, 2))}
@@ -190,11 +219,10 @@ def _match_all(
             cand = np.einsum("kij,bjl->bkil", local, rotations[index])
             shifts = np.clip(shifts_px[index][:, None, :] + offsets[None], -max_shift_px,
                              max_shift_px)
-            r_i, s_i, score = _score_chunk(other[half], matcher, index, keep, k_xy, cand,
-                                           shifts, weights)
-            new_rot[index] = cand[np.arange(len(index)), r_i]
-            new_shift[index] = shifts[np.arange(len(index)), s_i]
-            total += float(score.sum())
+            log_l, ncc = _score_chunk(other[half], matcher, index, keep, k_xy, cand, shifts,
+                                      weights)
+            new_rot[index], new_shift[index] = _posterior_mean(log_l, cand, shifts, soft)
+            total += float(ncc.sum())
     return new_rot, new_shift, total / len(rotations)
 
 
@@ -216,6 +244,7 @@ def refine_orientations(
     min_step_deg: float = 0.5,
     max_shift_px: float | None = None,
     seed: int = 0,
+    soft: bool = True,
     progress: bool = False,
 ) -> RefinementResult:
     """Refine orientations and shifts by projection matching against their own map.
@@ -241,6 +270,10 @@ def refine_orientations(
         Largest shift allowed (default ``L / 8``).
     seed : int
         Seed of the half-map split.
+    soft : bool
+        Move each image to the posterior mean of its candidates (Gaussian likelihood with
+        the per-shell noise of :func:`frequency_weights`; default), not to the best one: in
+        noise, the best of many candidates is often a noise peak.
     progress : bool
         Log one line per round at INFO level and print it.
 
@@ -265,7 +298,7 @@ def refine_orientations(
         step = max(min_step_deg, start_step_deg / 2**it)
         shift_step = max(0.25, 1.0 / 2 ** max(0, it - 1))
         rot, shifts, mean_score = _match_all(rec, matcher, rot, shifts, radius, step,
-                                             shift_step, limit)
+                                             shift_step, limit, soft)
         entry = {"iteration": it + 1, "radius": round(radius, 4), "step_deg": step,
                  "shift_step_px": shift_step,
                  "resolution_0143_A": round(rec.resolution_0143_A, 3),
