@@ -204,9 +204,14 @@ def orient_particles(
     images = particles.images
     info: dict[str, Any] = {"seconds": {}}
     t0 = time.perf_counter()
+    if progress:
+        print(f"   fitting {len(images)} orientations to their distances", flush=True)
     fit = recover_orientations(distance_fn, len(images), seed=seed, **(fit_options or {}))
     info["fit"] = fit
     t1 = time.perf_counter()
+    if progress:
+        print(f"   fit: median distance error {np.rad2deg(fit.distance_error_rad):.2f} deg "
+              f"({t1 - t0:.0f} s); finding the image-side rotation", flush=True)
     frame = resolve_frame(images, fit.rotations, seed=seed, **(frame_options or {}))
     info["frame"] = frame
     t2 = time.perf_counter()
