@@ -80,3 +80,80 @@ def test_no_tlt_and_no_header_angles_is_refused(tmp_path):
         mrc.set_data(np.ones((5, 16, 16), np.float32))
     with pytest.raises(InputError, match="bare.tlt does not exist and the header holds none"):
         TiltSeriesSource(tmp_path / "bare.mrc").read()
+
+
+@pytest.fixture(scope="module")
+def small_series(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sim")
+    assert main(["sim", "tiltseries", "--output", str(out), "--shape", "8", "32", "32",
+                 "--tilt-step", "10", "--max-shift", "3", "--snr", "4"]) == 0
+    return out / "tiltseries.mrc"
+
+
+def test_reconstruct_with_an_identity_xf(small_series, tmp_path, capsys):
+    """Used to crash (exit 1): the .xf's per-image angles reached a float parameter."""
+    n = len(mrcfile.mmap(small_series).data)
+    xf = tmp_path / "identity.xf"
+    xf.write_text("1 0 0 1 0 0\n" * n)
+    status = main(["tomo", "reconstruct", str(small_series), "--xf", str(xf), "--thickness",
+                   "8", "--output", str(tmp_path / "rec" / "rec.mrc")])
+    assert status == 0, capsys.readouterr().err
+    plain = tmp_path / "plain.mrc"
+    assert main(["tomo", "reconstruct", str(small_series), "--thickness", "8",
+                 "--output", str(plain)]) == 0
+    with mrcfile.open(tmp_path / "rec" / "rec.mrc") as a, mrcfile.open(plain) as b:
+        np.testing.assert_allclose(a.data, b.data, atol=1e-5)
+
+
+def test_a_file_with_rotations_that_differ_is_refused(small_series, tmp_path, capsys):
+    n = len(mrcfile.mmap(small_series).data)
+    lines = ["1 0 0 1 0 0"] * (n - 1) + ["0.9998477 -0.0174524 0.0174524 0.9998477 0 0"]
+    (tmp_path / "mixed.xf").write_text("\n".join(lines) + "\n")
+    status = main(["tomo", "reconstruct", str(small_series), "--xf", str(tmp_path / "mixed.xf"),
+                   "--output", str(tmp_path / "rec.mrc")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 2 and len(err) == 1 and "one tilt-axis angle" in err[0]
+
+
+@pytest.mark.parametrize("command", ["align", "reconstruct"])
+@pytest.mark.parametrize("axis", ["0", "5", "auto"])
+def test_tilt_axis_beside_xf_is_refused(small_series, tmp_path, capsys, command, axis):
+    n = len(mrcfile.mmap(small_series).data)
+    (tmp_path / "id.xf").write_text("1 0 0 1 0 0\n" * n)
+    out = tmp_path / "out"
+    target = str(out / "rec.mrc") if command == "reconstruct" else str(out)
+    status = main(["tomo", command, str(small_series), "--xf", str(tmp_path / "id.xf"),
+                   "--tilt-axis", axis, "--output", target])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 2 and len(err) == 1
+    assert "--tilt-axis cannot be combined with --xf" in err[0]
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("fill", ["mean", "zero"])
+def test_aligned_stack_fill(small_series, tmp_path, fill):
+    out = tmp_path / "pre"
+    assert main(["tomo", "prealign", str(small_series), "--output", str(out), "--fill", fill,
+                 "--quiet"]) == 0
+    from emkit.io import read_xf, shifts_from_xf
+
+    shifts = shifts_from_xf(read_xf(out / "tiltseries.xf"))
+    i = int(np.argmax(np.abs(shifts[:, 1])))
+    with mrcfile.open(out / "tiltseries_ali.mrc") as mrc:
+        image = np.array(mrc.data[i])
+    column = 0 if shifts[i, 1] > 1.5 else -1  # the side the shift brought in from outside
+    edge = image[:, column]
+    if fill == "zero":
+        assert np.all(edge == 0)
+    else:
+        assert np.all(edge != 0) and np.allclose(edge, edge[0])
+
+
+def test_align_prints_the_relative_objective_change(small_series, tmp_path, capsys):
+    assert main(["tomo", "align", str(small_series), "--output", str(tmp_path / "ali"),
+                 "--thickness", "8", "--bin", "2,1", "--iterations", "2",
+                 "--inner-iterations", "2", "--cg-iterations", "2", "--device", "cpu"]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if " it " in line]
+    assert len(lines) == 4
+    assert "objective    start" in lines[0] and "objective    start" in lines[2]
+    assert "%, unexplained" in lines[1] and "e+" not in lines[1]

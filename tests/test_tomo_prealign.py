@@ -29,7 +29,12 @@ def test_correlation_peak_finds_a_subpixel_shift():
     np.testing.assert_allclose(shift, true, atol=0.03)
     assert 0.9 < peak <= 1.01
     limited, _ = correlation_peak(moved, image, max_shift_px=2.0)
-    assert np.all(np.abs(limited) <= 2.0 + 1.5)
+    assert np.all(np.abs(limited) <= 2.0)
+    # The true peak (3.3, -5.72) lies outside: the best allowed shift sits on the window's
+    # edge towards it, as the plain search of the window alone finds it.
+    np.testing.assert_allclose(limited, [2.0, -2.0], atol=1e-9)
+    inside, _ = correlation_peak(moved, image, max_shift_px=(4.0, 6.0))
+    np.testing.assert_allclose(inside, true, atol=0.05)
 
 
 @pytest.mark.slow

@@ -138,6 +138,7 @@ def _add_prealign_parser(sub: argparse._SubParsersAction) -> None:
         default=0.15,
         help="correlation low-pass, cycles/px, > 0.01 (the high-pass) and <= 0.5 (0.15)",
     )
+    _add_fill_option(pre)
     pre.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -184,6 +185,7 @@ def _add_align_parser(sub: argparse._SubParsersAction) -> None:
     ali.add_argument(
         "--device", type=device, help="cpu, cuda, cuda:N or auto (default: cuda if available)"
     )
+    _add_fill_option(ali)
     ali.add_argument("--quiet", action="store_true", help="no per-iteration lines")
 
 
@@ -218,6 +220,15 @@ def _add_reconstruct_parser(sub: argparse._SubParsersAction) -> None:
     )
 
 
+def _add_fill_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--fill",
+        choices=("mean", "zero"),
+        default="mean",
+        help="aligned stack outside the data: each image's mean (default) or zero",
+    )
+
+
 def _print_help(parser: argparse.ArgumentParser) -> int:
     parser.print_help()
     return 0
@@ -238,8 +249,8 @@ def _add_input_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--tilt-axis",
         type=angle_or_auto,
-        default="0",
-        help="in-plane tilt-axis angle of the raw images, degrees from y, or 'auto' (0)",
+        help="in-plane tilt-axis angle of the raw images, degrees from y, or 'auto' (0; "
+        "not with --xf/--aln, which hold it)",
     )
     parser.add_argument(
         "--invert", action="store_true", help="negate the images (dark specimen on bright)"
@@ -319,7 +330,7 @@ def run_prealign(args: argparse.Namespace) -> int:
 
     result = run_prealign_files(
         _source(args), args.output, binning=args.bin,
-        max_shift_px=args.max_shift, lowpass=args.lowpass,
+        max_shift_px=args.max_shift, lowpass=args.lowpass, fill=args.fill,
         progress=show_progress(args.quiet), require_memory=require_memory,
     )
     write_run_record(args.output, args, results=result.record)
@@ -347,7 +358,7 @@ def run_align(args: argparse.Namespace) -> int:
         lam=args.lam, iterations=list(args.iterations),
         inner_iterations=args.inner_iterations, cg_iterations=args.cg_iterations,
         binning_levels=list(args.bin), xf=args.xf, mask=args.mask, plot_dir=args.plot,
-        plot_iteration=_plot_iteration, resume=args.resume, device=args.device,
+        plot_iteration=_plot_iteration, resume=args.resume, device=args.device, fill=args.fill,
         verbose=not args.quiet, require_memory=require_memory, check_device=check_device,
     )
     write_run_record(args.output, args, results=result.record, history=result.history)

@@ -21,6 +21,7 @@ from emkit.tomo._files import (
     TiltSeriesFile,
     TiltSeriesSource,
     alignment_outputs,
+    check_alignment_options,
     check_binning,
     no_device_check,
     no_memory_check,
@@ -74,10 +75,14 @@ def run_prealign_files(
     binning: int = 1,
     max_shift_px: float | None = None,
     lowpass: float = 0.15,
+    fill: str = "mean",
     progress: bool = False,
     require_memory: MemoryCheck = no_memory_check,
 ) -> PrealignFilesResult:
-    """Pre-align ``tilts``; write ``output_dir/<stem>.xf`` and ``<stem>_ali.mrc``."""
+    """Pre-align ``tilts``; write ``output_dir/<stem>.xf`` and ``<stem>_ali.mrc``.
+
+    ``fill`` (``"mean"`` or ``"zero"``) is what the aligned stack holds outside the data.
+    """
     from emkit.tomo._prealign import prealign
 
     series = source.read()
@@ -95,7 +100,7 @@ def run_prealign_files(
         lowpass=lowpass,
         progress=progress,
     )
-    write_alignment(paths, series, result.shifts_px, result.tilt_axis_angle_deg)
+    write_alignment(paths, series, result.shifts_px, result.tilt_axis_angle_deg, fill=fill)
     largest_shift_px = float(np.abs(result.shifts_px).max())
     record = {
         "tilt_axis_angle_deg": result.tilt_axis_angle_deg,
@@ -138,6 +143,7 @@ def _set_up_align(
     """Read and check everything the joint alignment needs, before any work."""
     from emkit.errors import InputError
 
+    check_alignment_options(source.tilt_axis, xf=xf)
     series = source.read()
     inputs: list[Path | None] = [series.path, series.angles_path, xf, mask]
     paths = alignment_outputs(output_dir, series.stem, inputs)
@@ -158,22 +164,15 @@ def _set_up_align(
 
 
 def _start_alignment(
-    series: TiltSeriesFile, xf: Path | None, tilt_axis: float | str, *, verbose: bool
+    series: TiltSeriesFile, xf: Path | None, tilt_axis: float | str | None, *, verbose: bool
 ) -> tuple[np.ndarray, float, str]:
     """Start shifts, tilt-axis angle and where they came from: --xf, or a pre-alignment."""
-    from emkit.errors import InputError
     from emkit.tomo._prealign import prealign
 
     initial = read_alignment(series, xf=xf)
     if initial is not None:
-        shifts0, axis_arr = initial
-        axis_values = np.atleast_1d(np.asarray(axis_arr, dtype=np.float64))
-        if np.ptp(axis_values) > 0.05:
-            raise InputError(
-                f"{xf}: the transforms rotate images by different angles; align needs one "
-                "tilt-axis angle for the whole series"
-            )
-        return shifts0, float(axis_values.mean()), f"{xf}"
+        shifts0, axis = initial
+        return shifts0, axis, f"{xf}"
     # Correlating images much larger than ~1k px gains nothing for a coarse start.
     pre_bin = max(1, int(np.ceil(max(series.stack.shape[1:]) / 1024)))
     pre = prealign(
@@ -232,12 +231,14 @@ def run_align_files(
     plot_iteration: PlotIteration | None = None,
     resume: bool = False,
     device: str | None = None,
+    fill: str = "mean",
     verbose: bool = False,
     require_memory: MemoryCheck = no_memory_check,
     check_device: DeviceCheck = no_device_check,
 ) -> AlignFilesResult:
     """Joint alignment and TV reconstruction; write ``<stem>.xf``, ``_ali.mrc``, ``_rec.mrc``.
 
+    ``fill`` (``"mean"`` or ``"zero"``) is what the aligned stack holds outside the data;
     ``plot_iteration`` (e.g. :func:`emkit.report.tomo.plot_iteration`) draws each
     iteration into ``plot_dir``; ``verbose`` prints one line per iteration.
     """
@@ -275,7 +276,7 @@ def run_align_files(
         checkpoint=checkpoint,
         resume=resume,
     )
-    write_alignment(paths, series, result.shifts_px, axis)
+    write_alignment(paths, series, result.shifts_px, axis, fill=fill)
     write_volume(
         paths["tomogram"], result.volume, voxel_size=series.pixel_size_A * result.binning
     )
@@ -365,6 +366,7 @@ def run_reconstruct_files(
     from emkit.tomo._prealign import estimate_tilt_axis
     from emkit.tomo._reconstruct import reconstruct
 
+    check_alignment_options(source.tilt_axis, xf=xf, aln=aln)
     series = source.read()
     check_not_input(output, [series.path, series.angles_path, xf, aln])
     nz = thickness_px(thickness, series)
@@ -375,9 +377,12 @@ def run_reconstruct_files(
         require_memory=require_memory,
     )
     alignment = read_alignment(series, xf=xf, aln=aln)
-    shifts, axis = (None, parse_tilt_axis(source.tilt_axis)) if alignment is None else alignment
-    if isinstance(axis, str):
-        axis = estimate_tilt_axis(series.stack, series.angles)
+    shifts: np.ndarray | None = None
+    if alignment is not None:
+        shifts, axis = alignment
+    else:
+        given = parse_tilt_axis(source.tilt_axis)
+        axis = estimate_tilt_axis(series.stack, series.angles) if given == "auto" else float(given)
     start = time.perf_counter()
     bar, callback = _progress_bar(method, iterations, progress)
     volume = reconstruct(
@@ -388,7 +393,7 @@ def run_reconstruct_files(
         thickness=nz,
         binning=binning,
         shifts_px=shifts,
-        tilt_axis_angle_deg=axis,  # type: ignore[arg-type]
+        tilt_axis_angle_deg=axis,
         iterations=iterations,
         cutoff=cutoff,
         window=window,

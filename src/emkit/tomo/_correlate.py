@@ -49,7 +49,8 @@ def correlation_peak(
     filt : ndarray, shape (ny, nx // 2 + 1), optional
         Filter applied to the cross-power spectrum (see :func:`bandpass_filter`).
     max_shift_px : float or (float, float), optional
-        Search only ``|p_y| <= max_y`` and ``|p_x| <= max_x`` pixels.
+        Search only ``|p_y| <= max_y`` and ``|p_x| <= max_x`` pixels; the sub-pixel
+        refinement stays inside that window too.
     upsample : int
         Refine the peak on a grid of ``1 / upsample`` pixel by a local matrix DFT.
 
@@ -70,13 +71,16 @@ def correlation_peak(
     cc = np.fft.irfft2(cross, s=(ny, nx))
     lag_y = np.fft.fftfreq(ny, 1.0 / ny)
     lag_x = np.fft.fftfreq(nx, 1.0 / nx)
+    limit = np.array([np.inf, np.inf])
     if max_shift_px is not None:
-        my, mx = np.broadcast_to(np.asarray(max_shift_px, dtype=np.float64), (2,))
-        allowed = (np.abs(lag_y)[:, None] <= my) & (np.abs(lag_x)[None, :] <= mx)
+        limit = np.broadcast_to(np.asarray(max_shift_px, dtype=np.float64), (2,)).copy()
+        allowed = (np.abs(lag_y)[:, None] <= limit[0]) & (np.abs(lag_x)[None, :] <= limit[1])
         cc = np.where(allowed, cc, -np.inf)
     iy, ix = np.unravel_index(int(np.argmax(cc)), cc.shape)
     coarse = np.array([lag_y[iy], lag_x[ix]])
-    shift = _refine_peak(cross, coarse, (ny, nx), upsample) if upsample > 1 else coarse
+    shift = (
+        _refine_peak(cross, coarse, (ny, nx), upsample, limit) if upsample > 1 else coarse
+    )
     # Parseval for rfft spectra: every column but the first (and Nyquist) counts twice.
     weight = np.full(fa.shape[1], 2.0)
     weight[0] = 1.0
@@ -91,9 +95,17 @@ def correlation_peak(
 
 
 def _refine_peak(
-    cross_rfft: np.ndarray, coarse: np.ndarray, shape: tuple[int, int], upsample: int
+    cross_rfft: np.ndarray,
+    coarse: np.ndarray,
+    shape: tuple[int, int],
+    upsample: int,
+    limit: np.ndarray,
 ) -> np.ndarray:
-    """Evaluate the correlation on a fine grid around ``coarse`` by a matrix DFT."""
+    """Evaluate the correlation on a fine grid around ``coarse`` by a matrix DFT.
+
+    Only grid points with ``|shift| <= limit`` (per axis) compete, and the result is
+    clipped to the limit, so the refinement never leaves the search window.
+    """
     ny, nx = shape
     # Rebuild the full spectrum so that the matrix DFT below is a plain 2D inverse DFT.
     full = np.zeros((ny, nx), dtype=complex)
@@ -110,9 +122,13 @@ def _refine_peak(
     ky = np.exp(2j * np.pi * np.outer(coarse[0] + grid, fy))
     kx = np.exp(2j * np.pi * np.outer(fx, coarse[1] + grid))
     fine = np.real(ky @ full @ kx)
+    inside_y = np.abs(coarse[0] + grid) <= limit[0] + 1e-9
+    inside_x = np.abs(coarse[1] + grid) <= limit[1] + 1e-9
+    fine = np.where(inside_y[:, None] & inside_x[None, :], fine, -np.inf)
     jy, jx = np.unravel_index(int(np.argmax(fine)), fine.shape)
     dy, dx = _parabolic(fine, int(jy), int(jx))
-    return coarse + np.array([grid[jy] + dy / upsample, grid[jx] + dx / upsample])
+    shift = coarse + np.array([grid[jy] + dy / upsample, grid[jx] + dx / upsample])
+    return np.clip(shift, -limit, limit)
 
 
 def _parabolic(values: np.ndarray, iy: int, ix: int) -> tuple[float, float]:
@@ -128,5 +144,7 @@ def _parabolic(values: np.ndarray, iy: int, ix: int) -> tuple[float, float]:
         else:
             a, b, c = values[iy, idx - 1], values[iy, idx], values[iy, idx + 1]
         denom = a - 2 * b + c
-        out.append(float(0.5 * (a - c) / denom) if denom < 0 else 0.0)
+        # A neighbour outside the search window (-inf) gives no parabola.
+        ok = np.isfinite(a) and np.isfinite(c) and denom < 0
+        out.append(float(0.5 * (a - c) / denom) if ok else 0.0)
     return out[0], out[1]

@@ -52,7 +52,8 @@ class TiltSeriesSource:
     """Where a tilt series is and how to read it (the inputs every tomo command shares).
 
     ``angles`` defaults to the ``.tlt`` beside ``tilts``, ``pixel_size_A`` to the header;
-    ``tilt_axis`` is the in-plane axis angle of the raw images (degrees) or ``"auto"``;
+    ``tilt_axis`` is the in-plane axis angle of the raw images (degrees), ``"auto"`` or
+    None (not given: 0, or the rotation of an ``.xf``/``.aln``);
     ``invert`` negates the images (dark specimen on bright); ``log`` takes the
     Beer-Lambert projection ``-ln(I / I0)`` of bright-field intensities.
     """
@@ -60,7 +61,7 @@ class TiltSeriesSource:
     tilts: Path
     angles: Path | None = None
     pixel_size_A: float | None = None
-    tilt_axis: float | str = 0.0
+    tilt_axis: float | str | None = None
     invert: bool = False
     log: bool = False
 
@@ -192,10 +193,12 @@ def read_tilt_series(
     )
 
 
-def parse_tilt_axis(value: float | str) -> float | str:
-    """A tilt-axis angle in degrees, or ``"auto"`` (estimate it)."""
+def parse_tilt_axis(value: float | str | None) -> float | str:
+    """A tilt-axis angle in degrees, or ``"auto"`` (estimate it); None (not given) is 0."""
     from emkit.errors import InputError
 
+    if value is None:
+        return 0.0
     if str(value).lower() == "auto":
         return "auto"
     try:
@@ -227,13 +230,24 @@ def write_alignment(
     series: TiltSeriesFile,
     shifts: np.ndarray,
     axis_deg: float,
+    *,
+    fill: str = "mean",
 ) -> None:
-    """Write the aligned stack and the IMOD transforms that align the raw images."""
+    """Write the aligned stack and the IMOD transforms that align the raw images.
+
+    ``fill`` is what the aligned images hold where no raw pixel lands: each image's mean
+    (``"mean"``, as IMOD's newstack) or ``"zero"``.
+    """
+    from emkit.errors import InputError
     from emkit.io import write_volume, write_xf
     from emkit.tomo._transform import transform_images
     from emkit.tomo._xf import xf_from_alignment
 
-    aligned = transform_images(series.stack, shifts, tilt_axis_angle_deg=axis_deg)
+    if fill not in ("mean", "zero"):
+        raise InputError(f"fill must be 'mean' or 'zero', got {fill!r}")
+    aligned = transform_images(
+        series.stack, shifts, tilt_axis_angle_deg=axis_deg, fill="mean" if fill == "mean" else 0.0
+    )
     write_volume(paths["aligned"], aligned, voxel_size=series.pixel_size_A, stack=True)
     write_xf(paths["xf"], xf_from_alignment(shifts, axis_deg))
 
@@ -258,16 +272,39 @@ def read_mask_stack(path: Path, shape: tuple[int, ...]) -> np.ndarray:
     return mask
 
 
+def check_alignment_options(
+    tilt_axis: float | str | None, *, xf: Path | None = None, aln: Path | None = None
+) -> None:
+    """Refuse a conflicting pair: an alignment file already holds the tilt-axis rotation."""
+    from emkit.errors import InputError
+
+    if xf is not None and aln is not None:
+        raise InputError("give either --xf or --aln, not both")
+    given = "--xf" if xf is not None else "--aln" if aln is not None else None
+    if given is not None and tilt_axis is not None:
+        raise InputError(
+            f"--tilt-axis cannot be combined with {given}: the alignment file already "
+            f"holds the rotation; drop --tilt-axis (or {given})"
+        )
+
+
+# Rotations of one series' transforms may differ by rounding in the file, not more.
+_AXIS_SPREAD_DEG = 0.05
+
+
 def read_alignment(
     series: TiltSeriesFile, *, xf: Path | None = None, aln: Path | None = None
-) -> tuple[np.ndarray, np.ndarray | float] | None:
-    """Shifts and tilt-axis angles from an IMOD .xf or AreTomo .aln (None for neither)."""
+) -> tuple[np.ndarray, float] | None:
+    """Shifts ``(n, 2)`` and the one tilt-axis angle (deg) of an IMOD .xf or AreTomo .aln.
+
+    None for neither. Refuses transforms that rotate images by different angles (emkit
+    reconstructs with one tilt axis for the whole series).
+    """
     from emkit.errors import InputError, MismatchError, with_path
     from emkit.io import read_aln, read_xf
     from emkit.tomo._xf import alignment_from_xf, shifts_from_aln
 
-    if xf is not None and aln is not None:
-        raise InputError("give either --xf or --aln, not both")
+    check_alignment_options(None, xf=xf, aln=aln)
     if xf is not None:
         transforms = read_xf(xf)
         if len(transforms) != len(series.angles):
@@ -275,10 +312,21 @@ def read_alignment(
                 with_path(xf, f"{len(transforms)} transforms but {series.path.name} has "
                           f"{len(series.angles)} images; give one line per image")
             )
-        return alignment_from_xf(transforms, path=xf)
-    if aln is not None:
-        return shifts_from_aln(read_aln(aln), len(series.angles), path=aln)
-    return None
+        shifts, axes = alignment_from_xf(transforms, path=xf)
+        path = xf
+    elif aln is not None:
+        shifts, axes = shifts_from_aln(read_aln(aln), len(series.angles), path=aln)
+        path = aln
+    else:
+        return None
+    axis_values = np.atleast_1d(np.asarray(axes, dtype=np.float64))
+    if np.ptp(axis_values) > _AXIS_SPREAD_DEG:
+        raise InputError(
+            with_path(path, f"the transforms rotate images by {axis_values.min():.2f} to "
+                      f"{axis_values.max():.2f} deg; emkit needs one tilt-axis angle for "
+                      "the whole series")
+        )
+    return np.asarray(shifts, dtype=np.float64), float(axis_values.mean())
 
 
 def thickness_px(thickness: int | None, series: TiltSeriesFile) -> int:
