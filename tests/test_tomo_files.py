@@ -7,11 +7,11 @@ import logging
 import mrcfile
 import numpy as np
 import pytest
-from test_io_mrc_variants import TILTS, fei1_file
 
 from emkit.cli.main import main
 from emkit.errors import InputError
 from emkit.tomo import TiltSeriesSource
+from test_io_mrc_variants import TILTS, fei1_file
 
 
 def _bright_field(path, n=5):
