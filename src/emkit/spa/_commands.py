@@ -73,14 +73,14 @@ def _source_map(source: Path, pixel_size_A: float | None, box: int | None) -> tu
     if vol.data.ndim != 3:
         raise InputError(with_path(source, f"is {vol.data.ndim}D; give a map (z, y, x) or a "
                                    "PDB/mmCIF model"))
-    voxel = pixel_size_A if pixel_size_A is not None else vol.pixel_size
-    if voxel is None or not voxel > 0:
+    header = pixel_size_A if pixel_size_A is not None else vol.pixel_size
+    if header is None or not header > 0:
         raise InputError(with_path(source, "says no voxel size; give --pixel-size"))
     size = box or int(2 * np.ceil(max(vol.data.shape) / 2))
     from emkit.io import require_finite
 
     require_finite(vol.data, source, "map")
-    return centre_in_box(vol.data, size), float(voxel)
+    return centre_in_box(vol.data, size), float(header)
 
 
 def write_simulated_particles(

@@ -54,7 +54,7 @@ def run_spa_demo(out_dir: Path, *, seed: int = 0, progress: bool = False) -> Spa
         images=sim.images, pixel_size_A=sim.pixel_size_A,
         image_names=relion_image_names(files.stack.name, _DEMO_N), euler_deg=sim.euler_deg,
         shifts_px=sim.shifts_px, optics=Optics(sim.pixel_size_A), path=files.star)
-    truth = euler_zyz_to_matrix(particles.euler_deg)
+    truth = euler_zyz_to_matrix(sim.euler_deg)
     start = time.perf_counter()
     rotations, shifts, info = orient_particles(particles, exact_distance_fn(truth),
                                                refine=_DEMO_REFINE, seed=seed, progress=progress,
