@@ -219,3 +219,14 @@ def test_image_contrast_tells_haadf_from_bright_field():
     assert image_contrast(background + specimen) == "bright-on-dark"
     assert image_contrast(100 - background - specimen) == "dark-on-bright"
     assert image_contrast(background) == "unclear"
+
+
+def test_an_odd_map_id_is_named(tmp_path, caplog):
+    data = unknown_ext_file(tmp_path / "odd.mrc")
+    raw = bytearray((tmp_path / "odd.mrc").read_bytes())
+    raw[104:108] = b"CCP4"  # a known extended-header type: only the id is odd now
+    raw[208:212] = b"map\0"
+    (tmp_path / "odd.mrc").write_bytes(bytes(raw))
+    volume, lines = _read_with_log(tmp_path / "odd.mrc", caplog)
+    np.testing.assert_array_equal(volume.data, data)
+    assert len(lines) == 1 and "map id b'map\\x00', not 'MAP '" in lines[0]

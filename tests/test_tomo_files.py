@@ -157,3 +157,18 @@ def test_align_prints_the_relative_objective_change(small_series, tmp_path, caps
     assert len(lines) == 4
     assert "objective    start" in lines[0] and "objective    start" in lines[2]
     assert "%, unexplained" in lines[1] and "e+" not in lines[1]
+
+
+def test_run_record_names_the_contrast_and_header_oddities(tmp_path):
+    import json
+
+    fei1_file(tmp_path / "velox.mrc")
+    out = tmp_path / "pre"
+    assert main(["tomo", "prealign", str(tmp_path / "velox.mrc"), "--output", str(out),
+                 "--quiet"]) == 0
+    facts = json.loads((out / "emkit-run.json").read_text())["results"]["input"]
+    assert facts["contrast"] == "bright-on-dark"
+    assert facts["pixel_size_A"] == pytest.approx(2.5)
+    assert facts["header_oddities"] == [
+        "voxel size 0 in the header, 2.5 Å from the extended header used"
+    ]

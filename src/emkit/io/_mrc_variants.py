@@ -124,7 +124,10 @@ def read_header_facts(path: Path) -> MrcHeaderFacts | None:
     )
     facts.labels = _labels(raw, order)
     if not facts.map_id:
-        facts.oddities.append("no 'MAP ' id")
+        found = raw[208:212]
+        facts.oddities.append(
+            "no 'MAP ' id" if not found.strip(b"\0 ") else f"map id {found!r}, not 'MAP '"
+        )
     if not stamp_ok:
         facts.oddities.append("unknown machine stamp (read as little-endian)")
     if nsymbt > 0:

@@ -23,6 +23,7 @@ from emkit.tomo._files import (
     alignment_outputs,
     check_alignment_options,
     check_binning,
+    input_record,
     no_device_check,
     no_memory_check,
     parse_tilt_axis,
@@ -103,6 +104,7 @@ def run_prealign_files(
     write_alignment(paths, series, result.shifts_px, result.tilt_axis_angle_deg, fill=fill)
     largest_shift_px = float(np.abs(result.shifts_px).max())
     record = {
+        "input": input_record(series),
         "tilt_axis_angle_deg": result.tilt_axis_angle_deg,
         "largest_shift_px": largest_shift_px,
         "lowest_peak": float(result.peaks.min()),
@@ -283,6 +285,7 @@ def run_align_files(
     # The checkpoint goes only once the outputs are in place: a failed commit can resume.
     on_commit(lambda: checkpoint.unlink(missing_ok=True))
     record = {
+        "input": input_record(series),
         "start": started_from,
         "tilt_axis_angle_deg": axis,
         "final": result.history[-1] if result.history else {},
@@ -405,5 +408,10 @@ def run_reconstruct_files(
         bar.close()
     write_volume(output, volume, voxel_size=series.pixel_size_A * binning)
     seconds = round(time.perf_counter() - start, 2)
-    record = {"shape_zyx": list(volume.shape), "seconds": seconds, "output": str(output)}
+    record = {
+        "input": input_record(series),
+        "shape_zyx": list(volume.shape),
+        "seconds": seconds,
+        "output": str(output),
+    }
     return ReconstructFilesResult(output, volume.shape, series.pixel_size_A * binning, record)

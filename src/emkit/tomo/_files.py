@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -44,7 +45,7 @@ class TiltSeriesFile:
     pixel_size_A: float
     stem: str
     contrast: str = "unclear"
-    header: dict[str, object] = field(default_factory=dict)
+    header: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -191,6 +192,15 @@ def read_tilt_series(
         tilts, angles_path, stack, tilt_angles, float(pixel), file_stem(tilts),
         contrast=contrast, header=dict(volume.metadata),
     )
+
+
+def input_record(series: TiltSeriesFile) -> dict[str, object]:
+    """What the run record says about the input: contrast and anything odd in its header."""
+    return {
+        "contrast": series.contrast,
+        "header_oddities": list(series.header.get("oddities", [])),
+        "pixel_size_A": series.pixel_size_A,
+    }
 
 
 def parse_tilt_axis(value: float | str | None) -> float | str:
