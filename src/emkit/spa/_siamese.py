@@ -135,7 +135,8 @@ def learned_distance_fn(
     -------
     callable
         ``distance(pairs)`` with ``pairs`` an int array ``(m, 2)`` of image indices; returns
-        ``(m,)`` float64 angles in radians, in ``[0, pi]``, symmetric in the two indices.
+        ``(m,)`` float64 angles in radians, in ``[0, pi]``, symmetric in the two indices;
+        an image paired with itself is at distance 0.
 
     Raises
     ------
@@ -161,6 +162,7 @@ def learned_distance_fn(
                 rows = torch.from_numpy(index[start:start + batch_size].astype(np.int64))
                 d = net.pair_distance(embeddings[rows[:, 0]], embeddings[rows[:, 1]])  # type: ignore[operator]
                 out[start:start + rows.shape[0]] = d.double().numpy()
+        out[index[:, 0] == index[:, 1]] = 0.0  # the same image: the same orientation
         return out
 
     return distance
