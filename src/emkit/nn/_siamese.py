@@ -154,17 +154,23 @@ class PolarSiameseNet(nn.Module):
         x = x / (x.flatten(1).norm(dim=1)[:, None, None] + 1e-8)
         return torch.stack(x.chunk(2), dim=1)
 
-    def _correlation(self, e1: torch.Tensor, e2: torch.Tensor) -> torch.Tensor:
-        """``(m, n_angles)``: correlation of ``e2`` rolled by each shift against ``e1``."""
-        spec = torch.fft.rfft(e1, dim=-1).conj() * torch.fft.rfft(e2, dim=-1)
-        return torch.fft.irfft(spec.sum(dim=1), n=self.n_angles, dim=-1)
+    def _correlation(self, f1: torch.Tensor, f2: torch.Tensor) -> torch.Tensor:
+        """``(m, n_angles)``: correlation of embedding 2 rolled by each shift against 1,
+        from their spectra along the angle axis (``torch.fft.rfft(e, dim=-1)``)."""
+        return torch.fft.irfft((f1.conj() * f2).sum(dim=1), n=self.n_angles, dim=-1)
+
+    def spectra(self, embeddings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """What :meth:`distance_from_spectra` needs of each image, computed once per image.
+
+        Returns the spectra along the angle axis ``(m, 2, embed_channels, n_angles // 2 + 1)``
+        of :meth:`embed`'s output and how alike each image is to its own mirror image
+        ``(m,)`` (1: achiral).
+        """
+        f = torch.fft.rfft(embeddings, dim=-1)
+        return f, self._correlation(f[:, 0], f[:, 1]).max(dim=-1).values
 
     def pair_distance(self, e1: torch.Tensor, e2: torch.Tensor) -> torch.Tensor:
         """Geodesic angle (radians, ``[0, pi]``) between the orientations of paired embeddings.
-
-        Besides the image-to-image correlation, the head sees how well each image matches
-        the other's mirror image (a far pair of views from opposite sides looks like a
-        near pair when the projections are nearly achiral) and how achiral each image is.
 
         Parameters
         ----------
@@ -175,20 +181,29 @@ class PolarSiameseNet(nn.Module):
         -------
         torch.Tensor, shape (m,)
         """
+        return self.distance_from_spectra(*self.spectra(e1), *self.spectra(e2))
+
+    def distance_from_spectra(
+        self, f1: torch.Tensor, achiral1: torch.Tensor, f2: torch.Tensor, achiral2: torch.Tensor
+    ) -> torch.Tensor:
+        """:meth:`pair_distance` from :meth:`spectra` of both sides (cheaper for many pairs).
+
+        Besides the image-to-image correlation, the head sees how well each image matches
+        the other's mirror image (a far pair of views from opposite sides looks like a
+        near pair when the projections are nearly achiral) and how achiral each image is.
+        """
         n = self.n_angles
-        corr = self._correlation(e1[:, 0], e2[:, 0])  # (m, n): shift s of e2 vs e1
+        corr = self._correlation(f1[:, 0], f2[:, 0])  # (m, n): shift s of e2 vs e1
         weights = torch.softmax(corr / self.log_temperature.exp(), dim=-1)
         phases = torch.arange(n, device=corr.device, dtype=corr.dtype) * (2 * math.pi / n)
         alpha = torch.atan2((weights * phases.sin()).sum(-1), (weights * phases.cos()).sum(-1))
         best = corr.max(dim=-1).values
-        mirrored = 0.5 * (self._correlation(e1[:, 0], e2[:, 1]).max(dim=-1).values
-                          + self._correlation(e1[:, 1], e2[:, 0]).max(dim=-1).values)
-        achiral = 0.5 * (self._correlation(e1[:, 0], e1[:, 1]).max(dim=-1).values
-                         + self._correlation(e2[:, 0], e2[:, 1]).max(dim=-1).values)
-        u1, u2 = e1[:, 0].mean(dim=-1), e2[:, 0].mean(dim=-1)
+        mirrored = 0.5 * (self._correlation(f1[:, 0], f2[:, 1]).max(dim=-1).values
+                          + self._correlation(f1[:, 1], f2[:, 0]).max(dim=-1).values)
+        u1, u2 = f1[:, 0, :, 0].real / n, f2[:, 0, :, 0].real / n  # means over the angle
         features = torch.stack([
             best, corr.mean(dim=-1), corr.std(dim=-1), (u1 - u2).abs().sum(dim=-1),
-            (u1 * u2).sum(dim=-1) * n, mirrored, mirrored - best, achiral,
+            (u1 * u2).sum(dim=-1) * n, mirrored, mirrored - best, 0.5 * (achiral1 + achiral2),
         ], dim=-1)
         out = self.head(features)
         theta = math.pi * torch.sigmoid(out[:, 0])
