@@ -11,8 +11,9 @@ Measured (fixed seeds, one torch thread unless --threads):
 3. the whole path on 2,000 particles of 64^2 at SNR 1/8 with the shipped learned distances
    (exact ones, labelled so, while no model is shipped): seconds (target < 20 min on 2 cores)
    and errors;
-4. the same exact-distance path on other structures (../shared/data/structures);
-5. ASPIRE common lines (optional peer, ``pip install aspire``; the reason is printed when
+4. learned distances alone on 5j0n (--learned-5j0n; the paper's 9.1 / 24.0 deg), then refined;
+5. the same exact-distance path on other structures (../shared/data/structures);
+6. ASPIRE common lines (optional peer, ``pip install aspire``; the reason is printed when
    it does not import) on the same stack of 500 particles of 5j0n, 64^2, SNR 1/8, beside
    emkit (learned distances when the shipped model loads; exact ones as a reference).
 
@@ -117,6 +118,37 @@ def bench_learned(refine: int) -> dict:
     return result
 
 
+def bench_learned_5j0n(n: int, refine: int, box: int, snr: float | None) -> dict:
+    """Learned distances alone on 5j0n (the paper's 9.1 deg), then refined; printed per step."""
+    from emkit.io import read_volume
+    from emkit.sim.particles import centre_in_box
+    from emkit.spa import refine_orientations
+    from emkit.spa._commands import orient_particles
+    from emkit.spa._score import score_distance_fit, score_orientations
+    from emkit.spa._siamese import learned_distance_fn, load_distance_model
+
+    vol = read_volume(MAP_5J0N)
+    pixel = float(vol.pixel_size or 3.667)
+    sim, stack = _particles(centre_in_box(vol.data, box), n, pixel, snr, seed=1)
+    t0 = time.perf_counter()
+    distance_fn = learned_distance_fn(load_distance_model(), stack.images)
+    rot, _, info = orient_particles(stack, distance_fn, refine=0, seed=0, progress=True)
+    out: dict[str, Any] = {
+        "n": n, "box": box, "snr": snr,
+        "learned_fit_o4": score_distance_fit(info["fit"].quaternions, sim.rotations).summary(),
+        "after_frame": score_orientations(rot, sim.rotations).summary(),
+        "seconds_fit_and_frame": round(time.perf_counter() - t0, 1)}
+    print("learned 5j0n", json.dumps(out), flush=True)
+    ref = refine_orientations(stack.images, rot, pixel_size_A=pixel, iterations=refine,
+                              progress=True)
+    out["refined"] = score_orientations(ref.rotations, sim.rotations).summary()
+    out["fsc_05_A"] = round(ref.reconstruction.resolution_05_A, 2)
+    out["fsc_0143_A"] = round(ref.reconstruction.resolution_0143_A, 2)
+    out["seconds"] = round(time.perf_counter() - t0, 1)
+    print("learned 5j0n refined", json.dumps(out), flush=True)
+    return out
+
+
 def bench_structures(n: int, refine: int) -> dict:
     from emkit.sim import density_from_pdb
     from emkit.sim.particles import centre_in_box
@@ -196,6 +228,8 @@ def main() -> None:
     parser.add_argument("--skip-learned", action="store_true")
     parser.add_argument("--skip-5j0n", action="store_true")
     parser.add_argument("--skip-aspire", action="store_true")
+    parser.add_argument("--learned-5j0n", choices=("none", "noise-free", "snr-1-8", "both"),
+                        default="both", help="learned distances on 5j0n with --n projections")
     args = parser.parse_args()
     import torch
 
@@ -206,6 +240,10 @@ def main() -> None:
     results: dict[str, Any] = {}
     if not args.skip_5j0n:
         results["5j0n"] = bench_5j0n(args.n, args.refine, args.box)
+    for label, snr in (("noise-free", None), ("snr-1-8", 0.125)):
+        if args.learned_5j0n in (label, "both"):
+            results[f"learned_5j0n_{label}"] = bench_learned_5j0n(args.n, args.refine, args.box,
+                                                                 snr)
     if not args.skip_learned:
         results["learned_2000_64px"] = bench_learned(args.refine)
     if not args.skip_structures:
