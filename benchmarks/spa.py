@@ -185,7 +185,24 @@ def _aspire_rotations(images: np.ndarray, pixel_A: float) -> tuple[np.ndarray, f
 
 
 def bench_aspire(n: int, refine: int) -> dict:
-    """ASPIRE common lines against emkit on the same stack: 5j0n, L = 64, SNR 1/8, n = 500."""
+    """ASPIRE common lines against emkit on the same stack: 5j0n, L = 64, SNR 1/8, n = 500.
+
+    ASPIRE writes log files into the current folder when imported, so it runs in a
+    temporary one.
+    """
+    import os
+    import tempfile
+
+    here = os.getcwd()
+    with tempfile.TemporaryDirectory(prefix="emkit-aspire-") as scratch:
+        os.chdir(scratch)
+        try:
+            return _bench_aspire(n, refine)
+        finally:
+            os.chdir(here)
+
+
+def _bench_aspire(n: int, refine: int) -> dict:
     try:
         import aspire
     except Exception as error:
