@@ -106,6 +106,10 @@ BASE: dict[tuple[str, ...], tuple[list[str], list[str]]] = {
     ("spa", "orient"): (
         ["{in}/spa/particles.star"], ["--output", "{out}/orient.star", "--distances", "exact"]
     ),
+    ("spa", "train"): (
+        [], ["--structures", "{in}/spa/map.mrc", "--output", "{out}/model", "--steps", "1",
+             "--blobs", "0", "--box", "16"]
+    ),
     ("spa", "reconstruct"): (
         ["{in}/spa/particles.star"],
         ["--angles", "{in}/spa/particles.star", "--output", "{out}/map.mrc"],

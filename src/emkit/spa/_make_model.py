@@ -80,8 +80,9 @@ def _centre_of_mass_to_centre(volume: NDArray[np.float32]) -> NDArray[np.float32
     return np.asarray(shifted / shifted.max(), dtype=np.float32)
 
 
-def structure_volume(path: Path, fill: float, resolution_px: float) -> NDArray[np.float32]:
-    """Density of an atomic model on a ``BOX_PX`` box, the model spanning ``fill`` of it."""
+def structure_volume(path: Path, fill: float, resolution_px: float, box_px: int = BOX_PX
+                     ) -> NDArray[np.float32]:
+    """Density of an atomic model on a ``box_px`` box, the model spanning ``fill`` of it."""
     from emkit.io import read_structure, structure_atoms
     from emkit.sim import density_from_pdb
 
@@ -89,8 +90,8 @@ def structure_volume(path: Path, fill: float, resolution_px: float) -> NDArray[n
     weight = atoms["scattering"]
     centre = (atoms["zyx_A"] * weight[:, None]).sum(0) / weight.sum()
     radius_A = float(np.percentile(np.linalg.norm(atoms["zyx_A"] - centre, axis=1), 99.5))
-    voxel_A = radius_A / (fill * BOX_PX / 2)
-    volume = density_from_pdb(path, voxel_A, box_size=BOX_PX, resolution_A=resolution_px * voxel_A)
+    voxel_A = radius_A / (fill * box_px / 2)
+    volume = density_from_pdb(path, voxel_A, box_size=box_px, resolution_A=resolution_px * voxel_A)
     data = np.maximum(volume.data, 0.0)
     return np.asarray(data / data.max(), dtype=np.float32)
 
