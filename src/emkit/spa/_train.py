@@ -29,15 +29,12 @@ FILLS = (0.55, 0.95)
 
 
 def _map_volume(path: Path, box_px: int) -> NDArray[np.float32]:
-    from emkit.io import read_volume, require_finite
-    from emkit.sim.particles import centre_in_box
+    from emkit.spa._commands import _source_map
 
-    data = read_volume(path).data
-    if data.ndim != 3:
-        raise InputError(with_path(path, f"is {data.ndim}D; give a map (z, y, x) or a "
-                                   "PDB/mmCIF model"))
-    require_finite(data, path, "map")
-    volume = np.maximum(centre_in_box(data, box_px), 0.0)
+    # the same checked reading as `sim particles` (3D, finite, centred in the box); the
+    # pixel size plays no part here, so a header without one is not refused
+    data, _ = _source_map(path, 1.0, box_px)
+    volume = np.maximum(data, 0.0)
     if not volume.max() > 0:
         raise InputError(with_path(path, "has no positive density inside the box; give a "
                                    "map with the particle at its centre, or a larger --box"))
