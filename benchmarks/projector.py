@@ -54,7 +54,7 @@ class _Emkit:
         _system_matrices.cache_clear()
         t0 = time.perf_counter()
         self.p = SingleAxisProjector((n, n, n), angles, device="cpu")
-        self.p._blocks()  # build A, A.T and the row blocks now, not in the first call
+        self.p._products()  # build A, A.T and the slab products now, not in the first call
         self.build_s = time.perf_counter() - t0
 
     def forward(self, vol: np.ndarray) -> np.ndarray:
