@@ -129,7 +129,7 @@ def test_noise_and_box_size_are_tolerated(model, held_out):
     for stack in (noisy, small.astype(np.float32)):
         learned = learned_distance_fn(model, stack)(pairs)
         assert np.corrcoef(learned, true)[0, 1] > 0.25
-        assert np.rad2deg(np.abs(learned - true)[near]).mean() < 35
+        assert np.rad2deg(np.abs(learned - true)[near]).mean() < 25
 
 
 def test_a_constant_added_or_a_gain_does_not_change_distances(model, held_out):
