@@ -84,11 +84,18 @@ Applies an alignment first when given (--xf IMOD transforms or --aln AreTomo fil
 the images (--bin), and reconstructs --thickness unbinned pixels (optionally a slab offset
 in z, or a range of y slices). The voxel size is the input pixel size times the binning.
 
+An --output ending in .ome.zarr (or .zarr) is streamed: WBP or SIRT runs slab by slab of
+--slab-rows binned rows on a local Dask cluster of --workers processes (or the running
+scheduler at --scheduler, whose workers must see the same files), each task reading only
+the rows of the stack it needs, so neither the stack nor the tomogram is held in memory.
+
 Examples
 --------
     emkit tomo reconstruct ali/ts_ali.mrc --angles ts.tlt --output ts_rec.mrc --thickness 64
     emkit tomo reconstruct ts.mrc --angles ts.tlt --xf ali/ts.xf --method sirt \\
         --iterations 30 --bin 2 --thickness 128 --output ts_sirt_bin2.mrc
+    emkit tomo reconstruct big.mrc --angles big.tlt --xf big.xf --bin 2 --thickness 1024 \\
+        --output big_rec.ome.zarr --workers 2
 """
 
 _SIM_DOC = """Simulate a misaligned tilt series with ground truth.
@@ -217,6 +224,23 @@ def _add_reconstruct_parser(sub: argparse._SubParsersAction) -> None:
     rec.add_argument("--aln", type=file_path, help="AreTomo .aln alignment to apply first")
     rec.add_argument(
         "--device", type=device, help="cpu, cuda, cuda:N or auto (default: cuda if available)"
+    )
+    rec.add_argument(
+        "--workers",
+        type=positive_int,
+        help="OME-Zarr output only: worker processes of the local cluster, >= 1 (default: "
+        "cores)",
+    )
+    rec.add_argument(
+        "--scheduler",
+        help="OME-Zarr output only: address of a running Dask scheduler whose workers see "
+        "the same files",
+    )
+    rec.add_argument(
+        "--slab-rows",
+        type=positive_int,
+        default=32,
+        help="OME-Zarr output only: binned y rows per task, >= 1 (32)",
     )
 
 
@@ -370,15 +394,17 @@ def run_align(args: argparse.Namespace) -> int:
 
 def run_reconstruct(args: argparse.Namespace) -> int:
     """``emkit tomo reconstruct``."""
-    from emkit.tomo import run_reconstruct_files
+    from emkit.tomo import StreamOptions, run_reconstruct_files
 
+    stream = StreamOptions(slab_rows=args.slab_rows, scheduler=args.scheduler,
+                           n_workers=args.workers, progress=show_progress(args.quiet))
     result = run_reconstruct_files(
         _source(args), args.output, method=args.method,
         thickness=args.thickness, binning=args.bin, iterations=args.iterations,
         cutoff=args.cutoff, window=args.window, z_offset_px=args.z_offset,
         y_range=args.y_range, xf=args.xf, aln=args.aln, device=args.device,
         progress=show_progress(args.quiet), require_memory=require_memory,
-        check_device=check_device,
+        check_device=check_device, stream=stream,
     )
     write_run_record(args.output.parent, args, results=result.record)
     print(f"reconstruct ({args.method}): {result.shape_zyx} voxels of "

@@ -4,10 +4,18 @@ Two patterns cover the workflows: a fan-out of independent jobs (one per section
 per tilt series, ...) with :func:`map_inputs`, and a chunked filter over a volume too big
 for memory (Zarr in, Zarr or ndarray out) with :func:`chunked_map_overlap`.
 :func:`dask_client` opens the cluster both use: a local one by default, or a running
-scheduler by address. Dask is imported only when these functions run.
+scheduler by address; :func:`limit_threads` sets the threads a task may use in every
+library. Dask is imported only when these functions run.
 """
 
 from emkit.parallel._fanout import dask_client, default_n_workers, map_inputs
 from emkit.parallel._overlap import chunked_map_overlap
+from emkit.parallel._threads import limit_threads
 
-__all__ = ["chunked_map_overlap", "dask_client", "default_n_workers", "map_inputs"]
+__all__ = [
+    "chunked_map_overlap",
+    "dask_client",
+    "default_n_workers",
+    "limit_threads",
+    "map_inputs",
+]

@@ -51,6 +51,7 @@ from emkit.tomo._reconstruct import (
     reconstruct_sirt,
     reconstruct_wbp,
 )
+from emkit.tomo._stream import StreamOptions
 from emkit.tomo._transform import (
     projection_background,
     remove_background,
@@ -70,6 +71,7 @@ __all__ = [
     "Prealignment",
     "ReconstructFilesResult",
     "SimulatedSeriesFiles",
+    "StreamOptions",
     "TiltSeriesFile",
     "TiltSeriesSource",
     "TomoDemo",

@@ -34,6 +34,7 @@ from emkit.tomo._files import (
     thickness_px,
     write_alignment,
 )
+from emkit.tomo._stream import StreamOptions
 
 PlotIteration = Callable[..., None]
 """``plot(path, volume, shifts_px, tilt_angles_deg, record=record)`` draws one iteration."""
@@ -309,14 +310,7 @@ def _check_reconstruct_request(
     require_memory: MemoryCheck,
 ) -> None:
     """The row range lies inside the binned images; the tomogram fits in memory."""
-    from emkit.errors import InputError, with_path
-
-    if y_range is not None and y_range[1] > series.stack.shape[1] // binning:
-        raise InputError(
-            with_path(series.path, f"--y-range {y_range[0]}:{y_range[1]} is outside "
-                      f"the {series.stack.shape[1] // binning} rows of the images binned by "
-                      f"{binning}")
-        )
+    _stream_rows(series, binning, y_range)
     rows = None if y_range is None else y_range[1] - y_range[0]
     require_tomo_memory(
         series,
@@ -363,12 +357,30 @@ def run_reconstruct_files(
     progress: bool = False,
     require_memory: MemoryCheck = no_memory_check,
     check_device: DeviceCheck = no_device_check,
+    stream: StreamOptions | None = None,
 ) -> ReconstructFilesResult:
-    """Reconstruct ``tilts`` (aligned first by ``xf`` or ``aln``) into the MRC ``output``."""
+    """Reconstruct ``tilts`` (aligned first by ``xf`` or ``aln``) into the MRC ``output``.
+
+    An OME-Zarr (or Zarr) ``output`` is streamed instead: slab by slab, on a local Dask
+    cluster or ``stream.scheduler``, never holding the stack or the tomogram in memory
+    (:mod:`emkit.tomo._stream`).
+    """
     from emkit.io import check_not_input, write_volume
     from emkit.tomo._prealign import estimate_tilt_axis
     from emkit.tomo._reconstruct import reconstruct
 
+    if _is_zarr(output):
+        return _run_reconstruct_streamed(
+            source, output, method=method, thickness=thickness, binning=binning,
+            iterations=iterations, cutoff=cutoff, window=window, z_offset_px=z_offset_px,
+            y_range=y_range, xf=xf, aln=aln, options=stream or StreamOptions(),
+            require_memory=require_memory,
+        )
+    if stream is not None and (stream.scheduler is not None or stream.n_workers is not None):
+        from emkit.errors import InputError
+
+        raise InputError(f"--workers and --scheduler stream the tomogram slab by slab into "
+                         f"OME-Zarr; give an --output ending in .ome.zarr, not {output.name}")
     check_alignment_options(source.tilt_axis, xf=xf, aln=aln)
     series = source.read()
     check_not_input(output, [series.path, series.angles_path, xf, aln])
@@ -415,3 +427,85 @@ def run_reconstruct_files(
         "output": str(output),
     }
     return ReconstructFilesResult(output, volume.shape, series.pixel_size_A * binning, record)
+
+
+def _is_zarr(path: Path) -> bool:
+    return path.name.lower().endswith(".zarr")
+
+
+def _run_reconstruct_streamed(
+    source: TiltSeriesSource,
+    output: Path,
+    *,
+    method: str,
+    thickness: int | None,
+    binning: int,
+    iterations: int | None,
+    cutoff: float,
+    window: str,
+    z_offset_px: float,
+    y_range: tuple[int, int] | None,
+    xf: Path | None,
+    aln: Path | None,
+    options: StreamOptions,
+    require_memory: MemoryCheck,
+) -> ReconstructFilesResult:
+    """The OME-Zarr path of :func:`run_reconstruct_files`: checks, one pass, the slabs."""
+    from emkit.errors import InputError
+    from emkit.io import check_not_input
+    from emkit.tomo._files import open_tilt_series
+    from emkit.tomo._stream import make_plan, reconstruct_to_zarr, require_stream_memory
+
+    check_alignment_options(source.tilt_axis, xf=xf, aln=aln)
+    series = open_tilt_series(source.tilts, source.angles, pixel_size_A=source.pixel_size_A,
+                              invert=source.invert, log=source.log)
+    check_not_input(output, [series.path, series.angles_path, xf, aln])
+    nz = thickness_px(thickness, series)
+    check_binning("--bin", [binning], series)
+    rows = _stream_rows(series, binning, y_range)
+    alignment = read_alignment(series, xf=xf, aln=aln)
+    shifts, axis = (None, parse_tilt_axis(source.tilt_axis)) if alignment is None else alignment
+    if axis == "auto":
+        raise InputError("--tilt-axis auto needs the whole stack in memory; give the angle "
+                         "(or an --xf/--aln) to stream into OME-Zarr")
+    require_stream_memory(series.stack.shape, require_memory, method=method, thickness=nz,
+                          binning=binning, options=options, shifts_px=shifts)
+    start = time.perf_counter()
+    plan = make_plan(
+        series.path, series.stack.shape, series.angles, method=method, thickness=nz,
+        binning=binning, shifts_px=shifts, tilt_axis_angle_deg=float(axis),
+        iterations=iterations, cutoff=cutoff, window=window, z_offset_px=z_offset_px,
+        log=source.log, invert=source.invert,
+    )
+    result = reconstruct_to_zarr(plan, output, rows=rows,
+                                 voxel_size_A=series.pixel_size_A * binning, options=options)
+    record = {
+        "input": input_record(series),
+        "shape_zyx": list(result.shape_zyx),
+        "seconds": round(time.perf_counter() - start, 2),
+        "streamed": {"slabs": result.n_slabs, "slab_rows": options.slab_rows,
+                     "workers": options.n_workers, "scheduler": options.scheduler,
+                     "reconstruct_s": round(result.reconstruct_s, 2),
+                     "write_s": round(result.write_s, 2)},
+        "output": str(output),
+    }
+    return ReconstructFilesResult(
+        output, result.shape_zyx, series.pixel_size_A * binning, record
+    )
+
+
+def _stream_rows(
+    series: TiltSeriesFile, binning: int, y_range: tuple[int, int] | None
+) -> tuple[int, int]:
+    """The binned rows to reconstruct: all, or ``--y-range`` checked against them."""
+    from emkit.errors import InputError, with_path
+
+    n_rows = series.stack.shape[1] // binning
+    if y_range is None:
+        return 0, n_rows
+    if not 0 <= y_range[0] < y_range[1] <= n_rows:
+        raise InputError(
+            with_path(series.path, f"--y-range {y_range[0]}:{y_range[1]} is outside "
+                      f"the {n_rows} rows of the images binned by {binning}")
+        )
+    return int(y_range[0]), int(y_range[1])

@@ -146,16 +146,48 @@ def read_tilt_series(
     (:func:`emkit.io.image_contrast`) is measured on the stack as stored and a warning
     says when it disagrees with the options.
     """
+    from emkit.io import require_finite
+    from emkit.tomo._prealign import check_tilt_series
+
+    series = open_tilt_series(
+        tilts, angles, pixel_size_A=pixel_size_A, invert=invert, log=log, mmap=False
+    )
+    require_finite(series.stack, tilts, "tilt series")
+    stack, _ = check_tilt_series(series.stack, series.angles, path=tilts)
+    if log:
+        stack = beer_lambert(stack, tilts)
+    if invert:
+        stack = -stack
+    series.stack = stack
+    return series
+
+
+def open_tilt_series(
+    tilts: Path,
+    angles: Path | None = None,
+    *,
+    pixel_size_A: float | None = None,
+    invert: bool = False,
+    log: bool = False,
+    mmap: bool = True,
+) -> TiltSeriesFile:
+    """The checks of :func:`read_tilt_series` that need no pass over the data.
+
+    With ``mmap`` the ``stack`` is the file's data as stored, memory-mapped (nothing is
+    read but the header and the images the contrast is measured on; ``invert``/``log``
+    are not applied), for the streamed reconstruction, which checks each image as it
+    reads it.
+    """
     from emkit.errors import InputError, MismatchError, ShapeError, with_path
-    from emkit.io import image_contrast, read_tlt, read_volume, require_finite
+    from emkit.io import image_contrast, read_tlt, read_volume
     from emkit.tomo._prealign import check_tilt_series
 
     if invert and log:
         raise InputError("give --log or --invert, not both: --log already makes dense "
                          "regions bright")
     angles_path = angles if angles is not None else tilts.with_suffix(".tlt")
-    volume = read_volume(tilts)
-    data = np.asarray(volume.data)
+    volume = read_volume(tilts, mmap=mmap)
+    data = volume.data if mmap else np.asarray(volume.data)
     if data.ndim != 3:
         raise ShapeError(
             with_path(tilts, f"is a {data.ndim}D array of shape {data.shape}; a tilt "
@@ -176,20 +208,20 @@ def read_tilt_series(
             with_path(tilts, f"has only {data.shape[0]} images; alignment and "
                       "reconstruction need at least 3 tilts")
         )
-    require_finite(data, tilts, "tilt series")
     contrast = image_contrast(data)
     _contrast_advice(contrast, tilts, invert=invert, log=log)
-    stack, tilt_angles = check_tilt_series(data, tilt_angles, path=tilts)
-    if log:
-        stack = beer_lambert(stack, tilts)
-    if invert:
-        stack = -stack
+    # The shape and angle checks, on a one-row view (the images are checked when read).
+    _, tilt_angles = check_tilt_series(
+        np.zeros((len(data), 8, 8), np.float32), tilt_angles, path=tilts
+    )
+    if min(data.shape[1:]) < 8:
+        raise ShapeError(with_path(tilts, f"images of {data.shape[1:]} pixels are too small"))
     pixel = pixel_size_A if pixel_size_A is not None else volume.pixel_size
     if pixel is None or not pixel > 0:
         logger.warning("%s: no pixel size in the header; using 1 Å (give --pixel-size)", tilts)
         pixel = 1.0
     return TiltSeriesFile(
-        tilts, angles_path, stack, tilt_angles, float(pixel), file_stem(tilts),
+        tilts, angles_path, data, tilt_angles, float(pixel), file_stem(tilts),
         contrast=contrast, header=dict(volume.metadata),
     )
 

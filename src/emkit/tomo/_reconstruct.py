@@ -256,6 +256,27 @@ def binning_centre_offset(shape: tuple[int, ...], factor: int) -> np.ndarray:
     return np.array([ry // 2 - ry / 2.0, rx // 2 - rx / 2.0])
 
 
+def reconstruction_shifts(
+    shifts_px: np.ndarray | None,
+    tilt_angles_deg: np.ndarray,
+    stack_shape: tuple[int, ...],
+    *,
+    binning: int,
+    z_offset_px: float,
+) -> np.ndarray:
+    """The shifts ``(n, 2)`` applied before binning: the alignment, the slab offset and the
+    binning-centre correction (unbinned pixels)."""
+    n = stack_shape[0]
+    shifts = np.zeros((n, 2)) if shifts_px is None else np.array(shifts_px, dtype=np.float64)
+    if z_offset_px:
+        # A slab centred at z0 projects shifted by z0 sin(t); undo that so the slab is central.
+        shifts[:, 1] -= z_offset_px * np.sin(np.deg2rad(tilt_angles_deg))
+    if binning > 1:
+        # Keep the tilt axis on the centre of the cropped, binned images.
+        shifts = shifts + binning_centre_offset(stack_shape, binning)
+    return shifts
+
+
 def reconstruct(
     stack: np.ndarray,
     tilt_angles_deg: np.ndarray,
@@ -330,15 +351,9 @@ def reconstruct(
     nz = int(thickness) // binning
     if nz < 1:
         raise InputError(f"thickness {thickness} is less than one binned voxel ({binning} px)")
-    n = len(stack)
-    shifts = np.zeros((n, 2)) if shifts_px is None else np.asarray(shifts_px, dtype=np.float64)
-    if z_offset_px:
-        # A slab centred at z0 projects shifted by z0 sin(t); undo that so the slab is central.
-        shifts = shifts.copy()
-        shifts[:, 1] -= z_offset_px * np.sin(np.deg2rad(angles))
-    if binning > 1:
-        # Keep the tilt axis on the centre of the cropped, binned images.
-        shifts = shifts + binning_centre_offset(stack.shape, binning)
+    shifts = reconstruction_shifts(
+        shifts_px, angles, stack.shape, binning=binning, z_offset_px=z_offset_px
+    )
     masks = None
     if np.any(shifts != 0) or tilt_axis_angle_deg:
         aligned = transform_images(stack, shifts, tilt_axis_angle_deg=tilt_axis_angle_deg)

@@ -150,6 +150,7 @@ def validity_masks(
     *,
     tilt_axis_angle_deg: float | np.ndarray = 0.0,
     margin_px: float = 1.0,
+    rows: tuple[int, int] | None = None,
 ) -> np.ndarray:
     """Pixels of each aligned image whose source lies inside the raw field of view.
 
@@ -163,19 +164,22 @@ def validity_masks(
         Tilt-axis angle of the raw images.
     margin_px : float
         Also drop pixels closer than this to the raw border (interpolation needs neighbours).
+    rows : (int, int), optional
+        Only aligned rows ``start:stop`` (a slab of a streamed reconstruction).
 
     Returns
     -------
-    ndarray of bool, shape (n, ny, nx)
+    ndarray of bool, shape (n, ny, nx), or (n, stop - start, nx) with ``rows``
         True where the aligned pixel is real data.
     """
     n, ny, nx = shape
     shifts = _check_shifts(np.empty((n, 1, 1)), shifts_px)
     angles = np.broadcast_to(np.asarray(tilt_axis_angle_deg, dtype=np.float64), (n,))
     center = image_center(shape)
-    yy, xx = np.meshgrid(np.arange(ny, dtype=np.float64), np.arange(nx), indexing="ij")
+    y0, y1 = (0, ny) if rows is None else rows
+    yy, xx = np.meshgrid(np.arange(y0, y1, dtype=np.float64), np.arange(nx), indexing="ij")
     coords = np.stack([yy.ravel(), xx.ravel()])
-    masks = np.empty(shape, dtype=bool)
+    masks = np.empty((n, y1 - y0, nx), dtype=bool)
     for i in range(n):
         matrix, offset = _affine_yx(tilt_axis_rotation_xy(angles[i]), shifts[i], center)
         src = matrix @ coords + offset[:, None]
@@ -185,7 +189,7 @@ def validity_masks(
             & (src[1] >= margin_px - 0.5)
             & (src[1] <= nx - 0.5 - margin_px)
         )
-        masks[i] = inside.reshape(ny, nx)
+        masks[i] = inside.reshape(y1 - y0, nx)
     return masks
 
 

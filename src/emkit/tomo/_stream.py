@@ -1,0 +1,454 @@
+"""Streamed reconstruction: a tilt series larger than memory, y-slab by y-slab, into OME-Zarr.
+
+With a single tilt axis along y every y-slice of the tomogram depends only on the same rows
+of the aligned projections, so WBP and SIRT of a slab of rows are exactly the slab of the
+whole reconstruction. Each task reads the raw rows its slab needs (plus a margin for the
+shift/rotation and the cubic spline), aligns, bins, filters and back-projects them, and
+writes its rows of the tomogram into a Zarr array; no task holds more than its slab. The
+tasks run on a local Dask cluster or a running scheduler (:mod:`emkit.parallel`); the
+workers read the input and write the scratch array by path, so with a remote scheduler they
+need the same file system.
+
+A slab gives the in-memory :func:`emkit.tomo.reconstruct` result to float rounding: the
+projector products are bit-identical, and the spline prefilter of a cropped image differs
+from the whole image's by ``0.268 ** 24`` (1e-14) relative at the margin kept.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from emkit.errors import InputError
+from emkit.tomo._reconstruct import reconstruct_sirt, reconstruct_wbp, reconstruction_shifts
+
+# The cubic spline prefilter's response falls by 0.268 per pixel: 24 px of margin around
+# the rows a slab needs make a cropped image's interpolation equal the whole image's to 1e-14.
+_SPLINE_MARGIN_PX = 24
+# Images read at once by the pre-pass over the stack (per-image background and mean).
+_IMAGES_PER_READ = 4
+STREAM_METHODS = ("wbp", "sirt")
+
+
+@dataclass(frozen=True)
+class StreamPlan:
+    """What every slab task needs (picklable, sent to the workers once per task).
+
+    ``background`` and ``fill`` are per image (the median subtracted first, and the mean of
+    the image after that, which fills where the alignment brings in no data); ``shifts_px``
+    already hold the slab offset and the binning-centre correction.
+    """
+
+    path: str
+    raw_shape: tuple[int, int, int]
+    angles_deg: np.ndarray
+    background: np.ndarray
+    fill: np.ndarray
+    log_i0: np.ndarray | None
+    invert: bool
+    shifts_px: np.ndarray
+    tilt_axis_angle_deg: float
+    binning: int
+    nz: int
+    method: str
+    iterations: int
+    window: str
+    cutoff: float
+    store: str
+    first_row: int
+    threads: int
+
+    @property
+    def binned_shape(self) -> tuple[int, int]:
+        """``(ny, nx)`` of the cropped, binned images."""
+        _, ny, nx = self.raw_shape
+        return ny // self.binning, nx // self.binning
+
+
+@dataclass
+class StreamResult:
+    """The tomogram written (``shape_zyx``) and where the time went, per slab task."""
+
+    shape_zyx: tuple[int, int, int]
+    n_slabs: int
+    slab_seconds: list[float]
+    reconstruct_s: float
+    write_s: float
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _preprocess(raw: np.ndarray, plan: StreamPlan, images: slice | np.ndarray) -> np.ndarray:
+    """Raw values as stored -> the float32 projections ``reconstruct`` starts from."""
+    data = np.asarray(raw, dtype=np.float32)
+    if plan.log_i0 is not None:
+        i0 = plan.log_i0[images].reshape(-1, 1, 1)
+        data = (-np.log(data.astype(np.float64) / i0)).astype(np.float32)
+    if plan.invert:
+        data = -data
+    return data - plan.background[images].reshape(-1, 1, 1).astype(np.float32)
+
+
+def image_statistics(
+    path: Path, n_images: int, *, log: bool, invert: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """One pass over the stack, a few images at a time: background, fill and log ``I0``.
+
+    Refuses (one line naming ``path``) NaN or infinite values and, with ``log``,
+    intensities that are not all positive. ``I0`` of ``-ln(I / I0)`` is each image's 99.9th
+    percentile: it only adds a constant per image, which the median removes (the in-memory
+    path takes the whole stack's; the tomograms agree to float rounding).
+    """
+    from emkit.errors import with_path
+    from emkit.io import read_volume, require_finite
+    from emkit.tomo._files import _LOG_I0_PERCENTILE
+    from emkit.tomo._transform import projection_background
+
+    background = np.zeros(n_images)
+    fill = np.zeros(n_images)
+    log_i0 = np.ones(n_images) if log else None
+    for start in range(0, n_images, _IMAGES_PER_READ):
+        part = slice(start, min(n_images, start + _IMAGES_PER_READ))
+        # A fresh mapping per read, dropped after it: resident pages do not pile up.
+        raw = np.asarray(read_volume(path, mmap=True).data[part], dtype=np.float32)
+        require_finite(raw, path, "tilt series")
+        if log_i0 is not None:
+            if not raw.min() > 0:
+                raise InputError(with_path(path, "--log needs positive intensities but some "
+                                           "are <= 0; remove the offset first or use --invert"))
+            flat = raw.reshape(len(raw), -1)
+            log_i0[part] = np.percentile(flat, _LOG_I0_PERCENTILE, axis=1)
+            raw = (-np.log(raw.astype(np.float64) / log_i0[part, None, None])).astype(np.float32)
+        if invert:
+            raw = -raw
+        background[part] = projection_background(raw)
+        centred = raw - background[part, None, None].astype(np.float32)
+        fill[part] = [float(image.mean()) for image in centred]
+    return background, fill, log_i0
+
+
+def _rows_needed(
+    plan: StreamPlan, image: int, rows: tuple[int, int]
+) -> tuple[tuple[int, int, int, int], np.ndarray, np.ndarray]:
+    """Raw box ``(r0, r1, c0, c1)`` that aligned ``rows`` of ``image`` read, and the affine map."""
+    from emkit.geometry import tilt_axis_rotation_xy
+    from emkit.tomo._transform import _affine_yx, image_center
+
+    _, ny, nx = plan.raw_shape
+    a, b = rows
+    shift = plan.shifts_px[image]
+    matrix, offset = _affine_yx(
+        tilt_axis_rotation_xy(plan.tilt_axis_angle_deg), shift, image_center(plan.raw_shape)
+    )
+    corners = np.array([[a, a, b - 1, b - 1], [0, nx - 1, 0, nx - 1]], dtype=np.float64)
+    src = matrix @ corners + offset[:, None]
+    m = _SPLINE_MARGIN_PX
+    if plan.tilt_axis_angle_deg == 0.0:
+        # ndimage.shift works in place of the crop: it must hold the output rows too.
+        lo, hi = min(a, src[0].min()), max(b - 1, src[0].max())
+        box = (max(0, int(np.floor(lo)) - m), min(ny, int(np.ceil(hi)) + m + 1), 0, nx)
+    else:
+        lo_c, hi_c = src.min(axis=1), src.max(axis=1)
+        box = (
+            max(0, int(np.floor(lo_c[0])) - m), min(ny, int(np.ceil(hi_c[0])) + m + 1),
+            max(0, int(np.floor(lo_c[1])) - m), min(nx, int(np.ceil(hi_c[1])) + m + 1),
+        )
+    return box, matrix, offset
+
+
+def _aligned_rows(plan: StreamPlan, image: int, rows: tuple[int, int]) -> np.ndarray:
+    """Rows ``a:b`` of aligned image ``image`` (full width), as transform_images makes them."""
+    from scipy import ndimage
+
+    from emkit.io import read_volume
+    from emkit.tomo._transform import _integer_shift
+
+    (r0, r1, c0, c1), matrix, offset = _rows_needed(plan, image, rows)
+    a, b = rows
+    nx = plan.raw_shape[2]
+    cval = float(plan.fill[image])
+    if r1 <= r0 or c1 <= c0:  # nothing of the raw image lands in these rows
+        return np.full((b - a, nx), cval, np.float32)
+    raw = read_volume(plan.path, mmap=True).data[image : image + 1, r0:r1, c0:c1]
+    crop = _preprocess(raw, plan, np.array([image]))[0]
+    shift = plan.shifts_px[image]
+    if plan.tilt_axis_angle_deg == 0.0:
+        if np.all(shift == np.round(shift)):
+            shifted = _integer_shift(crop, shift.astype(int), cval)
+        else:
+            shifted = ndimage.shift(crop, shift, order=3, mode="constant", cval=cval)
+        return np.asarray(shifted[a - r0 : b - r0], dtype=np.float32)
+    local = matrix @ np.array([a, 0.0]) + offset - np.array([r0, c0], dtype=np.float64)
+    out = ndimage.affine_transform(
+        crop, matrix, offset=local, output_shape=(b - a, nx), order=3, mode="constant", cval=cval
+    )
+    return np.asarray(out, dtype=np.float32)
+
+
+def _unbinned_rows(plan: StreamPlan, rows_binned: tuple[int, int]) -> tuple[tuple[int, int], slice]:
+    """Aligned rows ``(a, b)`` of binned rows ``y0:y1``, and the columns the binning keeps
+    (the images are cropped centrally to multiples of the binning first)."""
+    b = plan.binning
+    _, ny, nx = plan.raw_shape
+    ry, rx = ny % b, nx % b
+    a = ry // 2 + rows_binned[0] * b
+    return (a, a + (rows_binned[1] - rows_binned[0]) * b), slice(rx // 2, nx - (rx - rx // 2))
+
+
+def slab_projections(plan: StreamPlan, rows_binned: tuple[int, int]) -> np.ndarray:
+    """The aligned, binned projections of binned rows ``y0:y1`` (n, y1 - y0, nx_binned)."""
+    from emkit.ops import bin_image
+
+    rows, columns = _unbinned_rows(plan, rows_binned)
+    aligned = np.stack([_aligned_rows(plan, i, rows) for i in range(plan.raw_shape[0])])
+    aligned = aligned[:, :, columns]
+    if plan.binning > 1:
+        aligned = bin_image(aligned, plan.binning) / np.float32(plan.binning)
+    return np.ascontiguousarray(aligned, dtype=np.float32)
+
+
+def slab_masks(plan: StreamPlan, rows_binned: tuple[int, int]) -> np.ndarray:
+    """Validity masks of binned rows ``y0:y1`` (SIRT ignores data brought in from outside)."""
+    from emkit.ops import bin_image
+    from emkit.tomo._transform import validity_masks
+
+    rows, columns = _unbinned_rows(plan, rows_binned)
+    masks = validity_masks(plan.raw_shape, plan.shifts_px, rows=rows,
+                           tilt_axis_angle_deg=plan.tilt_axis_angle_deg)
+    masks = masks[:, :, columns].astype(np.float32)
+    return masks > 0.5 if plan.binning == 1 else bin_image(masks, plan.binning) > 0.999
+
+
+# --------------------------------------------------------------------------- one slab
+
+
+def _threads_limited(n: int) -> Any:
+    from emkit.parallel import limit_threads
+
+    return limit_threads(n)
+
+
+def reconstruct_slab(task: tuple[StreamPlan, int, int]) -> float:
+    """Reconstruct binned rows ``y0:y1`` and write them into the plan's store; seconds taken.
+
+    A module-level function of one picklable argument: the unit of work of a Dask worker.
+    """
+    import zarr
+
+    plan, y0, y1 = task
+    start = time.perf_counter()
+    with _threads_limited(plan.threads):
+        proj = slab_projections(plan, (y0, y1))
+        if plan.method == "wbp":
+            volume = reconstruct_wbp(
+                proj, plan.angles_deg, thickness=plan.nz, window=plan.window,
+                cutoff=plan.cutoff, device="cpu",
+            )
+        else:
+            volume = reconstruct_sirt(
+                proj, plan.angles_deg, thickness=plan.nz, iterations=plan.iterations,
+                masks=slab_masks(plan, (y0, y1)), device="cpu",
+            )
+    store = zarr.open_array(plan.store, mode="r+")
+    store[:, y0 - plan.first_row : y1 - plan.first_row] = volume
+    return time.perf_counter() - start
+
+
+# --------------------------------------------------------------------------- the whole run
+
+
+def slab_bounds(rows: tuple[int, int], slab_rows: int) -> list[tuple[int, int]]:
+    """``[(y0, y1), ...]`` covering ``rows``, each ``slab_rows`` long (the last shorter)."""
+    y0, y1 = rows
+    return [(a, min(a + slab_rows, y1)) for a in range(y0, y1, slab_rows)]
+
+
+def _scratch_store(output: Path, shape: tuple[int, int, int], slab_rows: int) -> Path:
+    """A chunked Zarr array beside ``output``, one chunk row per slab (no two tasks share a
+    chunk); its temporary name is removed by the next run if this process dies."""
+    from emkit.io import create_zarr_array
+    from emkit.io._tempfiles import temp_name
+
+    path = temp_name(output.with_name(output.name.split(".")[0] + "-slabs.zarr"))
+    nz, _, nx = shape
+    create_zarr_array(path, shape, np.float32, chunks=(min(nz, 64), slab_rows, min(nx, 256)))
+    return path
+
+
+def run_slabs(
+    plan: StreamPlan,
+    slabs: list[tuple[int, int]],
+    *,
+    scheduler: Any = None,
+    n_workers: int | None = None,
+    progress: bool = False,
+) -> list[float]:
+    """Every slab task on the cluster (or in this process for one worker); seconds each."""
+    from emkit.parallel import map_inputs
+
+    tasks = [(plan, y0, y1) for y0, y1 in slabs]
+    return map_inputs(
+        reconstruct_slab, tasks, scheduler=scheduler, n_workers=n_workers, progress=progress,
+        desc=plan.method,
+    )
+
+
+@dataclass(frozen=True)
+class StreamOptions:
+    """How to run a streamed reconstruction: slab size, workers, cluster."""
+
+    slab_rows: int = 32
+    scheduler: Any = None
+    n_workers: int | None = None
+    threads_per_worker: int | None = None
+    progress: bool = False
+
+
+def threads_per_worker(options: StreamOptions) -> int:
+    """Threads each task uses: given, or this machine's cores shared by the local workers."""
+    from emkit.parallel import default_n_workers
+
+    if options.threads_per_worker is not None:
+        return max(1, int(options.threads_per_worker))
+    if options.scheduler is not None:
+        return 1  # a remote worker's cores are its own threads' business
+    cores = default_n_workers()
+    return max(1, cores // max(1, options.n_workers or cores))
+
+
+def reconstruct_to_zarr(
+    plan: StreamPlan,
+    output: Path,
+    *,
+    rows: tuple[int, int],
+    voxel_size_A: float,
+    options: StreamOptions,
+) -> StreamResult:
+    """Run every slab of binned ``rows`` and write the OME-Zarr ``output`` (atomically).
+
+    The slabs go into a scratch Zarr array beside ``output``; the OME-Zarr (levels and
+    metadata) is then written from it a chunk row at a time, and the scratch is removed.
+    """
+    from emkit.io import write_volume
+    from emkit.io._tempfiles import remove_path
+
+    shape = (plan.nz, rows[1] - rows[0], plan.binned_shape[1])
+    store = _scratch_store(output, shape, options.slab_rows)
+    try:
+        import dataclasses
+
+        plan = dataclasses.replace(
+            plan, store=str(store), first_row=rows[0], threads=threads_per_worker(options)
+        )
+        slabs = slab_bounds(rows, options.slab_rows)
+        t0 = time.perf_counter()
+        seconds = run_slabs(plan, slabs, scheduler=options.scheduler,
+                            n_workers=options.n_workers, progress=options.progress)
+        t1 = time.perf_counter()
+        import zarr
+
+        scratch: Any = zarr.open_array(str(store), mode="r")  # sliced a chunk row at a time
+        write_volume(output, scratch, voxel_size=voxel_size_A)
+        t2 = time.perf_counter()
+    finally:
+        remove_path(store)
+    return StreamResult(shape, len(slabs), list(seconds), t1 - t0, t2 - t1)
+
+
+def make_plan(
+    path: Path,
+    raw_shape: tuple[int, int, int],
+    angles_deg: np.ndarray,
+    *,
+    method: str,
+    thickness: int,
+    binning: int = 1,
+    shifts_px: np.ndarray | None = None,
+    tilt_axis_angle_deg: float = 0.0,
+    iterations: int | None = None,
+    cutoff: float = 1.0,
+    window: str = "hann",
+    z_offset_px: float = 0.0,
+    log: bool = False,
+    invert: bool = False,
+) -> StreamPlan:
+    """Check the request and make one pass over the stack for the per-image statistics."""
+    if method not in STREAM_METHODS:
+        raise InputError(
+            f"a streamed reconstruction runs {' or '.join(STREAM_METHODS)}, not {method!r} "
+            "(CGLS couples all slabs); write an .mrc for --method cgls"
+        )
+    if binning < 1:
+        raise InputError(f"binning must be >= 1, got {binning}")
+    nz = int(thickness) // binning
+    if nz < 1:
+        raise InputError(f"thickness {thickness} is less than one binned voxel ({binning} px)")
+    angles = np.asarray(angles_deg, dtype=np.float64)
+    background, fill, log_i0 = image_statistics(path, raw_shape[0], log=log, invert=invert)
+    shifts = reconstruction_shifts(shifts_px, angles, raw_shape, binning=binning,
+                                   z_offset_px=z_offset_px)
+    return StreamPlan(
+        path=str(path), raw_shape=raw_shape, angles_deg=angles, background=background,
+        fill=fill, log_i0=log_i0, invert=invert, shifts_px=shifts,
+        tilt_axis_angle_deg=float(tilt_axis_angle_deg), binning=int(binning), nz=nz,
+        method=method, iterations=50 if iterations is None else int(iterations),
+        window=window, cutoff=float(cutoff), store="", first_row=0, threads=1,
+    )
+
+
+def stream_memory_bytes(
+    raw_shape: tuple[int, int, int],
+    *,
+    method: str,
+    thickness: int,
+    binning: int,
+    slab_rows: int,
+    largest_shift_px: float = 0.0,
+) -> int:
+    """Peak bytes of one worker: the projector matrices (built once per worker process) and
+    one slab's raw rows, aligned images and volumes.
+
+    The matrices ``A`` and ``A.T`` take about 48 bytes per (tilt x z x x) voxel with their
+    construction (see :func:`emkit.tomo._files.require_tomo_memory`); a slab reads
+    ``slab_rows * binning`` rows plus the shift and the spline margin from every image and
+    holds about three float32 copies of them, and 3 (WBP) or 5 (SIRT) volumes of the slab.
+    """
+    n, ny, nx = raw_shape
+    nz, nxb = thickness // binning, nx // binning
+    raw_rows = min(ny, slab_rows * binning + 2 * (_SPLINE_MARGIN_PX + int(largest_shift_px) + 1))
+    volumes = 3 if method == "wbp" else 5
+    return int(48 * n * nz * nxb + 4 * 3 * n * raw_rows * nx
+               + 4 * volumes * nz * slab_rows * nxb)
+
+
+def require_stream_memory(
+    raw_shape: tuple[int, int, int],
+    require_memory: Any,
+    *,
+    method: str,
+    thickness: int,
+    binning: int,
+    options: StreamOptions,
+    shifts_px: np.ndarray | None,
+) -> None:
+    """Refuse, before the work, a streamed run whose local workers cannot fit in memory."""
+    from emkit.parallel import default_n_workers
+
+    largest = 0.0 if shifts_px is None else float(np.abs(shifts_px).max())
+    per_worker = stream_memory_bytes(raw_shape, method=method, thickness=thickness,
+                                     binning=binning, slab_rows=options.slab_rows,
+                                     largest_shift_px=largest)
+    # The workers of a running scheduler use their own machines' memory.
+    workers = 0 if options.scheduler is not None else options.n_workers or default_n_workers()
+    n, ny, nx = raw_shape
+    require_memory(
+        per_worker * workers,
+        f"{workers} worker(s) streaming a {thickness // binning} x {ny // binning} x "
+        f"{nx // binning} tomogram in slabs of {options.slab_rows} rows",
+        "use fewer --workers, a smaller --slab-rows, a larger --bin or a smaller --thickness",
+    )
