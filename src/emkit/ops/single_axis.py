@@ -9,6 +9,7 @@ projecting is the sparse-times-dense product ``A @ V`` with ``V`` the volume arr
 
 from __future__ import annotations
 
+import collections
 import functools
 import threading
 import warnings
@@ -61,15 +62,56 @@ def single_axis_system_matrix(
     nz, nx = (int(v) for v in volume_shape_zx)
     nd = nx if n_detector is None else int(n_detector)
     angles = tuple(float(a) for a in np.asarray(tilt_angles_deg, dtype=np.float64).ravel())
-    return _system_matrices(nz, nx, angles, nd)[0]
+    return _matrix((nz, nx, angles, nd), adjoint=False)
 
 
-# Each entry holds A and A.T (~100 MiB for 256^2 slices x 61 tilts), hence a small cache.
-@functools.lru_cache(maxsize=4)
+_Key = tuple[int, int, tuple[float, ...], int]
+# Per geometry, A and/or A.T (~50 MiB each for 256^2 slices x 61 tilts), hence a small cache.
+_MATRICES: collections.OrderedDict[_Key, dict[bool, sp.csr_matrix]] = collections.OrderedDict()
+_MATRICES_MAX = 4
+_MATRICES_LOCK = threading.Lock()
+
+
+def _matrix(key: _Key, *, adjoint: bool) -> sp.csr_matrix:
+    """``A`` (or ``A.T``) of a geometry, built on first use and cached.
+
+    ``A.T`` alone (all a weighted back-projection needs) is transposed from an ``A`` that
+    is then dropped unless it was cached already, so a WBP worker holds one matrix, not two.
+    """
+    with _MATRICES_LOCK:
+        entry = _MATRICES.setdefault(key, {})
+        _MATRICES.move_to_end(key)
+        while len(_MATRICES) > _MATRICES_MAX:
+            _MATRICES.popitem(last=False)
+        if adjoint not in entry:
+            a = entry[False] if False in entry else _joseph_matrix(*key)
+            if adjoint:
+                a_t = a.T.tocsr()
+                a_t.sort_indices()
+                entry[True] = a_t
+            else:
+                entry[False] = a
+        return entry[adjoint]
+
+
 def _system_matrices(
     nz: int, nx: int, angles_deg: tuple[float, ...], nd: int
 ) -> tuple[sp.csr_matrix, sp.csr_matrix]:
-    """Build ``A`` and ``A.T`` (both CSR, float32, int32 indices); cached per geometry."""
+    """``A`` and ``A.T`` (both CSR, float32, int32 indices); cached per geometry."""
+    key = (nz, nx, angles_deg, nd)
+    return _matrix(key, adjoint=False), _matrix(key, adjoint=True)
+
+
+def _clear_matrix_cache() -> None:
+    """Forget every cached matrix (benchmarks time the build with it)."""
+    with _MATRICES_LOCK:
+        _MATRICES.clear()
+
+
+def _joseph_matrix(
+    nz: int, nx: int, angles_deg: tuple[float, ...], nd: int
+) -> sp.csr_matrix:
+    """Build ``A`` (CSR, float32, int32 indices, sorted)."""
     cz, cx, cu = (nz - 1) / 2.0, (nx - 1) / 2.0, (nd - 1) / 2.0
     u = np.arange(nd, dtype=np.float64) - cu
     data_parts: list[np.ndarray] = []
@@ -114,9 +156,7 @@ def _system_matrices(
     indices = np.concatenate(index_parts) if index_parts else np.zeros(0, np.int32)
     a = sp.csr_matrix((data, indices, indptr), shape=(len(angles_deg) * nd, nz * nx))
     a.sort_indices()
-    a_t = a.T.tocsr()
-    a_t.sort_indices()
-    return a, a_t
+    return a
 
 
 @functools.lru_cache(maxsize=4)
@@ -128,7 +168,7 @@ def _torch_system_matrices(
     mats = []
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
-        for m in _system_matrices(*key):
+        for m in _system_matrices(*key):  # a GPU holds both
             mats.append(
                 torch.sparse_csr_tensor(
                     torch.from_numpy(m.indptr.astype(np.int64)),
@@ -332,7 +372,7 @@ class SingleAxisProjector:
         self._key = (shape[0], shape[2], tuple(float(a) for a in angles), nd)
         # scipy's threaded kernels on the CPU (faster there), torch.sparse elsewhere
         self._torch_sparse = self.device.type != "cpu"
-        self._cpu_products: tuple[_SlabProduct, _SlabProduct] | None = None
+        self._cpu_products: dict[bool, _SlabProduct] = {}
         self._torch_mats: tuple[torch.Tensor, torch.Tensor] | None = None
         self._norm: dict[tuple[int, int], float] = {}
 
@@ -340,7 +380,7 @@ class SingleAxisProjector:
     @property
     def matrix(self) -> sp.csr_matrix:
         """The 2D system matrix ``A``, ``(n_tilts * n_detector, nz * nx)`` float32 CSR."""
-        return _system_matrices(*self._key)[0]
+        return _matrix(self._key, adjoint=False)
 
     @property
     def nbytes(self) -> int:
@@ -348,17 +388,15 @@ class SingleAxisProjector:
         a, a_t = _system_matrices(*self._key)
         return sum(m.data.nbytes + m.indices.nbytes + m.indptr.nbytes for m in (a, a_t))
 
-    def _products(self) -> tuple[_SlabProduct, _SlabProduct]:
-        """The forward and adjoint slab products (builds ``A`` and ``A.T`` on first use)."""
-        if self._cpu_products is None:
-            a, a_t = _system_matrices(*self._key)
+    def _product(self, *, adjoint: bool) -> _SlabProduct:
+        """The forward or adjoint slab product (builds ``A`` or ``A.T`` on first use)."""
+        if adjoint not in self._cpu_products:
+            m = _matrix(self._key, adjoint=adjoint)
             if self._np_dtype != np.float32:
-                a, a_t = a.astype(self._np_dtype), a_t.astype(self._np_dtype)
-            self._cpu_products = (
-                _SlabProduct(a, self.n_detector),
-                _SlabProduct(a_t, self.volume_shape[2]),
-            )
-        return self._cpu_products
+                m = m.astype(self._np_dtype)
+            unit = self.volume_shape[2] if adjoint else self.n_detector
+            self._cpu_products[adjoint] = _SlabProduct(m, unit)
+        return self._cpu_products[adjoint]
 
     def _torch_matrices(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self._torch_mats is None:
@@ -367,10 +405,9 @@ class SingleAxisProjector:
 
     # ------------------------------------------------------------------ core products
     def _apply_numpy(self, arr: np.ndarray, *, adjoint: bool) -> np.ndarray:
-        fwd, adj = self._products()
         shape = self.volume_shape if adjoint else self.projection_shape
         out = np.empty(shape, dtype=self._np_dtype)
-        (adj if adjoint else fwd).apply(arr, out, self.slab_rows)
+        self._product(adjoint=adjoint).apply(arr, out, self.slab_rows)
         return out
 
     def _apply_tensor(self, t: torch.Tensor, *, adjoint: bool) -> torch.Tensor:
@@ -476,13 +513,13 @@ class SingleAxisProjector:
         The same for every y; broadcast as ``ray_sums()[:, None, :]`` against projections
         (SIRT's row normalisation).
         """
-        a = _system_matrices(*self._key)[0]
+        a = _matrix(self._key, adjoint=False)
         ones = np.ones(a.shape[1], dtype=np.float64)
         return np.asarray(a @ ones, dtype=np.float32).reshape(len(self.tilt_angles_deg), -1)
 
     def voxel_sums(self) -> np.ndarray:
         """``A.T @ 1`` per slice, ``(nz, nx)``; broadcast as ``voxel_sums()[:, None, :]``."""
-        a_t = _system_matrices(*self._key)[1]
+        a_t = _matrix(self._key, adjoint=True)
         ones = np.ones(a_t.shape[1], dtype=np.float64)
         nz, _, nx = self.volume_shape
         return np.asarray(a_t @ ones, dtype=np.float32).reshape(nz, nx)

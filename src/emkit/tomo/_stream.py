@@ -148,16 +148,14 @@ def _rows_needed(
     corners = np.array([[a, a, b - 1, b - 1], [0, nx - 1, 0, nx - 1]], dtype=np.float64)
     src = matrix @ corners + offset[:, None]
     m = _SPLINE_MARGIN_PX
-    if plan.tilt_axis_angle_deg == 0.0:
-        # ndimage.shift works in place of the crop: it must hold the output rows too.
-        lo, hi = min(a, src[0].min()), max(b - 1, src[0].max())
-        box = (max(0, int(np.floor(lo)) - m), min(ny, int(np.ceil(hi)) + m + 1), 0, nx)
-    else:
-        lo_c, hi_c = src.min(axis=1), src.max(axis=1)
-        box = (
-            max(0, int(np.floor(lo_c[0])) - m), min(ny, int(np.ceil(hi_c[0])) + m + 1),
-            max(0, int(np.floor(lo_c[1])) - m), min(nx, int(np.ceil(hi_c[1])) + m + 1),
-        )
+    lo, hi = src.min(axis=1), src.max(axis=1)
+    box = (
+        max(0, int(np.floor(lo[0])) - m), min(ny, int(np.ceil(hi[0])) + m + 1),
+        max(0, int(np.floor(lo[1])) - m), min(nx, int(np.ceil(hi[1])) + m + 1),
+    )
+    if plan.tilt_axis_angle_deg == 0.0 and np.all(shift == np.round(shift)):
+        # An integer shift is a copy in place of the crop: it must hold the output rows too.
+        box = (min(box[0], a), max(box[1], b), 0, nx)
     return box, matrix, offset
 
 
@@ -177,13 +175,14 @@ def _aligned_rows(plan: StreamPlan, image: int, rows: tuple[int, int]) -> np.nda
     raw = read_volume(plan.path, mmap=True).data[image : image + 1, r0:r1, c0:c1]
     crop = _preprocess(raw, plan, np.array([image]))[0]
     shift = plan.shifts_px[image]
-    if plan.tilt_axis_angle_deg == 0.0:
-        if np.all(shift == np.round(shift)):
-            shifted = _integer_shift(crop, shift.astype(int), cval)
-        else:
-            shifted = ndimage.shift(crop, shift, order=3, mode="constant", cval=cval)
+    if plan.tilt_axis_angle_deg == 0.0 and np.all(shift == np.round(shift)):
+        shifted = _integer_shift(crop, shift.astype(int), cval)
         return np.asarray(shifted[a - r0 : b - r0], dtype=np.float32)
     local = matrix @ np.array([a, 0.0]) + offset - np.array([r0, c0], dtype=np.float64)
+    if plan.tilt_axis_angle_deg == 0.0:
+        # A diagonal matrix runs the same interpolation as ndimage.shift, on the output
+        # rows only (not on the margin around them).
+        matrix = np.ones(2)
     out = ndimage.affine_transform(
         crop, matrix, offset=local, output_shape=(b - a, nx), order=3, mode="constant", cval=cval
     )
