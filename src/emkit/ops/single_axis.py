@@ -72,26 +72,38 @@ _MATRICES_MAX = 4
 _MATRICES_LOCK = threading.Lock()
 
 
-def _matrix(key: _Key, *, adjoint: bool) -> sp.csr_matrix:
-    """``A`` (or ``A.T``) of a geometry, built on first use and cached.
+def _matrix(key: _Key, *, adjoint: bool, keep: bool = True) -> sp.csr_matrix:
+    """``A`` (or ``A.T``) of a geometry, built on first use and cached (``keep``).
 
-    ``A.T`` alone (all a weighted back-projection needs) is transposed from an ``A`` that
-    is then dropped unless it was cached already, so a WBP worker holds one matrix, not two.
+    ``A.T`` is transposed from an ``A`` that is dropped unless it was cached already. The
+    slab products keep their own copy (``keep=False``), so a weighted back-projection
+    holds one matrix, not two.
     """
     with _MATRICES_LOCK:
-        entry = _MATRICES.setdefault(key, {})
-        _MATRICES.move_to_end(key)
-        while len(_MATRICES) > _MATRICES_MAX:
-            _MATRICES.popitem(last=False)
+        entry = _MATRICES.get(key, {})
         if adjoint not in entry:
             a = entry[False] if False in entry else _joseph_matrix(*key)
             if adjoint:
-                a_t = a.T.tocsr()
-                a_t.sort_indices()
-                entry[True] = a_t
+                m = a.T.tocsr()
+                m.sort_indices()
             else:
-                entry[False] = a
+                m = a
+            if not keep:
+                return m
+            entry[adjoint] = m
+        _MATRICES[key] = entry
+        _MATRICES.move_to_end(key)
+        while len(_MATRICES) > _MATRICES_MAX:
+            _MATRICES.popitem(last=False)
         return entry[adjoint]
+
+
+# The slab products hold their own (column-blocked) copy of a matrix, cached per geometry.
+@functools.lru_cache(maxsize=4)
+def _slab_product(key: _Key, adjoint: bool, unit: int, dtype: np.dtype) -> _SlabProduct:
+    """The product of ``A`` (or ``A.T``), from a cached matrix or one built and dropped."""
+    m = _matrix(key, adjoint=adjoint, keep=False)
+    return _SlabProduct(m.astype(dtype, copy=False), unit, slab_rows=DEFAULT_SLAB_ROWS)
 
 
 def _system_matrices(
@@ -106,6 +118,7 @@ def _clear_matrix_cache() -> None:
     """Forget every cached matrix (benchmarks time the build with it)."""
     with _MATRICES_LOCK:
         _MATRICES.clear()
+    _slab_product.cache_clear()
 
 
 def _joseph_matrix(
@@ -181,6 +194,20 @@ def _torch_system_matrices(
     return mats[0], mats[1]
 
 
+def _find_matvecs() -> Any:
+    """scipy's own kernel of ``A @ X``, which adds into a given output (``A @ X`` allocates
+    it); None in a scipy without it (the blocks then run through ``A @ X``)."""
+    try:
+        from scipy.sparse import _sparsetools
+    except ImportError:  # pragma: no cover
+        return None
+    return getattr(_sparsetools, "csr_matvecs", None)
+
+
+_MATVECS: Any = _find_matvecs()
+# Part of a slab one column block reads: it stays in a core's cache (1 MiB L2 here).
+_BLOCK_BYTES = 2 * 2**20
+
 _POOL: ThreadPoolExecutor | None = None
 _POOL_SIZE = 0
 _POOL_LOCK = threading.Lock()
@@ -219,43 +246,102 @@ def _row_view(matrix: sp.csr_matrix, start: int, stop: int) -> sp.csr_matrix:
     return block
 
 
+def _column_block_bounds(matrix: sp.csr_matrix, edges: np.ndarray) -> np.ndarray:
+    """``bounds[k, i]``: where the columns from ``edges[k]`` on start in row ``i`` (the
+    indices of each row are sorted, so a column block is a run of each row)."""
+    indptr = matrix.indptr.astype(np.int64)
+    bounds = np.empty((len(edges), matrix.shape[0]), dtype=np.int64)
+    below = np.zeros(matrix.nnz + 1, dtype=np.int64)
+    for k, edge in enumerate(edges):
+        np.cumsum(matrix.indices < edge, out=below[1:])
+        bounds[k] = indptr[:-1] + below[indptr[1:]] - below[indptr[:-1]]
+    return bounds
+
+
 class _SlabProduct:
     """A CSR matrix applied to a stack y-slab by y-slab, the slabs in parallel.
 
     The matrix maps ``(units_in * cols, ny)`` to ``(units_out * unit, ny)``: the input stack
     ``(units_in, ny, cols)`` (volume or projections) is read a slab of ``slab_rows`` rows at a
-    time, transposed into a contiguous ``(units_in * cols, rows)`` block that stays in the
-    cache while every non-zero of the matrix reads its row, and the product is written
-    transposed into ``out[:, y0:y1]`` of shape ``(units_out, ny, unit)``. Projecting the whole
-    stack at once instead re-reads a block far larger than the cache for every tilt (2-3x
-    slower at 256^3, docs/tomo.md "Where the time goes"). Each output element is the same
-    sum in the same order as the unslabbed product, so slabbing changes no bit.
+    time, transposed into a contiguous ``(units_in * cols, rows)`` block, and the product is
+    written transposed into ``out[:, y0:y1]`` of shape ``(units_out, ny, unit)``. The
+    non-zeros are stored column block by column block (z-ranges of the volume, tilt ranges
+    of the projections), each block a CSR matrix of its own, and applied one after the other
+    into the same output rows: the part of the slab a block reads (about 2 MiB) stays in the
+    core's cache while every ray passes over it. Projecting the whole stack at once instead
+    re-read 64 MiB for every block of tilts (docs/tomo.md, "Where the time goes"). Each
+    output element is the same sum in the same order as the plain product, so neither the
+    slabs nor the blocks change a bit.
 
     When there are fewer slabs than threads (thin stacks), the matrix rows are split too,
     so that every thread still has work.
     """
 
-    def __init__(self, matrix: sp.csr_matrix, unit: int) -> None:
-        self.matrix = matrix
+    def __init__(self, matrix: sp.csr_matrix, unit: int, *, slab_rows: int) -> None:
+        self.shape = matrix.shape
+        self.dtype = matrix.dtype
         self.unit = unit
         self.n_units = matrix.shape[0] // unit
+        n_cols = matrix.shape[1]
+        slab_bytes = n_cols * slab_rows * matrix.dtype.itemsize
+        n_blocks = 1 if _MATVECS is None else max(1, min(n_cols, -(-slab_bytes // _BLOCK_BYTES)))
+        edges = np.linspace(0, n_cols, n_blocks + 1).round().astype(np.int64)
+        bounds = _column_block_bounds(matrix, edges)
+        self.data = np.empty_like(matrix.data)
+        self.indices = np.empty_like(matrix.indices)
+        self.indptrs: list[np.ndarray] = []
+        offset = 0
+        for k in range(n_blocks):
+            starts, lengths = bounds[k], bounds[k + 1] - bounds[k]
+            indptr = np.zeros(self.shape[0] + 1, dtype=matrix.indptr.dtype)
+            np.cumsum(lengths, out=indptr[1:])
+            gather = np.repeat(starts - indptr[:-1], lengths) + np.arange(indptr[-1])
+            self.data[offset : offset + indptr[-1]] = matrix.data[gather]
+            self.indices[offset : offset + indptr[-1]] = matrix.indices[gather]
+            self.indptrs.append(indptr + offset)
+            offset += int(indptr[-1])
 
     def _tasks(self, ny: int, slab_rows: int) -> list[tuple[int, int, int, int]]:
         slabs = _split(ny, -(-ny // slab_rows))
         n_blocks = -(-_n_threads() // len(slabs))
         return [(y0, y1, a, b) for y0, y1 in slabs for a, b in _split(self.n_units, n_blocks)]
 
-    def apply(self, src: np.ndarray, out: np.ndarray, slab_rows: int) -> None:
-        dtype = self.matrix.dtype
+    def _rows_times(
+        self, rows: tuple[int, int], x: np.ndarray, y: np.ndarray, data: np.ndarray
+    ) -> None:
+        """``y += A[rows] @ x``, block after block (``x``, ``y`` C-contiguous 2D, ``data``
+        the non-zeros in their dtype)."""
+        a, b = rows
+        for indptr in self.indptrs:
+            ptr = indptr[a : b + 1]
+            if _MATVECS is None:
+                lo, hi = int(ptr[0]), int(ptr[-1])
+                block = sp.csr_matrix(
+                    (data[lo:hi], self.indices[lo:hi], ptr - lo),
+                    shape=(b - a, self.shape[1]), copy=False,
+                )
+                y += block @ x
+            else:
+                _MATVECS(b - a, self.shape[1], x.shape[1], ptr, self.indices, data,
+                         x.ravel(), y.ravel())
 
+    def apply(self, src: np.ndarray, out: np.ndarray, slab_rows: int) -> None:
         def run(task: tuple[int, int, int, int]) -> None:
             y0, y1, a, b = task
-            x = np.ascontiguousarray(src[:, y0:y1].transpose(0, 2, 1), dtype=dtype)
-            block = _row_view(self.matrix, a * self.unit, b * self.unit)
-            prod = block @ x.reshape(-1, y1 - y0)
+            x = np.ascontiguousarray(src[:, y0:y1].transpose(0, 2, 1), dtype=self.dtype)
+            prod = np.zeros(((b - a) * self.unit, y1 - y0), dtype=self.dtype)
+            rows = (a * self.unit, b * self.unit)
+            self._rows_times(rows, x.reshape(-1, y1 - y0), prod, self.data)
             out[a:b, y0:y1] = prod.reshape(b - a, self.unit, y1 - y0).transpose(0, 2, 1)
 
         list(_pool().map(run, self._tasks(src.shape[1], slab_rows)))
+
+    def row_sums(self) -> np.ndarray:
+        """``A @ 1`` in float64, summed in the order of the plain CSR product."""
+        ones = np.ones((self.shape[1], 1), dtype=np.float64)
+        sums = np.zeros((self.shape[0], 1), dtype=np.float64)
+        self._rows_times((0, self.shape[0]), ones, sums, self.data.astype(np.float64))
+        return sums[:, 0]
 
 
 class _Project(torch.autograd.Function):
@@ -391,11 +477,10 @@ class SingleAxisProjector:
     def _product(self, *, adjoint: bool) -> _SlabProduct:
         """The forward or adjoint slab product (builds ``A`` or ``A.T`` on first use)."""
         if adjoint not in self._cpu_products:
-            m = _matrix(self._key, adjoint=adjoint)
-            if self._np_dtype != np.float32:
-                m = m.astype(self._np_dtype)
             unit = self.volume_shape[2] if adjoint else self.n_detector
-            self._cpu_products[adjoint] = _SlabProduct(m, unit)
+            self._cpu_products[adjoint] = _slab_product(
+                self._key, adjoint, unit, np.dtype(self._np_dtype)
+            )
         return self._cpu_products[adjoint]
 
     def _torch_matrices(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -513,16 +598,14 @@ class SingleAxisProjector:
         The same for every y; broadcast as ``ray_sums()[:, None, :]`` against projections
         (SIRT's row normalisation).
         """
-        a = _matrix(self._key, adjoint=False)
-        ones = np.ones(a.shape[1], dtype=np.float64)
-        return np.asarray(a @ ones, dtype=np.float32).reshape(len(self.tilt_angles_deg), -1)
+        sums = _slab_product(self._key, False, self.n_detector, np.dtype(np.float32)).row_sums()
+        return sums.astype(np.float32).reshape(len(self.tilt_angles_deg), -1)
 
     def voxel_sums(self) -> np.ndarray:
         """``A.T @ 1`` per slice, ``(nz, nx)``; broadcast as ``voxel_sums()[:, None, :]``."""
-        a_t = _matrix(self._key, adjoint=True)
-        ones = np.ones(a_t.shape[1], dtype=np.float64)
         nz, _, nx = self.volume_shape
-        return np.asarray(a_t @ ones, dtype=np.float32).reshape(nz, nx)
+        sums = _slab_product(self._key, True, nx, np.dtype(np.float32)).row_sums()
+        return sums.astype(np.float32).reshape(nz, nx)
 
     def __repr__(self) -> str:
         a = self.tilt_angles_deg
