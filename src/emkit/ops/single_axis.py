@@ -247,14 +247,22 @@ def _row_view(matrix: sp.csr_matrix, start: int, stop: int) -> sp.csr_matrix:
 
 
 def _column_block_bounds(matrix: sp.csr_matrix, edges: np.ndarray) -> np.ndarray:
-    """``bounds[k, i]``: where the columns from ``edges[k]`` on start in row ``i`` (the
-    indices of each row are sorted, so a column block is a run of each row)."""
+    """``bounds[k, i]``: where the columns from ``edges[k]`` on start in row ``i``.
+
+    The indices of each row are sorted, so ``row * n_cols + column`` is sorted over the
+    whole matrix and one binary search per row and edge finds it (a few million non-zeros
+    at a time, to bound the temporary keys).
+    """
     indptr = matrix.indptr.astype(np.int64)
-    bounds = np.empty((len(edges), matrix.shape[0]), dtype=np.int64)
-    below = np.zeros(matrix.nnz + 1, dtype=np.int64)
-    for k, edge in enumerate(edges):
-        np.cumsum(matrix.indices < edge, out=below[1:])
-        bounds[k] = indptr[:-1] + below[indptr[1:]] - below[indptr[:-1]]
+    n_rows, n_cols = matrix.shape
+    bounds = np.empty((len(edges), n_rows), dtype=np.int64)
+    for r0, r1 in _split(n_rows, max(1, matrix.nnz // 2**22)):
+        lo, hi = int(indptr[r0]), int(indptr[r1])
+        rows = np.repeat(np.arange(r0, r1, dtype=np.int64), np.diff(indptr[r0 : r1 + 1]))
+        keys = rows * n_cols + matrix.indices[lo:hi]
+        starts = np.arange(r0, r1, dtype=np.int64) * n_cols
+        for k, edge in enumerate(edges):
+            bounds[k, r0:r1] = lo + np.searchsorted(keys, starts + int(edge))
     return bounds
 
 
@@ -292,14 +300,24 @@ class _SlabProduct:
         self.indptrs: list[np.ndarray] = []
         offset = 0
         for k in range(n_blocks):
-            starts, lengths = bounds[k], bounds[k + 1] - bounds[k]
-            indptr = np.zeros(self.shape[0] + 1, dtype=matrix.indptr.dtype)
+            lengths = bounds[k + 1] - bounds[k]
+            indptr = np.zeros(self.shape[0] + 1, dtype=np.int64)
             np.cumsum(lengths, out=indptr[1:])
-            gather = np.repeat(starts - indptr[:-1], lengths) + np.arange(indptr[-1])
-            self.data[offset : offset + indptr[-1]] = matrix.data[gather]
-            self.indices[offset : offset + indptr[-1]] = matrix.indices[gather]
-            self.indptrs.append(indptr + offset)
-            offset += int(indptr[-1])
+            indptr += offset
+            self._gather_block(matrix, bounds[k], lengths, indptr)
+            self.indptrs.append(indptr.astype(matrix.indptr.dtype))
+            offset = int(indptr[-1])
+
+    def _gather_block(
+        self, matrix: sp.csr_matrix, starts: np.ndarray, lengths: np.ndarray, indptr: np.ndarray
+    ) -> None:
+        """Copy one column block's runs into place, a few million non-zeros at a time."""
+        for r0, r1 in _split(self.shape[0], max(1, matrix.nnz // 2**22)):
+            lo, hi = int(indptr[r0]), int(indptr[r1])
+            gather = np.repeat(starts[r0:r1] - indptr[r0:r1], lengths[r0:r1])
+            gather += np.arange(lo, hi)
+            self.data[lo:hi] = matrix.data[gather]
+            self.indices[lo:hi] = matrix.indices[gather]
 
     def _tasks(self, ny: int, slab_rows: int) -> list[tuple[int, int, int, int]]:
         slabs = _split(ny, -(-ny // slab_rows))
