@@ -347,15 +347,17 @@ def test_input_dependent_value_is_refused_before_any_work(
     assert _checksums(inputs) == before
 
 
-@pytest.mark.parametrize("command", ["align", "reconstruct"])
+@pytest.mark.parametrize(("command", "target"), [
+    ("align", "{out}"), ("reconstruct", "{out}/r.mrc"), ("reconstruct", "{out}/r.ome.zarr"),
+])
 def test_cuda_without_a_gpu_is_one_line(
-    command: str, inputs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    command: str, target: str, inputs: Path, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     torch = pytest.importorskip("torch")
     if torch.cuda.is_available():
         pytest.skip("this machine has a CUDA GPU")
     out = tmp_path / "out"
-    target = "{out}/r.mrc" if command == "reconstruct" else "{out}"
     line = _run_refused(["tomo", command, TS, "--output", target, "--device", "cuda"],
                         inputs, out, capsys)
     assert "--device cuda" in line and "--device cpu" in line

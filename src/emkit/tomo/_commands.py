@@ -374,7 +374,7 @@ def run_reconstruct_files(
             source, output, method=method, thickness=thickness, binning=binning,
             iterations=iterations, cutoff=cutoff, window=window, z_offset_px=z_offset_px,
             y_range=y_range, xf=xf, aln=aln, options=stream or StreamOptions(),
-            require_memory=require_memory,
+            device=device, require_memory=require_memory, check_device=check_device,
         )
     if stream is not None and (stream.scheduler is not None or stream.n_workers is not None):
         from emkit.errors import InputError
@@ -448,7 +448,9 @@ def _run_reconstruct_streamed(
     xf: Path | None,
     aln: Path | None,
     options: StreamOptions,
+    device: str | None,
     require_memory: MemoryCheck,
+    check_device: DeviceCheck,
 ) -> ReconstructFilesResult:
     """The OME-Zarr path of :func:`run_reconstruct_files`: checks, one pass, the slabs."""
     from emkit.errors import InputError
@@ -462,6 +464,7 @@ def _run_reconstruct_streamed(
     check_not_input(output, [series.path, series.angles_path, xf, aln])
     nz = thickness_px(thickness, series)
     check_binning("--bin", [binning], series)
+    check_device(device)
     rows = _stream_rows(series, binning, y_range)
     alignment = read_alignment(series, xf=xf, aln=aln)
     shifts, axis = (None, parse_tilt_axis(source.tilt_axis)) if alignment is None else alignment
@@ -475,7 +478,7 @@ def _run_reconstruct_streamed(
         series.path, series.stack.shape, series.angles, method=method, thickness=nz,
         binning=binning, shifts_px=shifts, tilt_axis_angle_deg=float(axis),
         iterations=iterations, cutoff=cutoff, window=window, z_offset_px=z_offset_px,
-        log=source.log, invert=source.invert,
+        log=source.log, invert=source.invert, device=device,
     )
     result = reconstruct_to_zarr(plan, output, rows=rows,
                                  voxel_size_A=series.pixel_size_A * binning, options=options)

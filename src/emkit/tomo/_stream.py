@@ -61,6 +61,7 @@ class StreamPlan:
     store: str
     first_row: int
     threads: int
+    device: str | None = "cpu"
 
     @property
     def binned_shape(self) -> tuple[int, int]:
@@ -246,12 +247,12 @@ def reconstruct_slab(task: tuple[StreamPlan, int, int]) -> float:
         if plan.method == "wbp":
             volume = reconstruct_wbp(
                 proj, plan.angles_deg, thickness=plan.nz, window=plan.window,
-                cutoff=plan.cutoff, device="cpu",
+                cutoff=plan.cutoff, device=plan.device,
             )
         else:
             volume = reconstruct_sirt(
                 proj, plan.angles_deg, thickness=plan.nz, iterations=plan.iterations,
-                masks=slab_masks(plan, (y0, y1)), device="cpu",
+                masks=slab_masks(plan, (y0, y1)), device=plan.device,
             )
     store = zarr.open_array(plan.store, mode="r+")
     store[:, y0 - plan.first_row : y1 - plan.first_row] = volume
@@ -375,8 +376,13 @@ def make_plan(
     z_offset_px: float = 0.0,
     log: bool = False,
     invert: bool = False,
+    device: str | None = "cpu",
 ) -> StreamPlan:
-    """Check the request and make one pass over the stack for the per-image statistics."""
+    """Check the request and make one pass over the stack for the per-image statistics.
+
+    ``device`` is the torch device of each slab's projector (None: CUDA when a worker's
+    torch sees one); the alignment and filtering run on the CPU.
+    """
     if method not in STREAM_METHODS:
         raise InputError(
             f"a streamed reconstruction runs {' or '.join(STREAM_METHODS)}, not {method!r} "
@@ -396,7 +402,7 @@ def make_plan(
         fill=fill, log_i0=log_i0, invert=invert, shifts_px=shifts,
         tilt_axis_angle_deg=float(tilt_axis_angle_deg), binning=int(binning), nz=nz,
         method=method, iterations=50 if iterations is None else int(iterations),
-        window=window, cutoff=float(cutoff), store="", first_row=0, threads=1,
+        window=window, cutoff=float(cutoff), store="", first_row=0, threads=1, device=device,
     )
 
 
