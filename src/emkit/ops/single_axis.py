@@ -101,7 +101,15 @@ def _matrix(key: _Key, *, adjoint: bool, keep: bool = True) -> sp.csr_matrix:
 # The slab products hold their own (column-blocked) copy of a matrix, cached per geometry.
 @functools.lru_cache(maxsize=4)
 def _slab_product(key: _Key, adjoint: bool, unit: int, dtype: np.dtype) -> _SlabProduct:
-    """The product of ``A`` (or ``A.T``), from a cached matrix or one built and dropped."""
+    """The product of ``A`` (or ``A.T``), from a cached matrix or one built and dropped.
+
+    ``A.T`` not cached is built a group of tilts at a time: its column blocks are the
+    transposes of ``A``'s row blocks, so neither ``A`` nor the whole ``A.T`` is ever held.
+    """
+    with _MATRICES_LOCK:
+        cached = _MATRICES.get(key, {})
+    if adjoint and not cached:
+        return _SlabProduct.adjoint_by_tilt_groups(key, unit, dtype, DEFAULT_SLAB_ROWS)
     m = _matrix(key, adjoint=adjoint, keep=False)
     return _SlabProduct(m.astype(dtype, copy=False), unit, slab_rows=DEFAULT_SLAB_ROWS)
 
@@ -266,6 +274,14 @@ def _column_block_bounds(matrix: sp.csr_matrix, edges: np.ndarray) -> np.ndarray
     return bounds
 
 
+def _n_column_blocks(n_cols: int, slab_rows: int, dtype: np.dtype) -> int:
+    """Column blocks that keep the part of a slab each one reads near ``_BLOCK_BYTES``."""
+    if _MATVECS is None:
+        return 1
+    slab_bytes = n_cols * slab_rows * np.dtype(dtype).itemsize
+    return max(1, min(n_cols, -(-slab_bytes // _BLOCK_BYTES)))
+
+
 class _SlabProduct:
     """A CSR matrix applied to a stack y-slab by y-slab, the slabs in parallel.
 
@@ -291,8 +307,7 @@ class _SlabProduct:
         self.unit = unit
         self.n_units = matrix.shape[0] // unit
         n_cols = matrix.shape[1]
-        slab_bytes = n_cols * slab_rows * matrix.dtype.itemsize
-        n_blocks = 1 if _MATVECS is None else max(1, min(n_cols, -(-slab_bytes // _BLOCK_BYTES)))
+        n_blocks = _n_column_blocks(n_cols, slab_rows, matrix.dtype)
         edges = np.linspace(0, n_cols, n_blocks + 1).round().astype(np.int64)
         bounds = _column_block_bounds(matrix, edges)
         self.data = np.empty_like(matrix.data)
@@ -307,6 +322,36 @@ class _SlabProduct:
             self._gather_block(matrix, bounds[k], lengths, indptr)
             self.indptrs.append(indptr.astype(matrix.indptr.dtype))
             offset = int(indptr[-1])
+
+    @classmethod
+    def adjoint_by_tilt_groups(
+        cls, key: _Key, unit: int, dtype: np.dtype, slab_rows: int
+    ) -> _SlabProduct:
+        """``A.T`` in column blocks of whole tilts, each the transpose of ``A``'s rows of
+        those tilts (built group by group): the same non-zeros in the same row order."""
+        nz, nx, angles, nd = key
+        n_blocks = _n_column_blocks(len(angles) * nd, slab_rows, dtype)
+        blocks = []
+        for t0, t1 in _split(len(angles), n_blocks):
+            block = _joseph_matrix(nz, nx, angles[t0:t1], nd).T.tocsr()
+            block.sort_indices()
+            blocks.append((t0 * nd, block))
+        nnz = sum(b.nnz for _, b in blocks)
+        index_dtype = np.int32 if nnz < 2**31 and len(angles) * nd < 2**31 else np.int64
+        self = cls.__new__(cls)
+        self.shape = (nz * nx, len(angles) * nd)
+        self.dtype = np.dtype(dtype)
+        self.unit, self.n_units = unit, nz * nx // unit
+        self.data = np.empty(nnz, dtype=self.dtype)
+        self.indices = np.empty(nnz, dtype=index_dtype)
+        self.indptrs = []
+        offset = 0
+        for column0, block in blocks:
+            self.data[offset : offset + block.nnz] = block.data
+            self.indices[offset : offset + block.nnz] = block.indices + column0
+            self.indptrs.append((block.indptr + offset).astype(index_dtype))
+            offset += block.nnz
+        return self
 
     def _gather_block(
         self, matrix: sp.csr_matrix, starts: np.ndarray, lengths: np.ndarray, indptr: np.ndarray
