@@ -132,4 +132,7 @@ def test_refusals(series, tmp_path):
     with pytest.raises(InputError, match=r"\.ome\.zarr"):
         run_reconstruct_files(TiltSeriesSource(path), tmp_path / "a.mrc", thickness=8,
                               stream=StreamOptions(n_workers=2))
+    with pytest.raises(InputError, match=r"--slab-rows.*\.ome\.zarr"):
+        run_reconstruct_files(TiltSeriesSource(path), tmp_path / "a.mrc", thickness=8,
+                              stream=StreamOptions(slab_rows=16))
     assert not any(tmp_path.iterdir())

@@ -239,7 +239,7 @@ def _add_reconstruct_parser(sub: argparse._SubParsersAction) -> None:
     rec.add_argument(
         "--slab-rows",
         type=positive_int,
-        default=32,
+        default=None,
         help="OME-Zarr output only: binned y rows per task, >= 1 (32)",
     )
 

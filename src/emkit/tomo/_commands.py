@@ -376,11 +376,13 @@ def run_reconstruct_files(
             y_range=y_range, xf=xf, aln=aln, options=stream or StreamOptions(),
             device=device, require_memory=require_memory, check_device=check_device,
         )
-    if stream is not None and (stream.scheduler is not None or stream.n_workers is not None):
+    if stream is not None and (stream.scheduler is not None or stream.n_workers is not None
+                               or stream.slab_rows is not None):
         from emkit.errors import InputError
 
-        raise InputError(f"--workers and --scheduler stream the tomogram slab by slab into "
-                         f"OME-Zarr; give an --output ending in .ome.zarr, not {output.name}")
+        raise InputError("--workers, --scheduler and --slab-rows stream the tomogram slab by "
+                         "slab into OME-Zarr; give an --output ending in .ome.zarr, not "
+                         f"{output.name}")
     check_alignment_options(source.tilt_axis, xf=xf, aln=aln)
     series = source.read()
     check_not_input(output, [series.path, series.angles_path, xf, aln])
@@ -486,7 +488,7 @@ def _run_reconstruct_streamed(
         "input": input_record(series),
         "shape_zyx": list(result.shape_zyx),
         "seconds": round(time.perf_counter() - start, 2),
-        "streamed": {"slabs": result.n_slabs, "slab_rows": options.slab_rows,
+        "streamed": {"slabs": result.n_slabs, "slab_rows": options.rows_per_slab,
                      "workers": options.n_workers, "scheduler": options.scheduler,
                      "reconstruct_s": round(result.reconstruct_s, 2),
                      "write_s": round(result.write_s, 2)},

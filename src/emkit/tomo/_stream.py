@@ -298,15 +298,23 @@ def run_slabs(
     )
 
 
+DEFAULT_SLAB_ROWS = 32
+
+
 @dataclass(frozen=True)
 class StreamOptions:
     """How to run a streamed reconstruction: slab size, workers, cluster."""
 
-    slab_rows: int = 32
+    slab_rows: int | None = None  # None: DEFAULT_SLAB_ROWS
     scheduler: Any = None
     n_workers: int | None = None
     threads_per_worker: int | None = None
     progress: bool = False
+
+    @property
+    def rows_per_slab(self) -> int:
+        """Binned y rows per task: ``slab_rows`` as given, or ``DEFAULT_SLAB_ROWS``."""
+        return DEFAULT_SLAB_ROWS if self.slab_rows is None else int(self.slab_rows)
 
 
 def threads_per_worker(options: StreamOptions) -> int:
@@ -338,14 +346,14 @@ def reconstruct_to_zarr(
     from emkit.io._tempfiles import remove_path
 
     shape = (plan.nz, rows[1] - rows[0], plan.binned_shape[1])
-    store = _scratch_store(output, shape, options.slab_rows)
+    store = _scratch_store(output, shape, options.rows_per_slab)
     try:
         import dataclasses
 
         plan = dataclasses.replace(
             plan, store=str(store), first_row=rows[0], threads=threads_per_worker(options)
         )
-        slabs = slab_bounds(rows, options.slab_rows)
+        slabs = slab_bounds(rows, options.rows_per_slab)
         t0 = time.perf_counter()
         seconds = run_slabs(plan, slabs, scheduler=options.scheduler,
                             n_workers=options.n_workers, progress=options.progress)
@@ -446,7 +454,7 @@ def require_stream_memory(
 
     largest = 0.0 if shifts_px is None else float(np.abs(shifts_px).max())
     per_worker = stream_memory_bytes(raw_shape, method=method, thickness=thickness,
-                                     binning=binning, slab_rows=options.slab_rows,
+                                     binning=binning, slab_rows=options.rows_per_slab,
                                      largest_shift_px=largest)
     # The workers of a running scheduler use their own machines' memory.
     workers = 0 if options.scheduler is not None else options.n_workers or default_n_workers()
@@ -454,6 +462,6 @@ def require_stream_memory(
     require_memory(
         per_worker * workers,
         f"{workers} worker(s) streaming a {thickness // binning} x {ny // binning} x "
-        f"{nx // binning} tomogram in slabs of {options.slab_rows} rows",
+        f"{nx // binning} tomogram in slabs of {options.rows_per_slab} rows",
         "use fewer --workers, a smaller --slab-rows, a larger --bin or a smaller --thickness",
     )
