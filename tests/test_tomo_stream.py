@@ -136,3 +136,17 @@ def test_refusals(series, tmp_path):
         run_reconstruct_files(TiltSeriesSource(path), tmp_path / "a.mrc", thickness=8,
                               stream=StreamOptions(slab_rows=16))
     assert not any(tmp_path.iterdir())
+
+
+def test_too_little_disk_for_the_scratch_and_the_output_is_refused_first(series, tmp_path,
+                                                                         monkeypatch):
+    from emkit.errors import DiskFullError
+    from emkit.io import _tempfiles
+
+    path, _, _ = series
+    (path.with_suffix(".tlt")).write_text("\n".join(str(a) for a in ANGLES) + "\n")
+    monkeypatch.setattr(_tempfiles, "_free_bytes", lambda _path: 10 * 2**20)
+    with pytest.raises(DiskFullError, match="disk full"):
+        run_reconstruct_files(TiltSeriesSource(path), tmp_path / "big.ome.zarr", thickness=600,
+                              stream=StreamOptions(n_workers=1))
+    assert not any(tmp_path.iterdir())

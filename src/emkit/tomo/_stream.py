@@ -272,10 +272,14 @@ def _scratch_store(output: Path, shape: tuple[int, int, int], slab_rows: int) ->
     """A chunked Zarr array beside ``output``, one chunk row per slab (no two tasks share a
     chunk); its temporary name is removed by the next run if this process dies."""
     from emkit.io import create_zarr_array
-    from emkit.io._tempfiles import temp_name
+    from emkit.io._tempfiles import require_free_space, temp_name
 
+    nz, ny, nx = shape
+    # the float32 scratch plus the OME-Zarr written from it (level 0 and the smaller
+    # levels, at most 1/7 more), both uncompressed at worst: refused before any slab runs
+    voxels = nz * ny * nx
+    require_free_space(output.parent, 4 * voxels + 4 * voxels * 8 // 7)
     path = temp_name(output.with_name(output.name.split(".")[0] + "-slabs.zarr"))
-    nz, _, nx = shape
     create_zarr_array(path, shape, np.float32, chunks=(min(nz, 64), slab_rows, min(nx, 256)))
     return path
 
