@@ -366,7 +366,6 @@ def run_reconstruct_files(
     (:mod:`emkit.tomo._stream`).
     """
     from emkit.io import check_not_input, write_volume
-    from emkit.tomo._prealign import estimate_tilt_axis
     from emkit.tomo._reconstruct import reconstruct
 
     if _is_zarr(output):
@@ -376,13 +375,7 @@ def run_reconstruct_files(
             y_range=y_range, xf=xf, aln=aln, options=stream or StreamOptions(),
             device=device, require_memory=require_memory, check_device=check_device,
         )
-    if stream is not None and (stream.scheduler is not None or stream.n_workers is not None
-                               or stream.slab_rows is not None):
-        from emkit.errors import InputError
-
-        raise InputError("--workers, --scheduler and --slab-rows stream the tomogram slab by "
-                         "slab into OME-Zarr; give an --output ending in .ome.zarr, not "
-                         f"{output.name}")
+    _refuse_stream_options(stream, output)
     check_alignment_options(source.tilt_axis, xf=xf, aln=aln)
     series = source.read()
     check_not_input(output, [series.path, series.angles_path, xf, aln])
@@ -393,13 +386,7 @@ def run_reconstruct_files(
         series, method=method, thickness=nz, binning=binning, y_range=y_range,
         require_memory=require_memory,
     )
-    alignment = read_alignment(series, xf=xf, aln=aln)
-    shifts: np.ndarray | None = None
-    if alignment is not None:
-        shifts, axis = alignment
-    else:
-        given = parse_tilt_axis(source.tilt_axis)
-        axis = estimate_tilt_axis(series.stack, series.angles) if given == "auto" else float(given)
+    shifts, axis = _shifts_and_axis(source, series, xf=xf, aln=aln)
     start = time.perf_counter()
     bar, callback = _progress_bar(method, iterations, progress)
     volume = reconstruct(
@@ -429,6 +416,32 @@ def run_reconstruct_files(
         "output": str(output),
     }
     return ReconstructFilesResult(output, volume.shape, series.pixel_size_A * binning, record)
+
+
+def _refuse_stream_options(stream: StreamOptions | None, output: Path) -> None:
+    """Refuse streaming options beside an output that is not streamed (an MRC)."""
+    if stream is not None and (stream.scheduler is not None or stream.n_workers is not None
+                               or stream.slab_rows is not None):
+        from emkit.errors import InputError
+
+        raise InputError("--workers, --scheduler and --slab-rows stream the tomogram slab by "
+                         "slab into OME-Zarr; give an --output ending in .ome.zarr, not "
+                         f"{output.name}")
+
+
+def _shifts_and_axis(
+    source: TiltSeriesSource, series: Any, *, xf: Path | None, aln: Path | None
+) -> tuple[np.ndarray | None, float]:
+    """Per-image shifts and tilt axis: from ``xf``/``aln``, else the given or found axis."""
+    from emkit.tomo._prealign import estimate_tilt_axis
+
+    alignment = read_alignment(series, xf=xf, aln=aln)
+    if alignment is not None:
+        shifts, axis = alignment
+        return shifts, axis
+    given = parse_tilt_axis(source.tilt_axis)
+    axis = estimate_tilt_axis(series.stack, series.angles) if given == "auto" else float(given)
+    return None, axis
 
 
 def _is_zarr(path: Path) -> bool:
