@@ -80,21 +80,26 @@ class TiltSeriesSource:
 _LOG_I0_PERCENTILE = 99.9
 
 
+def require_positive_for_log(smallest: float, path: Path) -> None:
+    """Refuse (one line naming ``path``) a ``--log`` of data whose ``smallest`` value is not
+    positive: a log of an offset or signed stack is meaningless."""
+    from emkit.errors import InputError, with_path
+
+    if not smallest > 0:
+        raise InputError(
+            with_path(path, f"--log needs positive intensities but the smallest value is "
+                      f"{smallest:g}; remove the offset first (e.g. add 32768 to unsigned "
+                      "counts stored as int16) or use --invert")
+        )
+
+
 def beer_lambert(stack: np.ndarray, path: Path) -> np.ndarray:
     """``-ln(I / I0)``: bright-field intensities to projections of density (float32).
 
     ``I0`` is the 99.9th percentile of the stack. Refuses (one line naming ``path``)
     intensities that are not all positive: a log of an offset or signed stack is meaningless.
     """
-    from emkit.errors import InputError, with_path
-
-    low = float(stack.min())
-    if not low > 0:
-        raise InputError(
-            with_path(path, f"--log needs positive intensities but the smallest value is "
-                      f"{low:g}; remove the offset first (e.g. add 32768 to unsigned counts "
-                      "stored as int16) or use --invert")
-        )
+    require_positive_for_log(float(stack.min()), path)
     i0 = float(np.percentile(stack, _LOG_I0_PERCENTILE))
     return (-np.log(stack.astype(np.float64) / i0)).astype(np.float32)
 
@@ -126,8 +131,6 @@ def _header_angles(volume: object, tilts: Path, angles_path: Path) -> np.ndarray
     logger.warning("%s: no %s; using the %d tilt angles of the %s extended header", tilts,
                    angles_path.name, len(angles), header.get("extended_header_type"))
     return np.asarray(angles, dtype=np.float64)
-
-
 
 
 def read_tilt_series(

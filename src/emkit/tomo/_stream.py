@@ -105,9 +105,8 @@ def image_statistics(
     percentile: it only adds a constant per image, which the median removes (the in-memory
     path takes the whole stack's; the tomograms agree to float rounding).
     """
-    from emkit.errors import with_path
     from emkit.io import read_volume, require_finite
-    from emkit.tomo._files import _LOG_I0_PERCENTILE
+    from emkit.tomo._files import _LOG_I0_PERCENTILE, require_positive_for_log
     from emkit.tomo._transform import projection_background
 
     background = np.zeros(n_images)
@@ -119,9 +118,7 @@ def image_statistics(
         raw = np.asarray(read_volume(path, mmap=True).data[part], dtype=np.float32)
         require_finite(raw, path, "tilt series")
         if log_i0 is not None:
-            if not raw.min() > 0:
-                raise InputError(with_path(path, "--log needs positive intensities but some "
-                                           "are <= 0; remove the offset first or use --invert"))
+            require_positive_for_log(float(raw.min()), path)
             flat = raw.reshape(len(raw), -1)
             log_i0[part] = np.percentile(flat, _LOG_I0_PERCENTILE, axis=1)
             raw = (-np.log(raw.astype(np.float64) / log_i0[part, None, None])).astype(np.float32)
@@ -227,12 +224,6 @@ def slab_masks(plan: StreamPlan, rows_binned: tuple[int, int]) -> np.ndarray:
 # --------------------------------------------------------------------------- one slab
 
 
-def _threads_limited(n: int) -> Any:
-    from emkit.parallel import limit_threads
-
-    return limit_threads(n)
-
-
 def reconstruct_slab(task: tuple[StreamPlan, int, int]) -> float:
     """Reconstruct binned rows ``y0:y1`` and write them into the plan's store; seconds taken.
 
@@ -240,9 +231,11 @@ def reconstruct_slab(task: tuple[StreamPlan, int, int]) -> float:
     """
     import zarr
 
+    from emkit.parallel import limit_threads
+
     plan, y0, y1 = task
     start = time.perf_counter()
-    with _threads_limited(plan.threads):
+    with limit_threads(plan.threads):
         proj = slab_projections(plan, (y0, y1))
         if plan.method == "wbp":
             volume = reconstruct_wbp(
