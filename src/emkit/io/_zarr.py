@@ -115,6 +115,7 @@ class CheckedArray:
         except MemoryError:
             raise
         except Exception as error:  # blosc/zstd/zlib/json errors of a damaged chunk
+            _quiet_abandoned_chunk_reads()
             raise FileFormatError(
                 with_path(
                     self.path,
@@ -122,6 +123,23 @@ class CheckedArray:
                     f"({type(error).__name__}: {error}); re-export or re-copy the store",
                 )
             ) from None
+
+
+def _drop_abandoned_task(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith("Task was destroyed but it is pending")
+
+
+def _quiet_abandoned_chunk_reads() -> None:
+    """Drop asyncio's "Task was destroyed but it is pending" records from now on.
+
+    zarr 3 reads chunks in concurrent tasks on its own event loop; when one chunk fails the
+    others are abandoned, and if the process ends before they finish, asyncio logs each one
+    at garbage collection (a race: about one run in six). The damaged chunk is already
+    reported as one error line; those records are noise after it.
+    """
+    asyncio_logger = logging.getLogger("asyncio")
+    if _drop_abandoned_task not in asyncio_logger.filters:
+        asyncio_logger.addFilter(_drop_abandoned_task)
 
 
 def checked_array(array: Any, path: PathLike) -> CheckedArray:
