@@ -7,7 +7,10 @@
    - labelled-only: the same network and the same labelled steps, no unlabelled steps;
    - random forest: scikit-learn on ``skimage.feature.multiscale_basic_features`` of the
      same 3 slices (ilastik's pixel classification), 100 trees.
-   The margins (deep-SXT minus each peer) are printed per class.
+   Each method is scored as predicted and with ``single_object=["nucleus"]`` (only the
+   largest 3D piece of the nucleus kept, the rest relabelled with the next most probable
+   class: ``emkit segment predict --single-object nucleus``). The margins (deep-SXT minus
+   each peer, with the same post-processing) are printed per class and seed.
 2. Training time of deep-SXT (192 x 192 x 96, 3 slices) and of the peers.
 3. Prediction time and peak memory (fresh process, RSS above its baseline) for a
    512 x 512 x 200 tomogram, slice-wise along z, beside the forest's (timed on
@@ -43,6 +46,8 @@ from _common import (
 SLICES = [20, 48, 76]
 CLASSES = ("outside", "cytoplasm", "nucleus", "mitochondria", "lipid droplets")
 TARGETS = {"nucleus": 0.9, "mitochondria": 0.8, "lipid droplets": 0.8}
+SINGLE = "nucleus"  # scored as predicted and with --single-object nucleus
+PEERS = ("labelled-only", "random forest")
 
 
 def _other_slices(nz: int) -> np.ndarray:
@@ -56,7 +61,10 @@ def _dice(predicted: np.ndarray, truth: np.ndarray) -> np.ndarray:
     return dice_scores(predicted[other], truth[other], len(CLASSES))
 
 
-def _deep(cell: Any, *, semi: bool, steps: int, seed: int) -> tuple[np.ndarray, float, Any]:
+def _deep(
+    cell: Any, *, semi: bool, steps: int, seed: int
+) -> tuple[np.ndarray, np.ndarray, float, Any]:
+    """Labels without and with ``single_object=["nucleus"]``, training seconds, training."""
     from emkit.segment import predict_segmentation, train_segmentation
 
     t0 = time.perf_counter()
@@ -64,57 +72,72 @@ def _deep(cell: Any, *, semi: bool, steps: int, seed: int) -> tuple[np.ndarray, 
                                   voxel_size_A=cell.voxel_size_A, class_names=CLASSES,
                                   semi_supervised=semi, n_steps=steps, seed=seed)
     seconds = time.perf_counter() - t0
-    labels = predict_segmentation(cell.tomogram, training.model).labels
-    return labels, seconds, training
+    plain = predict_segmentation(cell.tomogram, training.model).labels
+    single = predict_segmentation(cell.tomogram, training.model,
+                                  single_object=[SINGLE]).labels
+    return plain, single, seconds, training
 
 
-def _forest(cell: Any, seed: int) -> tuple[np.ndarray, float]:
-    from emkit.segment import segment_random_forest
+def _forest(cell: Any, seed: int) -> tuple[np.ndarray, np.ndarray, float]:
+    from emkit.segment._baseline import fit_forest, predict_forest
 
     t0 = time.perf_counter()
-    labels = segment_random_forest(cell.tomogram, cell.labels, slices=SLICES, seed=seed)
-    return labels, time.perf_counter() - t0
+    forest = fit_forest(cell.tomogram, cell.labels, slices=SLICES, seed=seed)
+    plain = predict_forest(forest, cell.tomogram)
+    seconds = time.perf_counter() - t0
+    single = predict_forest(forest, cell.tomogram, single_object=[CLASSES.index(SINGLE)])
+    return plain, single, seconds
 
 
 def bench_accuracy(args: argparse.Namespace) -> dict[str, dict[str, np.ndarray]]:
     from emkit.sim import simulate_cell
 
     print(f"\n== accuracy: cells {args.seeds}, 96 x 192 x 192, labelled z slices {SLICES}, "
-          f"{args.steps} labelled steps")
+          f"{args.steps} labelled steps; every method as predicted and with "
+          f"single_object=[{SINGLE!r}] (only the largest 3D piece of the {SINGLE} kept)")
     scores: dict[str, dict[str, np.ndarray]] = {}
     times: dict[str, list[float]] = {"deep-SXT": [], "labelled-only": [], "random forest": []}
     for seed in args.seeds:
         cell = simulate_cell((96, 192, 192), seed=seed)
-        semi, t_semi, training = _deep(cell, semi=True, steps=args.steps, seed=0)
-        sup, t_sup, _ = _deep(cell, semi=False, steps=args.steps, seed=0)
-        forest, t_rf = _forest(cell, 0)
-        scores[str(seed)] = {"deep-SXT": _dice(semi, cell.labels),
-                             "labelled-only": _dice(sup, cell.labels),
-                             "random forest": _dice(forest, cell.labels)}
-        times["deep-SXT"].append(t_semi)
-        times["labelled-only"].append(t_sup)
-        times["random forest"].append(t_rf)
+        semi, semi1, t_semi, training = _deep(cell, semi=True, steps=args.steps, seed=0)
+        sup, sup1, t_sup, _ = _deep(cell, semi=False, steps=args.steps, seed=0)
+        forest, forest1, t_rf = _forest(cell, 0)
+        scores[str(seed)] = {
+            name: _dice(labels, cell.labels) for name, labels in (
+                ("deep-SXT", semi), ("labelled-only", sup), ("random forest", forest),
+                (f"deep-SXT, single {SINGLE}", semi1), (f"labelled-only, single {SINGLE}", sup1),
+                (f"random forest, single {SINGLE}", forest1))}
+        for name, seconds in (("deep-SXT", t_semi), ("labelled-only", t_sup),
+                              ("random forest", t_rf)):
+            times[name].append(seconds)
         print(f"   seed {seed}: deep-SXT trained {training.history.steps_run} steps in "
               f"{t_semi:.0f} s, labelled-only {t_sup:.0f} s, forest {t_rf:.0f} s")
-    methods = ["deep-SXT", "labelled-only", "random forest"]
-    rows = []
-    for method in methods:
-        mean = np.mean([s[method] for s in scores.values()], axis=0)
-        rows.append([method, *[float(mean[k]) for k in range(1, len(CLASSES))],
-                     float(np.mean(times[method]))])
-    print_table(["method (mean Dice, other slices)", *CLASSES[1:], "train s"], rows)
-    deep = np.mean([s["deep-SXT"] for s in scores.values()], axis=0)
-    for peer in methods[1:]:
-        other = np.mean([s[peer] for s in scores.values()], axis=0)
-        margins = ", ".join(f"{CLASSES[k]} {deep[k] - other[k]:+.3f}"
-                            for k in range(1, len(CLASSES)))
-        print(f"   margin deep-SXT - {peer}: {margins}")
-    verdict = ", ".join(
-        f"{name} {deep[CLASSES.index(name)]:.3f} (>= {t}: "
-        f"{'met' if deep[CLASSES.index(name)] >= t else 'NOT met'})"
-        for name, t in TARGETS.items())
-    print(f"   targets: {verdict}")
+        _print_scores(scores[str(seed)], times, f"seed {seed}")
+    if len(args.seeds) > 1:
+        mean = {m: np.mean([s[m] for s in scores.values()], axis=0)
+                for m in next(iter(scores.values()))}
+        _print_scores(mean, times, "mean over seeds")
     return scores
+
+
+def _print_scores(scores: dict[str, np.ndarray], times: dict[str, list[float]],
+                  title: str) -> None:
+    rows = [[method, *[float(dice[k]) for k in range(1, len(CLASSES))],
+             float(np.mean(times[method.split(",")[0]]))]
+            for method, dice in scores.items()]
+    print_table([f"{title}: method (Dice, other slices)", *CLASSES[1:], "train s"], rows)
+    for suffix in ("", f", single {SINGLE}"):
+        deep = scores["deep-SXT" + suffix]
+        for peer in PEERS:
+            other = scores[peer + suffix]
+            margins = ", ".join(f"{CLASSES[k]} {deep[k] - other[k]:+.3f}"
+                                for k in range(1, len(CLASSES)))
+            print(f"   margin deep-SXT - {peer}{suffix}: {margins}")
+        verdict = ", ".join(
+            f"{name} {deep[CLASSES.index(name)]:.3f} (>= {t}: "
+            f"{'met' if deep[CLASSES.index(name)] >= t else 'NOT met'})"
+            for name, t in TARGETS.items())
+        print(f"   targets, deep-SXT{suffix}: {verdict}")
 
 
 def _big_tomogram(shape: tuple[int, int, int]) -> np.ndarray:

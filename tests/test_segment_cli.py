@@ -61,6 +61,23 @@ def test_predict_writes_integer_labels_with_voxel_size(cell, model, tmp_path, su
     assert labels.voxel_size is not None and labels.voxel_size[2] == pytest.approx(300.0)
 
 
+def test_predict_single_object_is_recorded_and_checks_the_class_name(cell, model, tmp_path,
+                                                                     capsys):
+    out = tmp_path / "seg.mrc"
+    assert main(["segment", "predict", str(cell / "cell.mrc"), "--model", str(model),
+                 "--output", str(out), "--single-object", "class_2", "--quiet"]) == 0
+    record = json.loads((tmp_path / "emkit-run.json").read_text())
+    moved = record["results"]["single_object_relabelled_voxels"]
+    assert list(moved) == ["class_2"] and moved["class_2"] >= 0
+    from scipy import ndimage
+
+    assert ndimage.label(read_volume(out).data == 2)[1] <= 1
+    bad = tmp_path / "bad.mrc"
+    _fails(capsys, ["segment", "predict", str(cell / "cell.mrc"), "--model", str(model),
+                    "--output", str(bad), "--single-object", "nucleoli"], match="nucleoli")
+    assert not bad.exists()
+
+
 def test_predict_zyx_and_rescaled_tomogram(cell, model, tmp_path, caplog):
     assert main(["segment", "predict", str(cell / "cell.mrc"), "--model", str(model),
                  "--output", str(tmp_path / "zyx.mrc"), "--axes", "zyx", "--quiet"]) == 0

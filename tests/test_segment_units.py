@@ -17,6 +17,7 @@ from emkit.segment import (
     segment_random_forest,
     train_segmentation,
 )
+from emkit.segment._objects import class_indices, fallback_labels, keep_largest_object
 
 
 def test_dice_scores_known_values():
@@ -159,3 +160,65 @@ def test_context_slices_train_and_predict_with_neighbours():
         assert result.labels.shape == tomo.shape
     with pytest.raises(InputError):
         train_segmentation(tomo, labels, slices=[0], context_slices=9)
+
+
+def test_single_object_keeps_the_largest_piece_and_relabels_the_rest_by_second_choice():
+    # class 2 in three pieces: a 4x4x4 block, a 2x2x2 block and one voxel
+    labels = np.zeros((10, 10, 10), np.uint8)
+    labels[1:5, 1:5, 1:5] = 2
+    labels[7:9, 7:9, 7:9] = 2
+    labels[0, 9, 9] = 2
+    fallback = np.ones_like(labels)
+    fallback[8, 8, 8] = 3
+    truth = labels.copy()
+    truth[7:9, 7:9, 7:9] = 1
+    truth[8, 8, 8] = 3
+    truth[0, 9, 9] = 1
+    assert keep_largest_object(labels, fallback, 2) == 9
+    np.testing.assert_array_equal(labels, truth)
+    assert keep_largest_object(labels, fallback, 2) == 0  # one piece left: nothing moves
+    # diagonal neighbours are apart (6-connectivity), as in scipy's default
+    diagonal = np.zeros((3, 3, 3), np.uint8)
+    diagonal[0, 0, 0] = diagonal[1, 1, 0] = 2
+    assert keep_largest_object(diagonal, np.zeros_like(diagonal), 2) == 1
+
+
+def test_fallback_is_the_best_class_outside_the_excluded_ones():
+    probs = np.array([[0.1, 0.5], [0.2, 0.1], [0.7, 0.4]])  # (class, voxel)
+    np.testing.assert_array_equal(fallback_labels(probs, [2]), [1, 0])
+    np.testing.assert_array_equal(fallback_labels(probs, [0, 2]), [1, 1])
+    assert class_indices(["nucleus", "mito", "nucleus"], ["bg", "nucleus", "mito"]) == (1, 2)
+    with pytest.raises(InputError, match="'nucleoli'.*'bg', 'nucleus'"):
+        class_indices(["nucleoli"], ["bg", "nucleus"])
+    with pytest.raises(InputError, match="background"):
+        class_indices(["bg"], ["bg", "nucleus"])
+
+
+def test_single_object_in_network_and_forest_predictions():
+    pytest.importorskip("sklearn", reason="the forest baseline needs scikit-learn (test extra)")
+    from scipy import ndimage
+
+    tomo, labels = _two_phase_volume(4)  # class 2: one small ball per slice, apart in 3D
+    model = train_segmentation(tomo, labels, slices=[0, 3], width=4, depth=2, patch_size=32,
+                               batch_size=4, n_steps=40, validate_every=10, seed=5,
+                               learning_rate=1e-2, semi_supervised=False).model
+    plain = predict_segmentation(tomo, model)
+    single = predict_segmentation(tomo, model, single_object=["class_2"])
+    assert ndimage.label(plain.labels == 2)[1] > 1
+    assert ndimage.label(single.labels == 2)[1] == 1
+    changed = plain.labels != single.labels
+    assert single.relabelled_voxels == {"class_2": int(changed.sum())}
+    assert (plain.labels[changed] == 2).all() and (single.labels[changed] != 2).all()
+    fused = predict_segmentation(tomo, model, axes="zyx", chunk_slices=4,
+                                 single_object=["class_2"])
+    assert ndimage.label(fused.labels == 2)[1] == 1
+    with pytest.raises(InputError, match="does not have"):
+        predict_segmentation(tomo, model, single_object=["nucleoli"])
+    kwargs = dict(slices=[0, 3], n_estimators=10, seed=0, n_jobs=1)
+    forest = segment_random_forest(tomo, labels, **kwargs)
+    forest_single = segment_random_forest(tomo, labels, single_object=[2], **kwargs)
+    assert ndimage.label(forest == 2)[1] > 1 and ndimage.label(forest_single == 2)[1] == 1
+    moved = forest != forest_single
+    assert (forest[moved] == 2).all()
+    with pytest.raises(InputError, match="single-object"):
+        segment_random_forest(tomo, labels, single_object=[7], **kwargs)

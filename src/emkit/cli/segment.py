@@ -69,13 +69,16 @@ _PREDICT_DOC = """Label every voxel of a tomogram with a trained model.
 
 OUT is .mrc (mode 0, int8), .tif/.tiff (uint8) or .ome.zarr / .zarr (uint8): labels as
 integers with the tomogram's voxel size. --axes zyx predicts xy, xz and yz slices and
-averages the class probabilities. A tomogram of another voxel size than the model's is
-rescaled to the model's (with a warning) and the labels back; beyond a factor of 4 it is
-refused.
+averages the class probabilities. --single-object nucleus keeps only the largest
+connected piece of the nucleus: a slice-wise network takes the missing-wedge haze above
+and below a cell for nucleus, and that haze is apart from the nucleus in 3D (the other
+pieces take each voxel's next most probable class). A tomogram of another voxel size
+than the model's is rescaled to the model's (with a warning) and the labels back; beyond a
+factor of 4 it is refused.
 
 Examples
 --------
-    emkit segment predict cell.mrc --model model/ --output cell_seg.mrc
+    emkit segment predict cell.mrc --model model/ --output cell_seg.mrc --single-object nucleus
     emkit segment predict big.mrc --model model/ --output big_seg.ome.zarr --axes zyx
 """
 
@@ -111,19 +114,18 @@ Examples
 _CELL_CLASSES = "outside,cytoplasm,nucleus,mitochondria,lipid droplets"
 
 
-def _names(text: str) -> list[str]:
-    names = [n.strip() for n in text.split(",")]
-    if not all(names) or len(set(names)) != len(names):
-        raise argparse.ArgumentTypeError(
-            f"must be {class_names.constraint} (got {text!r})"
-        )
-    return names
+def _names_option(name: str, constraint: str) -> OptionType:
+    def convert(text: str) -> list[str]:
+        names = [n.strip() for n in text.split(",")]
+        if not all(names) or len(set(names)) != len(names):
+            raise argparse.ArgumentTypeError(f"must be {constraint} (got {text!r})")
+        return names
+
+    return OptionType(name, convert, constraint, ["", ",", "a,,b", "a,a"])
 
 
-class_names = OptionType(
-    "class_names", _names, "distinct comma-separated names, one per label value",
-    ["", ",", "a,,b", "a,a"],
-)
+class_names = _names_option("class_names", "distinct comma-separated names, one per label value")
+single_object_names = _names_option("single_object", "distinct comma-separated class names")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -170,6 +172,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     predict.add_argument("--tile", type=int_range(16, 8192), default=256,
                          help="tile side, px (256)")
     predict.add_argument("--batch", type=int_range(1, 1024), default=4, help="tiles per pass (4)")
+    predict.add_argument("--single-object", type=single_object_names, default=[],
+                         metavar="CLASSES",
+                         help="classes that are one object per tomogram (e.g. nucleus): keep "
+                              "the largest connected piece of each, relabel the rest")
     _add_device_options(predict)
 
     mesh = add_subcommand(sub, "mesh", _MESH_DOC, func=run_mesh)
@@ -348,7 +354,7 @@ def run_predict(args: argparse.Namespace) -> int:
     result = predict_segmentation(
         np.asarray(tomogram.data, dtype=np.float32), model, voxel_size_A=voxel,
         axes=args.axes, tile_size=args.tile, batch_size=args.batch, device=args.device,
-        progress=show_progress(args.quiet),
+        progress=show_progress(args.quiet), single_object=args.single_object,
     )
     _write_labels(args.output, result.labels, voxel, tomogram.origin)
     counts = np.bincount(result.labels.reshape(-1), minlength=len(result.class_names))
@@ -357,7 +363,8 @@ def run_predict(args: argparse.Namespace) -> int:
                  for name, c in zip(result.class_names, counts)}
     write_run_record(args.output.parent, args, results={
         "output": str(args.output), "axes": args.axes, "class_fractions": fractions,
-        "rescale_factor": result.rescale_factor, "seconds": seconds})
+        "rescale_factor": result.rescale_factor,
+        "single_object_relabelled_voxels": result.relabelled_voxels, "seconds": seconds})
     print(f"segment predict ({args.axes}): {result.labels.shape} voxels in {seconds:g} s "
           f"-> {args.output}")
     return 0
@@ -476,7 +483,8 @@ def run_demo(
     save_model(out_dir / "model", training.model)
     plot_training_curves(out_dir / "training_curves.png", training.history.rows)
     predicted = predict_segmentation(cell.tomogram, training.model,
-                                     voxel_size_A=cell.voxel_size_A).labels
+                                     voxel_size_A=cell.voxel_size_A,
+                                     single_object=["nucleus"]).labels
     _write_labels(out_dir / "cell_seg.mrc", predicted, cell.voxel_size_A, (0.0, 0.0, 0.0))
     other = np.setdiff1d(np.arange(nz), slices)
     dice = dice_scores(predicted[other], cell.labels[other], len(CELL_CLASS_NAMES))

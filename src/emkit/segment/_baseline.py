@@ -10,6 +10,7 @@ import numpy as np
 from emkit.errors import InputError
 from emkit.nn import PercentileNormalisation
 from emkit.segment._data import check_training_inputs
+from emkit.segment._objects import keep_largest_object
 
 __all__ = ["fit_forest", "predict_forest", "segment_random_forest"]
 
@@ -32,6 +33,7 @@ def segment_random_forest(
     sigma_max: float = 16.0,
     seed: int = 0,
     n_jobs: int | None = None,
+    single_object: Sequence[int] = (),
 ) -> np.ndarray:
     """Label a tomogram with a random forest trained on the labelled z slices.
 
@@ -55,6 +57,10 @@ def segment_random_forest(
     seed : int
     n_jobs : int, optional
         Parallel jobs of the forest (default: all cores).
+    single_object : sequence of int
+        Label values that are one object per tomogram: as in
+        :func:`emkit.segment.predict_segmentation`, only the largest piece of each is kept
+        and the others take each voxel's most probable other class.
 
     Returns
     -------
@@ -63,7 +69,7 @@ def segment_random_forest(
     forest = fit_forest(tomogram, labels, slices=slices, n_estimators=n_estimators,
                         max_samples_per_class=max_samples_per_class, sigma_max=sigma_max,
                         seed=seed, n_jobs=n_jobs)
-    return predict_forest(forest, tomogram, sigma_max=sigma_max)
+    return predict_forest(forest, tomogram, sigma_max=sigma_max, single_object=single_object)
 
 
 def fit_forest(
@@ -100,13 +106,30 @@ def fit_forest(
     return forest
 
 
-def predict_forest(forest: Any, tomogram: np.ndarray, *, sigma_max: float = 16.0) -> np.ndarray:
-    """Labels ``(nz, ny, nx)`` uint8 of every z slice from a forest of :func:`fit_forest`."""
+def predict_forest(
+    forest: Any, tomogram: np.ndarray, *, sigma_max: float = 16.0,
+    single_object: Sequence[int] = (),
+) -> np.ndarray:
+    """Labels ``(nz, ny, nx)`` uint8 of every z slice from a forest of :func:`fit_forest`
+    (``single_object``: see :func:`segment_random_forest`)."""
+    classes = np.asarray(forest.classes_)
+    unknown = sorted(set(single_object) - set(classes.tolist()))
+    if unknown:
+        raise InputError(f"single-object labels {unknown} are not among the forest's "
+                         f"classes {classes.tolist()}")
+    allowed = ~np.isin(classes, list(single_object))
     normalisation = PercentileNormalisation(1.0, 99.0)
     levels = normalisation.levels(tomogram)
     out = np.empty(tomogram.shape, np.uint8)
+    fallback = np.empty(tomogram.shape, np.uint8) if single_object else None
     for z in range(tomogram.shape[0]):
         features = _features(normalisation.apply(tomogram[z], levels), sigma_max)
-        predicted = forest.predict(features.reshape(-1, features.shape[-1]))
-        out[z] = predicted.reshape(tomogram.shape[1:]).astype(np.uint8)
+        probabilities = forest.predict_proba(features.reshape(-1, features.shape[-1]))
+        out[z] = classes[probabilities.argmax(axis=1)].reshape(tomogram.shape[1:])
+        if fallback is not None:
+            best = probabilities[:, allowed].argmax(axis=1)
+            fallback[z] = classes[allowed][best].reshape(tomogram.shape[1:])
+    if fallback is not None:
+        for value in sorted(set(single_object)):
+            keep_largest_object(out, fallback, int(value))
     return out
