@@ -130,6 +130,31 @@ def test_tilt_axis_beside_xf_is_refused(small_series, tmp_path, capsys, command,
     assert not out.exists()
 
 
+def test_align_with_auto_axis_records_the_search(small_series, tmp_path):
+    import json
+
+    out = tmp_path / "ali"
+    assert main(["tomo", "align", str(small_series), "--tilt-axis", "auto", "--output",
+                 str(out), "--thickness", "8", "--bin", "2,1", "--iterations", "2",
+                 "--quiet"]) == 0
+    results = json.loads((out / "emkit-run.json").read_text())["results"]
+    search = results["tilt_axis_search"]
+    assert search["binning"] == 1 and len(search["trials"]) >= 2
+    assert results["tilt_axis_angle_deg"] == pytest.approx(search["angle_deg"])
+
+
+def test_refine_tilt_axis_beside_xf_is_refused(small_series, tmp_path, capsys):
+    n = len(mrcfile.mmap(small_series).data)
+    (tmp_path / "id.xf").write_text("1 0 0 1 0 0\n" * n)
+    out = tmp_path / "out"
+    status = main(["tomo", "align", str(small_series), "--xf", str(tmp_path / "id.xf"),
+                   "--refine-tilt-axis", "--output", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 2 and len(err) == 1
+    assert "--refine-tilt-axis cannot be combined with --xf" in err[0]
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("fill", ["mean", "zero"])
 def test_aligned_stack_fill(small_series, tmp_path, fill):
     out = tmp_path / "pre"

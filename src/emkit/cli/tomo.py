@@ -65,15 +65,19 @@ by their standard deviation (a constant added to the data changes nothing): prim
 (Chambolle-Pock) volume steps with provably valid step sizes, then one Gauss-Newton shift
 step per image on its masked residual, always resampling the original images; the shifts
 that only move the specimen are projected out. Starts from the pre-alignment (or --xf)
-and a CGLS reconstruction. Prints the relative change of the objective, the part of the
-data left unexplained and the largest shift change per iteration; --plot saves a PNG per
-iteration;
+and a CGLS reconstruction. With --tilt-axis auto (or --refine-tilt-axis from a given
+angle) the tilt-axis angle is searched first: at a coarse binning, the angle where the
+joint-alignment model of the series stops asking to turn the images (and the volume with
+them); a start tens of degrees off converges. Prints the relative change of the
+objective, the part of the data left unexplained and the largest shift change per
+iteration; --plot saves a PNG per iteration;
 --resume continues an interrupted run from OUT/<stem>_align.ckpt.npz.
 Writes OUT/<stem>.xf, OUT/<stem>_ali.mrc and OUT/<stem>_rec.mrc (the TV reconstruction).
 
 Examples
 --------
     emkit tomo align ts.mrc --angles ts.tlt --output ali/ --thickness 64
+    emkit tomo align ts.mrc --angles ts.tlt --output ali/ --thickness 64 --tilt-axis auto
     emkit tomo align ts.mrc --angles ts.tlt --output ali/ --bin 4,2 --lam 0.5 \\
         --iterations 20 --plot ali/plots --resume
 """
@@ -184,6 +188,11 @@ def _add_align_parser(sub: argparse._SubParsersAction) -> None:
         help="binning levels, coarse to fine (4,2,1)",
     )
     ali.add_argument("--xf", type=file_path, help="start from these transforms (skip prealign)")
+    ali.add_argument(
+        "--refine-tilt-axis", action="store_true",
+        help="search the tilt-axis angle from --tilt-axis before aligning (implied by "
+        "--tilt-axis auto; not with --xf)",
+    )
     ali.add_argument(
         "--mask", type=file_path, help="mask stack (n, y, x), nonzero = use pixel in the data term"
     )
@@ -383,7 +392,8 @@ def run_align(args: argparse.Namespace) -> int:
         inner_iterations=args.inner_iterations, cg_iterations=args.cg_iterations,
         binning_levels=list(args.bin), xf=args.xf, mask=args.mask, plot_dir=args.plot,
         plot_iteration=_plot_iteration, resume=args.resume, device=args.device, fill=args.fill,
-        verbose=not args.quiet, require_memory=require_memory, check_device=check_device,
+        refine_axis=args.refine_tilt_axis, verbose=not args.quiet,
+        require_memory=require_memory, check_device=check_device,
     )
     write_run_record(args.output, args, results=result.record, history=result.history)
     paths = result.paths

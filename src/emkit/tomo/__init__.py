@@ -1,7 +1,8 @@
 """emkit.tomo: fiducial-less tilt-series alignment and reconstruction.
 
 The workflow: :func:`prealign` (stretched neighbour cross-correlation, optional tilt-axis
-estimate), :func:`align_joint` (FLARA-style joint shift + TV reconstruction, coarse to fine)
+estimate), :func:`search_tilt_axis` (the axis angle where the joint-alignment model stops
+asking to turn), :func:`align_joint` (FLARA-style joint shift + TV reconstruction, coarse to fine)
 and :func:`reconstruct` (WBP, SIRT, CGLS); on files: :func:`run_prealign_files`,
 :func:`run_align_files`, :func:`run_reconstruct_files` (read, check, run, write).
 
@@ -19,6 +20,7 @@ Conventions
   (:func:`shift_rmse`).
 """
 
+from emkit.tomo._axis import TiltAxisSearch, search_tilt_axis
 from emkit.tomo._commands import (
     AlignFilesResult,
     PrealignFilesResult,
@@ -73,6 +75,7 @@ __all__ = [
     "SimulatedSeriesFiles",
     "StreamOptions",
     "TiltSeriesFile",
+    "TiltAxisSearch",
     "TiltSeriesSource",
     "TomoDemo",
     "align_joint",
@@ -94,6 +97,7 @@ __all__ = [
     "run_prealign_files",
     "run_reconstruct_files",
     "run_tomo_demo",
+    "search_tilt_axis",
     "shift_images",
     "shift_rmse",
     "shifts_from_aln",

@@ -142,11 +142,15 @@ def _set_up_align(
     device: str | None,
     require_memory: MemoryCheck,
     check_device: DeviceCheck,
+    refine_axis: bool = False,
 ) -> _AlignSetUp:
     """Read and check everything the joint alignment needs, before any work."""
     from emkit.errors import InputError
 
     check_alignment_options(source.tilt_axis, xf=xf)
+    if refine_axis and xf is not None:
+        raise InputError("--refine-tilt-axis cannot be combined with --xf: the transforms "
+                         "fix the axis; drop one of them")
     series = source.read()
     inputs: list[Path | None] = [series.path, series.angles_path, xf, mask]
     paths = alignment_outputs(output_dir, series.stem, inputs)
@@ -166,30 +170,50 @@ def _set_up_align(
     return _AlignSetUp(series, paths, nz, levels, per_level, masks)
 
 
+@dataclass
+class _Start:
+    """Where joint alignment starts: shifts, tilt-axis angle, their source, the search."""
+
+    shifts_px: np.ndarray
+    axis_deg: float
+    source: str
+    search: dict[str, Any] | None = None
+
+
 def _start_alignment(
-    series: TiltSeriesFile, xf: Path | None, tilt_axis: float | str | None, *, verbose: bool
-) -> tuple[np.ndarray, float, str]:
-    """Start shifts, tilt-axis angle and where they came from: --xf, or a pre-alignment."""
+    series: TiltSeriesFile, xf: Path | None, tilt_axis: float | str | None, *, verbose: bool,
+    refine_axis: bool = False, thickness: int = 1, masks: np.ndarray | None = None,
+    device: str | None = None,
+) -> _Start:
+    """Start shifts and tilt-axis angle: from --xf, or a pre-alignment; with --tilt-axis
+    auto or ``refine_axis`` the angle is searched first (:func:`search_tilt_axis`)."""
+    from emkit.tomo._axis import search_tilt_axis
     from emkit.tomo._prealign import prealign
 
     initial = read_alignment(series, xf=xf)
     if initial is not None:
-        shifts0, axis = initial
-        return shifts0, axis, f"{xf}"
+        return _Start(initial[0], initial[1], f"{xf}")
     # Correlating images much larger than ~1k px gains nothing for a coarse start.
     pre_bin = max(1, int(np.ceil(max(series.stack.shape[1:]) / 1024)))
-    pre = prealign(
-        series.stack,
-        series.angles,
-        binning=pre_bin,
-        tilt_axis_angle_deg=parse_tilt_axis(tilt_axis),
-        progress=False,
-    )
-    shifts0, axis = pre.shifts_px, pre.tilt_axis_angle_deg
+    axis_option = parse_tilt_axis(tilt_axis)
+    pre = prealign(series.stack, series.angles, binning=pre_bin,
+                   tilt_axis_angle_deg=axis_option, progress=False)
+    search = None
+    if refine_axis or axis_option == "auto":
+        found = search_tilt_axis(series.stack, series.angles, thickness=thickness,
+                                 start_deg=pre.tilt_axis_angle_deg, masks=masks, device=device)
+        search = {"start_deg": found.start_deg, "angle_deg": found.angle_deg,
+                  "binning": found.binning, "converged": found.converged,
+                  "trials": [[round(a, 4), s] for a, s in found.evaluations]}
+        if verbose:
+            print(f"tilt axis: {found.angle_deg:.2f} deg (from {found.start_deg:.2f}, "
+                  f"{len(found.evaluations)} trial angles at bin {found.binning})", flush=True)
+        pre = prealign(series.stack, series.angles, binning=pre_bin,
+                       tilt_axis_angle_deg=found.angle_deg, progress=False)
     if verbose:
-        print(f"prealign: tilt axis {axis:.2f} deg, largest shift "
-              f"{np.abs(shifts0).max():.2f} px", flush=True)
-    return shifts0, axis, "prealign"
+        print(f"prealign: tilt axis {pre.tilt_axis_angle_deg:.2f} deg, largest shift "
+              f"{np.abs(pre.shifts_px).max():.2f} px", flush=True)
+    return _Start(pre.shifts_px, pre.tilt_axis_angle_deg, "prealign", search)
 
 
 def _iteration_reporter(
@@ -235,13 +259,16 @@ def run_align_files(
     resume: bool = False,
     device: str | None = None,
     fill: str = "mean",
+    refine_axis: bool = False,
     verbose: bool = False,
     require_memory: MemoryCheck = no_memory_check,
     check_device: DeviceCheck = no_device_check,
 ) -> AlignFilesResult:
     """Joint alignment and TV reconstruction; write ``<stem>.xf``, ``_ali.mrc``, ``_rec.mrc``.
 
-    ``fill`` (``"mean"`` or ``"zero"``) is what the aligned stack holds outside the data;
+    ``refine_axis`` (implied by ``source.tilt_axis == "auto"``; not with ``xf``) searches
+    the tilt-axis angle before the joint alignment (:func:`search_tilt_axis`). ``fill``
+    (``"mean"`` or ``"zero"``) is what the aligned stack holds outside the data;
     ``plot_iteration`` (e.g. :func:`emkit.report.tomo.plot_iteration`) draws each
     iteration into ``plot_dir``; ``verbose`` prints one line per iteration.
     """
@@ -252,11 +279,14 @@ def run_align_files(
     setup = _set_up_align(
         source, output_dir, thickness=thickness, iterations=iterations or [10],
         binning_levels=binning_levels or [4, 2, 1], xf=xf, mask=mask, device=device,
-        require_memory=require_memory, check_device=check_device,
+        require_memory=require_memory, check_device=check_device, refine_axis=refine_axis,
     )
     series, paths = setup.series, setup.paths
     start = time.perf_counter()
-    shifts0, axis, started_from = _start_alignment(series, xf, source.tilt_axis, verbose=verbose)
+    begin = _start_alignment(series, xf, source.tilt_axis, verbose=verbose,
+                             refine_axis=refine_axis, thickness=setup.thickness,
+                             masks=setup.masks, device=device)
+    shifts0, axis = begin.shifts_px, begin.axis_deg
     checkpoint = output_dir / f"{series.stem}_align.ckpt.npz"
     if plot_dir is not None:
         make_output_folder(plot_dir)
@@ -287,8 +317,9 @@ def run_align_files(
     on_commit(lambda: checkpoint.unlink(missing_ok=True))
     record = {
         "input": input_record(series),
-        "start": started_from,
+        "start": begin.source,
         "tilt_axis_angle_deg": axis,
+        "tilt_axis_search": begin.search,
         "final": result.history[-1] if result.history else {},
         "iterations_run": len(result.history),
         "seconds": round(time.perf_counter() - start, 2),

@@ -77,9 +77,9 @@ class JointAlignment:
         ``residual_fraction`` (``||M r||^2 / ||M b||^2``: the part of the data the model
         does not explain), ``relative_change`` (of the objective since the previous
         iteration of the same level; NaN at a level's first), ``max_shift_change_px``
-        (unbinned pixels).
+        (unbinned pixels) and ``tilt_axis_angle_deg`` (after the iteration).
     tilt_axis_angle_deg : float
-        The in-plane tilt-axis angle the stack was rotated by.
+        The in-plane tilt-axis angle the stack was rotated by (refined when asked).
     binning : int
         Binning of ``volume`` (the last level).
     """
@@ -132,25 +132,11 @@ def _shift_step(
     ``residual = T(s) b - A u``; ``T(s + delta) b ~ T(s) b - delta . grad``, so the step that
     best cancels the residual solves the 2x2 normal equations.
     """
-    m = masks.astype(np.float32)
-    if smooth_px > 0.1:
-        from scipy import ndimage
-
-        # Low-passing model and residual keeps the step from aligning noise.
-        sigma = (0.0, smooth_px, smooth_px)
-        model = ndimage.gaussian_filter(model, sigma)
-        residual = ndimage.gaussian_filter(residual * m, sigma)
-        m = (ndimage.gaussian_filter(m, sigma) > 0.999).astype(np.float32)
+    model, residual, m = _smoothed(model, residual, masks, smooth_px)
     gy, gx = np.gradient(model, axis=(1, 2))
-    hyy = np.asarray(np.sum(m * gy * gy, axis=(1, 2), dtype=np.float64))
-    hxx = np.asarray(np.sum(m * gx * gx, axis=(1, 2), dtype=np.float64))
-    hxy = np.asarray(np.sum(m * gx * gy, axis=(1, 2), dtype=np.float64))
+    hyy, hxx, hxy, det = _shift_hessian(m, gy, gx)
     ry = np.asarray(np.sum(m * gy * residual, axis=(1, 2), dtype=np.float64))
     rx = np.asarray(np.sum(m * gx * residual, axis=(1, 2), dtype=np.float64))
-    # A little Levenberg damping keeps nearly featureless images (tiny H) from jumping.
-    damp = 1e-3 * (hyy + hxx) / 2 + 1e-12
-    hyy, hxx = hyy + damp, hxx + damp
-    det = hyy * hxx - hxy * hxy
     step = np.zeros((len(model), 2))
     ok = (det > 0) & (m.sum(axis=(1, 2)) >= min_pixels)
     step[ok, 0] = (hxx[ok] * ry[ok] - hxy[ok] * rx[ok]) / det[ok]
@@ -159,6 +145,108 @@ def _shift_step(
     too_big = norm > max_step
     step[too_big] *= (max_step / norm[too_big])[:, None]
     return step
+
+
+def _smoothed(
+    model: np.ndarray, residual: np.ndarray, masks: np.ndarray, smooth_px: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Model, masked residual and mask (float) low-passed by ``smooth_px`` (sigma): a step
+    on low-passed images does not align noise."""
+    m = masks.astype(np.float32)
+    if smooth_px > 0.1:
+        from scipy import ndimage
+
+        sigma = (0.0, smooth_px, smooth_px)
+        model = ndimage.gaussian_filter(model, sigma)
+        residual = ndimage.gaussian_filter(residual * m, sigma)
+        m = (ndimage.gaussian_filter(m, sigma) > 0.999).astype(np.float32)
+    return model, residual, m
+
+
+def _shift_hessian(
+    m: np.ndarray, gy: np.ndarray, gx: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per image the damped 2x2 Gauss-Newton matrix of a shift: ``hyy, hxx, hxy, det``."""
+    hyy = np.asarray(np.sum(m * gy * gy, axis=(1, 2), dtype=np.float64))
+    hxx = np.asarray(np.sum(m * gx * gx, axis=(1, 2), dtype=np.float64))
+    hxy = np.asarray(np.sum(m * gx * gy, axis=(1, 2), dtype=np.float64))
+    # A little Levenberg damping keeps nearly featureless images (tiny H) from jumping.
+    damp = 1e-3 * (hyy + hxx) / 2 + 1e-12
+    hyy, hxx = hyy + damp, hxx + damp
+    return hyy, hxx, hxy, hyy * hxx - hxy * hxy
+
+
+def _rotation_derivative(images: np.ndarray) -> np.ndarray:
+    """``d/d(angle)`` of turning each (y, x) plane of ``images`` about its centre, per
+    degree: ``(x gy - y gx) pi / 180``. For projections this is the derivative of
+    ``transform_images(images, 0, tilt_axis_angle_deg=angle)`` (checked against finite
+    differences in the tests)."""
+    from emkit.tomo._transform import image_center
+
+    gy, gx = np.gradient(images, axis=(1, 2))
+    cy, cx = image_center(images.shape)[-2:]
+    y = (np.arange(images.shape[1], dtype=np.float32) - np.float32(cy))[:, None]
+    x = (np.arange(images.shape[2], dtype=np.float32) - np.float32(cx))[None, :]
+    return (x * gy - y * gx) * np.float32(np.pi / 180.0)
+
+
+def _axis_derivative(model: np.ndarray, volume: np.ndarray, projector: Any) -> np.ndarray:
+    """How the residual changes per degree when the images AND the volume are turned
+    together about the beam axis.
+
+    Turning the images alone is nearly what turning the volume about z does (exactly so
+    at tilt 0), so the volume would absorb most of a wrong angle and a step on the images
+    alone would crawl. Turning both leaves only what no volume can explain: the
+    difference grows with the tilt (``x (1/cos t - 1)`` and ``z tan t`` across the axis,
+    ``y (1 - cos t)`` along it).
+    """
+    import torch
+
+    turned = _rotation_derivative(volume)
+    model_change = projector.forward(torch.from_numpy(turned).to(projector.device,
+                                                                 projector.dtype))
+    return _rotation_derivative(model) - np.asarray(model_change.cpu().numpy(), np.float32)
+
+
+def _axis_step(
+    model: np.ndarray,
+    residual: np.ndarray,
+    masks: np.ndarray,
+    derivative: np.ndarray,
+    *,
+    smooth_px: float = 0.0,
+    min_pixels: int = 16,
+) -> float:
+    """The Gauss-Newton step of the common in-plane tilt-axis angle, in degrees.
+
+    Every image ``i`` has the residual ``r_i = T(s_i, a) b_i - A_i u``; turning images and
+    volume by ``d`` degrees and shifting each image by ``e_i`` changes it to about
+    ``r_i + d j_i - J_i e_i`` (``j`` from :func:`_axis_derivative`, ``J = grad`` of the
+    model). The shifts are eliminated per image (Schur complement), so the angle step is
+    the part of the residual that no per-image shift explains.
+    """
+    _, derivative, _ = _smoothed(model, derivative, masks, smooth_px)
+    model, residual, m = _smoothed(model, residual, masks, smooth_px)
+    gy, gx = np.gradient(model, axis=(1, 2))
+    g = derivative
+    hyy, hxx, hxy, det = _shift_hessian(m, gy, gx)
+    ok = (det > 0) & (m.sum(axis=(1, 2)) >= min_pixels)
+    if not ok.any():
+        return 0.0
+
+    def image_sums(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return np.asarray(np.sum(m * a * b, axis=(1, 2), dtype=np.float64))[ok]
+
+    cy, cx = image_sums(gy, g), image_sums(gx, g)
+    fy, fx = image_sums(gy, residual), image_sums(gx, residual)
+    hyy, hxx, hxy, det = hyy[ok], hxx[ok], hxy[ok], det[ok]
+    # c^T H^-1 c and c^T H^-1 f per image (H^-1 = [[hxx, -hxy], [-hxy, hyy]] / det)
+    c_hinv_c = (hxx * cy * cy - 2 * hxy * cy * cx + hyy * cx * cx) / det
+    c_hinv_f = (hxx * cy * fy - hxy * (cy * fx + cx * fy) + hyy * cx * fx) / det
+    curvature = float(np.sum(image_sums(g, g) - c_hinv_c))
+    if curvature <= 0:
+        return 0.0
+    return float(np.sum(c_hinv_f - image_sums(g, residual))) / curvature
 
 
 def _offset_step(residual: np.ndarray, masks: np.ndarray) -> np.ndarray:
@@ -226,6 +314,7 @@ class _Level:
         thickness: int,
         user_masks: np.ndarray | None,
         device: str | None,
+        fov: np.ndarray | None = None,
     ) -> None:
         import torch
 
@@ -239,6 +328,9 @@ class _Level:
         n, ny, nx = self.data.shape
         self.shape = (max(1, thickness // factor), ny, nx)
         self.user_masks = None if user_masks is None else _bin_mask(user_masks, factor)
+        # The raw field of view after the start rotation (None: not rotated): the corners
+        # it filled are no data.
+        self.fov = None if fov is None else _bin(fov.astype(np.float32), factor)
         self.projector = SingleAxisProjector(self.shape, angles, device=device)
         self.device = self.projector.device
         self.torch = torch
@@ -250,6 +342,8 @@ class _Level:
         s = (shifts_px + self.centre_offset) / self.factor
         shifted = transform_images(self.data, s, order=3)
         masks = validity_masks(self.data.shape, s, margin_px=1.0)
+        if self.fov is not None:
+            masks &= transform_images(self.fov, s, order=1, fill=0.0) > 0.999
         if self.user_masks is not None:
             masks &= self.user_masks
         return shifted, masks
@@ -329,6 +423,7 @@ def align_joint(
     shift_smoothing_px: float = 1.0,
     gauge: str = "rigid",
     tolerance_px: float = 0.0,
+    measure_tilt_axis: bool = False,
     device: str | None = None,
     callback: Callable[[dict[str, Any], np.ndarray, np.ndarray], None] | None = None,
     checkpoint: str | os.PathLike[str] | None = None,
@@ -387,6 +482,14 @@ def align_joint(
         ``"offset"`` only the mean shift.
     tolerance_px : float
         Go to the next level once the largest shift change (unbinned pixels) falls below this.
+    measure_tilt_axis : bool
+        At the last iteration of each level, record ``tilt_axis_step_deg``: the
+        Gauss-Newton step of the in-plane tilt-axis angle that the residual asks for,
+        with the per-image shifts eliminated and the volume turned along, on images
+        low-passed by at least one pixel of the level (see
+        :func:`emkit.tomo.search_tilt_axis`, which finds the angle where it is zero). Its
+        sign says which way the axis is off; its size is shrunk by what the volume has
+        absorbed of the error.
     device : str, optional
         Torch device of the projector and the primal-dual updates (None: CUDA if present).
     callback : callable, optional
@@ -444,7 +547,10 @@ def align_joint(
     # Background-free and in units of the data's spread, before the rotation fills the
     # corners: nothing below depends on a constant offset or the intensity scale.
     stack, _, scale = remove_background(stack)
+    fov = None
     if tilt_axis_angle_deg:
+        fov = validity_masks(stack.shape, np.zeros((n, 2)),
+                             tilt_axis_angle_deg=tilt_axis_angle_deg, margin_px=0.0)
         stack = transform_images(stack, np.zeros((n, 2)), tilt_axis_angle_deg=tilt_axis_angle_deg)
     if gauge not in ("rigid", "offset"):
         raise InputError(f"gauge must be 'rigid' or 'offset', got {gauge!r}")
@@ -498,7 +604,8 @@ def align_joint(
 
     volume = np.zeros(1, dtype=np.float32)
     for li in range(start_level, len(levels)):
-        level = _Level(stack, angles, levels[li], thickness, masks, device)
+        level = _Level(stack, angles, levels[li], thickness, masks, device, fov)
+
         tdev, tdtype = level.device, level.projector.dtype
         if preconditioned:
             # Diagonal preconditioning (Pock & Chambolle 2011, alpha = 1): sigma = 1 / row
@@ -566,6 +673,13 @@ def align_joint(
             relative = (objective - previous) / abs(previous) if previous else float("nan")
             previous = objective
             change = 0.0
+            axis_step = float("nan")
+            if measure_tilt_axis and k == per_level[li] - 1:
+                derivative = _axis_derivative(model, u.cpu().numpy(), level.projector)
+                # low-passed by at least one pixel of the level: the noise the volume has
+                # fitted otherwise biases the step (by up to a degree at SNR 0.5)
+                axis_step = _axis_step(model, residual, mask, derivative,
+                                       smooth_px=max(1.0, shift_smoothing_px / level.factor))
             if update_shifts:
                 delta = (
                     _shift_step(
@@ -591,6 +705,8 @@ def align_joint(
                 "relative_change": relative,
                 "max_shift_change_px": change,
             }
+            if measure_tilt_axis:
+                record["tilt_axis_step_deg"] = axis_step
             history.append(record)
             log.info(
                 "bin %d it %d: objective change %.3g, residual %.4g of the data, max shift "

@@ -16,6 +16,7 @@ import numpy as np
 from scipy import ndimage
 
 from emkit.errors import InputError, MismatchError, NonFiniteError, ShapeError
+from emkit.tomo._axis import wrap_axis_deg
 from emkit.tomo._correlate import bandpass_filter, correlation_peak
 from emkit.tomo._transform import image_center, remove_gauge, transform_images, validity_masks
 
@@ -458,8 +459,6 @@ def estimate_tilt_axis(
             fd = score(d)
     axis = 0.5 * (lo + hi)
     # Report in (-90, 90]: an axis and its opposite direction are the same line.
-    axis = (axis + 90.0) % 180.0 - 90.0
-    if axis == -90.0:
-        axis = 90.0
+    axis = wrap_axis_deg(axis)
     log.info("estimated tilt-axis angle %.2f deg", axis)
     return float(axis)

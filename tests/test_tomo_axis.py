@@ -1,0 +1,84 @@
+"""The tilt-axis search: derivatives against finite differences, the root finder, accuracy."""
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from emkit.errors import InputError
+from emkit.ops import SingleAxisProjector
+from emkit.sim import simulate_tilt_series
+from emkit.tomo import search_tilt_axis, transform_images
+from emkit.tomo._axis import _bracket, _illinois, wrap_axis_deg
+from emkit.tomo._joint import _axis_derivative, _rotation_derivative
+
+
+def _smooth(shape, seed):
+    rng = np.random.default_rng(seed)
+    return ndimage.gaussian_filter(rng.normal(size=shape), 2.5).astype(np.float32)
+
+
+def test_rotation_derivative_is_the_derivative_of_turning_an_image():
+    images = _smooth((2, 48, 60), 0)
+    step = 0.2
+    turned = [transform_images(images, np.zeros((2, 2)), tilt_axis_angle_deg=a, fill=0.0)
+              for a in (step, -step)]
+    numeric = (turned[0] - turned[1]) / (2 * step)
+    inner = (slice(None), slice(8, -8), slice(8, -8))
+    analytic = _rotation_derivative(images)
+    ratio = np.sum(numeric[inner] * analytic[inner]) / np.sum(analytic[inner] ** 2)
+    assert ratio == pytest.approx(1.0, abs=0.05)
+    assert np.corrcoef(numeric[inner].ravel(), analytic[inner].ravel())[0, 1] > 0.99
+
+
+def test_turning_images_and_volume_together_changes_nothing_at_tilt_zero():
+    volume = _smooth((8, 40, 40), 1)
+    angles = np.array([-60.0, 0.0, 60.0])
+    projector = SingleAxisProjector(volume.shape, angles, device="cpu")
+    model = np.asarray(projector.forward(volume), dtype=np.float32)
+    change = _axis_derivative(model, volume, projector)
+    inner = (slice(4, -4), slice(4, -4))
+    untilted = np.abs(change[1][inner]).max()
+    tilted = np.abs(change[0][inner]).max()
+    assert untilted < 0.05 * tilted
+    # the images alone would change at every tilt
+    assert np.abs(_rotation_derivative(model)[1][inner]).max() > 10 * untilted
+
+
+def test_root_finder_brackets_and_converges_on_a_known_function():
+    calls = []
+
+    def f(a):  # a shrunk, slightly curved step towards 7.3 degrees
+        calls.append(a)
+        return 0.02 * (7.3 - a) + 0.0004 * (7.3 - a) ** 3
+
+    bracket = _bracket(f, -20.0, 2.0, 45.0)
+    assert bracket is not None and bracket[1] > 0 > bracket[3]
+    assert _illinois(f, *bracket, 0.01, 30) == pytest.approx(7.3, abs=0.02)
+    assert len(calls) < 20
+    assert _bracket(lambda a: 1.0, 0.0, 2.0, 10.0) is None  # never changes sign
+    assert wrap_axis_deg(91.0) == -89.0 and wrap_axis_deg(-90.0) == 90.0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("axis_deg", "start_deg", "seed"), [(6.0, -3.0, 41), (-8.0, 4.0, 42)])
+def test_search_finds_the_axis_from_a_start_degrees_off(axis_deg, start_deg, seed):
+    """61 tilts, shifts up to 10 px, SNR 1, a 40-px slab; the start is 9 and 12 degrees off.
+
+    The search's error on such series is about 0.5 deg RMS (docs/tomo.md; 0.8 deg the
+    largest of six seeds), not the issue's 0.3: this checks that it converges from far."""
+    sim = simulate_tilt_series(shape=(40, 128, 128), tilt_range_deg=(-60.0, 60.0),
+                               tilt_step_deg=2.0, max_shift_px=10.0, snr=1.0,
+                               tilt_axis_angle_deg=axis_deg, seed=seed)
+    found = search_tilt_axis(sim.stack, sim.tilt_angles_deg, thickness=40,
+                             start_deg=start_deg)
+    assert found.converged and found.binning == 4
+    assert abs(found.angle_deg - axis_deg) <= 1.0
+    assert len(found.evaluations) <= 12
+
+
+def test_search_refuses_bad_parameters():
+    stack = np.zeros((3, 16, 16), np.float32)
+    with pytest.raises(InputError):
+        search_tilt_axis(stack[0], np.zeros(3), thickness=4, start_deg=0.0)
+    with pytest.raises(InputError):
+        search_tilt_axis(stack, np.zeros(3), thickness=4, start_deg=0.0, tolerance_deg=0)
