@@ -64,7 +64,7 @@ def test_root_finder_brackets_and_converges_on_a_known_function():
 def test_search_finds_the_axis_from_a_start_degrees_off(axis_deg, start_deg, seed):
     """61 tilts, shifts up to 10 px, SNR 1, a 40-px slab; the start is 9 and 12 degrees off.
 
-    The search's error on such series is about 0.5 deg RMS (docs/tomo.md; 0.8 deg the
+    The search's error on such series is 0.3-0.6 deg RMS (docs/tomo.md; 0.85 deg the
     largest of six seeds), not the issue's 0.3: this checks that it converges from far."""
     sim = simulate_tilt_series(shape=(40, 128, 128), tilt_range_deg=(-60.0, 60.0),
                                tilt_step_deg=2.0, max_shift_px=10.0, snr=1.0,

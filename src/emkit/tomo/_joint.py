@@ -475,7 +475,9 @@ def align_joint(
         Largest shift change per outer iteration, in pixels of the current level.
     shift_smoothing_px : float
         Gaussian low-pass (sigma, unbinned pixels) of model and residual for the shift
-        step; at fine levels it keeps the shifts from fitting the noise.
+        step, and never less than one pixel of the current level; at fine levels it keeps
+        the shifts from fitting the noise, at coarse ones from following the TV volume's
+        own errors.
     gauge : {"rigid", "offset"}
         Shift patterns projected out after every step (see :func:`remove_gauge`):
         ``"rigid"`` those of a translated specimen (exactly what the data cannot see),
@@ -687,7 +689,10 @@ def align_joint(
                         residual,
                         mask,
                         max_step=max_step_px,
-                        smooth_px=shift_smoothing_px / level.factor,
+                        # at least one pixel of the level: the TV volume's own errors
+                        # (lost contrast, flattened edges) otherwise read as misalignment
+                        # and large slabs swing by pixels between iterations
+                        smooth_px=max(1.0, shift_smoothing_px / level.factor),
                     )
                     * level.factor
                 )
