@@ -222,3 +222,5 @@ def test_single_object_in_network_and_forest_predictions():
     assert (forest[moved] == 2).all()
     with pytest.raises(InputError, match="single-object"):
         segment_random_forest(tomo, labels, single_object=[7], **kwargs)
+    with pytest.raises(InputError, match="background"):
+        segment_random_forest(tomo, labels, single_object=[0], **kwargs)

@@ -56,6 +56,9 @@ def test_root_finder_brackets_and_converges_on_a_known_function():
     assert _illinois(f, *bracket, 0.01, 30) == pytest.approx(7.3, abs=0.02)
     assert len(calls) < 20
     assert _bracket(lambda a: 1.0, 0.0, 2.0, 10.0) is None  # never changes sign
+    tried = []
+    far = _bracket(lambda a: tried.append(a) or 35.0 - a, 0.0, 2.0, 45.0)
+    assert far is not None and tried == [0.0, 2.0, 6.0, 14.0, 30.0, 45.0]  # the limit is tried
     assert wrap_axis_deg(91.0) == -89.0 and wrap_axis_deg(-90.0) == 90.0
 
 
@@ -82,3 +85,14 @@ def test_search_refuses_bad_parameters():
         search_tilt_axis(stack[0], np.zeros(3), thickness=4, start_deg=0.0)
     with pytest.raises(InputError):
         search_tilt_axis(stack, np.zeros(3), thickness=4, start_deg=0.0, tolerance_deg=0)
+
+
+def test_search_keeps_the_start_where_nothing_can_be_measured(caplog):
+    """A blank series gives no axis step (NaN), which must not read as 'found at the start'."""
+    stack = np.zeros((5, 24, 24), np.float32)
+    angles = np.linspace(-40.0, 40.0, 5)
+    found = search_tilt_axis(stack, angles, thickness=8, start_deg=3.0, binning=1)
+    assert not found.converged and found.angle_deg == 3.0
+    assert "too few valid pixels" in caplog.text
+    with pytest.raises(InputError):
+        search_tilt_axis(stack, angles, thickness=8, start_deg=0.0, iterations=0)

@@ -117,7 +117,13 @@ def predict_forest(
     if unknown:
         raise InputError(f"single-object labels {unknown} are not among the forest's "
                          f"classes {classes.tolist()}")
+    if 0 in set(single_object):
+        raise InputError("the single-object labels cannot include the background (0): name "
+                         "the classes that are one object per tomogram")
     allowed = ~np.isin(classes, list(single_object))
+    if single_object and not allowed.any():
+        raise InputError("every class of the forest is named single-object; leave at least "
+                         "one class for the other pieces to go to")
     normalisation = PercentileNormalisation(1.0, 99.0)
     levels = normalisation.levels(tomogram)
     out = np.empty(tomogram.shape, np.uint8)

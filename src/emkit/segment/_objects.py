@@ -4,8 +4,9 @@ A slice-wise network sees no 3D context. Above and below a cell the missing wedg
 the cell into a smooth, texture-free haze that a 2D network can take for nucleus; those
 pieces are disconnected in 3D from the real nucleus. Where the user says a class is a
 single object, every connected component of it but the largest is relabelled with each
-voxel's most probable other class (scikit-image's habit of keeping the largest connected
-component, applied with the classifier's own second choice instead of background).
+voxel's most probable class outside all the single-object classes (so no new piece of
+another single-object class appears): scikit-image's habit of keeping the largest connected
+component, with the classifier's own next choice instead of background.
 """
 
 from __future__ import annotations

@@ -133,9 +133,10 @@ def predict_segmentation(
     single_object : sequence of str
         Classes that are one object per tomogram (a cell's nucleus): of each, only the
         largest 6-connected piece is kept and the others take each voxel's most probable
-        other class. Slice-wise networks call the missing-wedge haze above and below a
-        cell "nucleus"; that haze is not connected to the nucleus in 3D. Costs one more
-        uint8 volume.
+        class outside all the named ones. Slice-wise networks call the missing-wedge haze
+        above and below a cell "nucleus"; that haze is not connected to the nucleus in 3D.
+        Costs one more uint8 volume and, while each class is labelled, an int32 component
+        map and a few bool volumes (about 10 bytes per voxel at the peak).
 
     Returns
     -------

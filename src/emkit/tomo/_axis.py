@@ -49,8 +49,8 @@ class TiltAxisSearch:
     evaluations : list of (float, float)
         Every trial angle (degrees) with the axis step the data asked for there.
     converged : bool
-        False when no sign change was found within ``max_offset_deg`` of the start (the
-        start is then returned).
+        False when no sign change was found within ``max_offset_deg`` of the start, or the
+        coarse level had too few valid pixels to measure (the start is then returned).
     """
 
     angle_deg: float
@@ -64,6 +64,14 @@ def wrap_axis_deg(angle_deg: float) -> float:
     """The same tilt-axis line as an angle in (-90, 90] degrees."""
     wrapped = (float(angle_deg) + 90.0) % 180.0 - 90.0
     return 90.0 if wrapped == -90.0 else wrapped
+
+
+class _NoMeasurement(Exception):
+    """The coarse level could not measure the axis step at ``angle_deg``."""
+
+    def __init__(self, angle_deg: float) -> None:
+        super().__init__(angle_deg)
+        self.angle_deg = float(angle_deg)
 
 
 def _default_binning(shape: tuple[int, int, int], thickness: int) -> int:
@@ -142,6 +150,8 @@ def search_tilt_axis(
         raise InputError(f"the tilt series must be a stack (n, y, x), got shape {stack.shape}")
     if tolerance_deg <= 0 or bracket_step_deg <= 0 or max_offset_deg <= 0:
         raise InputError("tolerance_deg, bracket_step_deg and max_offset_deg must be > 0")
+    if iterations < 1 or max_evaluations < 2:
+        raise InputError("iterations must be >= 1 and max_evaluations >= 2")
     factor = _default_binning(stack.shape, thickness) if binning is None else int(binning)
     evaluations: list[tuple[float, float]] = []
 
@@ -149,16 +159,26 @@ def search_tilt_axis(
         value = _axis_step_at(stack, tilt_angles_deg, angle, thickness=thickness,
                               binning=factor, iterations=iterations, masks=masks, device=device)
         evaluations.append((float(angle), value))
+        if not np.isfinite(value):
+            raise _NoMeasurement(angle)
         return value
 
     result = TiltAxisSearch(float(start_deg), float(start_deg), factor, evaluations)
-    bracket = _bracket(f, float(start_deg), bracket_step_deg, max_offset_deg)
+    try:
+        bracket = _bracket(f, float(start_deg), bracket_step_deg, max_offset_deg)
+        if bracket is not None:
+            angle = _illinois(f, *bracket, tolerance_deg, max_evaluations - len(evaluations))
+    except _NoMeasurement as failed:
+        log.warning("tilt-axis search: at %.2f deg the coarse level (bin %d) has too few "
+                    "valid pixels to measure the axis; keeping the start %.2f deg",
+                    failed.angle_deg, factor, start_deg)
+        result.converged = False
+        return result
     if bracket is None:
         log.warning("tilt-axis search: the data ask to turn the same way up to %g deg from "
                     "the start %.2f deg; keeping the start", max_offset_deg, start_deg)
         result.converged = False
         return result
-    angle = _illinois(f, *bracket, tolerance_deg, max_evaluations - len(evaluations))
     # the same line, on the start's side: a start of 85 finds 92.9, not -87.1
     result.angle_deg = float(start_deg) + wrap_axis_deg(angle - float(start_deg))
     log.info("tilt-axis search: %.3f deg from a start at %.3f deg (%d trial angles at bin %d)",
@@ -175,9 +195,10 @@ def _bracket(
         return a, fa, a, fa
     direction = float(np.sign(fa))
     while True:
-        b = a + direction * step
-        if abs(b - start) > max_offset:
+        if abs(a - start) >= max_offset:
             return None
+        # the last trial sits at the limit itself
+        b = start + direction * min(abs(a - start) + step, max_offset)
         fb = f(b)
         if np.sign(fb) != direction:
             return a, fa, b, fb
@@ -191,8 +212,10 @@ def _illinois(
     """Regula falsi with the Illinois modification on a sign-changing bracket ``[a, b]``."""
     if fa == 0 or a == b:
         return a
+    if fb == 0:
+        return b
     c, side = b, 0
-    for _ in range(max(1, budget)):
+    for _ in range(budget):
         previous = c
         c = (fa * b - fb * a) / (fa - fb)
         fc = f(c)

@@ -54,8 +54,9 @@ from emkit.tomo._transform import (
 log = logging.getLogger(__name__)
 
 # 2: the fingerprint hashes the whole series, the mask and the start; 3: the state is in
-# units of the background-free data's spread and holds the per-projection offsets
-_CHECKPOINT_VERSION = 3
+# units of the background-free data's spread and holds the per-projection offsets; 4: the
+# shift step low-passes by >= 1 level pixel and rotated-in corners are masked
+_CHECKPOINT_VERSION = 4
 
 
 @dataclass
@@ -77,9 +78,10 @@ class JointAlignment:
         ``residual_fraction`` (``||M r||^2 / ||M b||^2``: the part of the data the model
         does not explain), ``relative_change`` (of the objective since the previous
         iteration of the same level; NaN at a level's first), ``max_shift_change_px``
-        (unbinned pixels) and ``tilt_axis_angle_deg`` (after the iteration).
+        (unbinned pixels); with ``measure_tilt_axis``, ``tilt_axis_step_deg`` (NaN but at
+        the last iteration of each level).
     tilt_axis_angle_deg : float
-        The in-plane tilt-axis angle the stack was rotated by (refined when asked).
+        The in-plane tilt-axis angle the stack was rotated by (as given).
     binning : int
         Binning of ``volume`` (the last level).
     """
@@ -232,7 +234,7 @@ def _axis_step(
     hyy, hxx, hxy, det = _shift_hessian(m, gy, gx)
     ok = (det > 0) & (m.sum(axis=(1, 2)) >= min_pixels)
     if not ok.any():
-        return 0.0
+        return float("nan")  # nothing to measure: not "no step"
 
     def image_sums(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return np.asarray(np.sum(m * a * b, axis=(1, 2), dtype=np.float64))[ok]
@@ -244,8 +246,8 @@ def _axis_step(
     c_hinv_c = (hxx * cy * cy - 2 * hxy * cy * cx + hyy * cx * cx) / det
     c_hinv_f = (hxx * cy * fy - hxy * (cy * fx + cx * fy) + hyy * cx * fx) / det
     curvature = float(np.sum(image_sums(g, g) - c_hinv_c))
-    if curvature <= 0:
-        return 0.0
+    if not curvature > 0:
+        return float("nan")
     return float(np.sum(c_hinv_f - image_sums(g, residual))) / curvature
 
 
