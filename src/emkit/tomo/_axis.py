@@ -146,12 +146,8 @@ def search_tilt_axis(
     TiltAxisSearch
     """
     stack = np.asarray(stack)
-    if stack.ndim != 3:
-        raise InputError(f"the tilt series must be a stack (n, y, x), got shape {stack.shape}")
-    if tolerance_deg <= 0 or bracket_step_deg <= 0 or max_offset_deg <= 0:
-        raise InputError("tolerance_deg, bracket_step_deg and max_offset_deg must be > 0")
-    if iterations < 1 or max_evaluations < 2:
-        raise InputError("iterations must be >= 1 and max_evaluations >= 2")
+    _check_search(stack, tolerance_deg, bracket_step_deg, max_offset_deg, iterations,
+                  max_evaluations)
     factor = _default_binning(stack.shape, thickness) if binning is None else int(binning)
     evaluations: list[tuple[float, float]] = []
 
@@ -166,17 +162,16 @@ def search_tilt_axis(
     result = TiltAxisSearch(float(start_deg), float(start_deg), factor, evaluations)
     try:
         bracket = _bracket(f, float(start_deg), bracket_step_deg, max_offset_deg)
-        if bracket is not None:
-            angle = _illinois(f, *bracket, tolerance_deg, max_evaluations - len(evaluations))
+        if bracket is None:
+            log.warning("tilt-axis search: the data ask to turn the same way up to %g deg "
+                        "from the start %.2f deg; keeping the start", max_offset_deg, start_deg)
+            result.converged = False
+            return result
+        angle = _illinois(f, *bracket, tolerance_deg, max_evaluations - len(evaluations))
     except _NoMeasurement as failed:
         log.warning("tilt-axis search: at %.2f deg the coarse level (bin %d) has too few "
                     "valid pixels to measure the axis; keeping the start %.2f deg",
                     failed.angle_deg, factor, start_deg)
-        result.converged = False
-        return result
-    if bracket is None:
-        log.warning("tilt-axis search: the data ask to turn the same way up to %g deg from "
-                    "the start %.2f deg; keeping the start", max_offset_deg, start_deg)
         result.converged = False
         return result
     # the same line, on the start's side: a start of 85 finds 92.9, not -87.1
@@ -184,6 +179,18 @@ def search_tilt_axis(
     log.info("tilt-axis search: %.3f deg from a start at %.3f deg (%d trial angles at bin %d)",
              result.angle_deg, start_deg, len(evaluations), factor)
     return result
+
+
+def _check_search(
+    stack: np.ndarray, tolerance_deg: float, bracket_step_deg: float, max_offset_deg: float,
+    iterations: int, max_evaluations: int,
+) -> None:
+    if stack.ndim != 3:
+        raise InputError(f"the tilt series must be a stack (n, y, x), got shape {stack.shape}")
+    if tolerance_deg <= 0 or bracket_step_deg <= 0 or max_offset_deg <= 0:
+        raise InputError("tolerance_deg, bracket_step_deg and max_offset_deg must be > 0")
+    if iterations < 1 or max_evaluations < 2:
+        raise InputError("iterations must be >= 1 and max_evaluations >= 2")
 
 
 def _bracket(

@@ -315,17 +315,25 @@ def run_align_files(
     )
     # The checkpoint goes only once the outputs are in place: a failed commit can resume.
     on_commit(lambda: checkpoint.unlink(missing_ok=True))
-    record = {
+    record = _align_record(series, paths, begin, result.history, time.perf_counter() - start)
+    return AlignFilesResult(paths, record, result.history)
+
+
+def _align_record(
+    series: TiltSeriesFile, paths: dict[str, Path], begin: _Start,
+    history: list[dict[str, float]], seconds: float,
+) -> dict[str, Any]:
+    """What ``emkit-run.json`` says of a joint alignment."""
+    return {
         "input": input_record(series),
         "start": begin.source,
-        "tilt_axis_angle_deg": axis,
+        "tilt_axis_angle_deg": begin.axis_deg,
         "tilt_axis_search": begin.search,
-        "final": result.history[-1] if result.history else {},
-        "iterations_run": len(result.history),
-        "seconds": round(time.perf_counter() - start, 2),
+        "final": history[-1] if history else {},
+        "iterations_run": len(history),
+        "seconds": round(seconds, 2),
         "outputs": {k: str(v) for k, v in paths.items()},
     }
-    return AlignFilesResult(paths, record, result.history)
 
 
 # --------------------------------------------------------------------------- reconstruct
