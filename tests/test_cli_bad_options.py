@@ -67,6 +67,10 @@ BASE: dict[tuple[str, ...], tuple[list[str], list[str]]] = {
     ("demo",): ([], ["--output", "{out}", "--only", "register"]),
     ("sim", "tiltseries"): ([], ["--output", "{out}", "--shape", "8", "32", "32"]),
     ("sim", "section"): ([], ["--output", "{out}", "--size", "64", "64"]),
+    ("sim", "stack"): (
+        [],
+        ["--output", "{out}", "--sections", "3", "--size", "64", "64", "--damaged", "0"],
+    ),
     ("tomo", "prealign"): (["{in}/ts/tiltseries.mrc"], ["--output", "{out}"]),
     ("tomo", "align"): (["{in}/ts/tiltseries.mrc"], ["--output", "{out}", "--thickness", "8"]),
     ("tomo", "reconstruct"): (["{in}/ts/tiltseries.mrc"], ["--output", "{out}/rec.mrc"]),

@@ -1,5 +1,5 @@
 """Synthetic data with ground truth: phantoms, density templates, crowded particle volumes,
-soft X-ray tomograms of whole cells."""
+soft X-ray tomograms of whole cells, damaged sections and serial-section stacks."""
 
 from emkit.sim._placement import PlacedParticles, place_particles
 from emkit.sim.cell import (
@@ -10,6 +10,13 @@ from emkit.sim.cell import (
 )
 from emkit.sim.phantoms import SHEPP_LOGAN_3D_TABLE, random_ellipsoids, shepp_logan_3d
 from emkit.sim.sections import DamagedSection, section_texture, simulate_damaged_section
+from emkit.sim.stack import (
+    SectionStack,
+    StackSection,
+    iter_section_stack,
+    simulate_section_stack,
+    stack_texture_slice,
+)
 from emkit.sim.templates import density_from_pdb, density_template, list_density_templates
 from emkit.sim.tiltseries import PHANTOMS, SimulatedTiltSeries, simulate_tilt_series
 from emkit.sim.tomogram import DEFAULT_TOMOGRAM_TEMPLATES, SimulatedTomogram, simulate_tomogram
@@ -22,6 +29,11 @@ __all__ = [
     "DamagedSection",
     "section_texture",
     "simulate_damaged_section",
+    "SectionStack",
+    "StackSection",
+    "iter_section_stack",
+    "simulate_section_stack",
+    "stack_texture_slice",
     "SHEPP_LOGAN_3D_TABLE",
     "PlacedParticles",
     "density_from_pdb",
