@@ -82,7 +82,9 @@ Examples
 --------
     emkit sim section --output sim/ --kind fold --seed 1
     emkit sim section DOLW7_0.png --output sim_dolw7/ --kind crack
+    emkit sim section --output sim_elastic/ --kind fold --seed 1 --elastic 8
 """
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Add ``emkit register`` with its ``pair`` and ``stack`` subcommands."""
@@ -105,9 +107,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="defect mask of the fixed image: no features there, excluded from the metrics",
     )
     pair.add_argument("--output", type=file_path, required=True, help="warped moving image")
-    pair.add_argument(
-        "--field", type=file_path, help="write the displacement field here (.npy)"
-    )
+    pair.add_argument("--field", type=file_path, help="write the displacement field here (.npy)")
     pair.add_argument(
         "--true-field",
         type=file_path,
@@ -121,12 +121,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     _add_method_options(pair)
 
     stack = add_subcommand(sub, "stack", _STACK_DOC, func=run_stack)
-    stack.add_argument(
-        "input", type=file_path, help="folder of section images, or a stack file"
-    )
-    stack.add_argument(
-        "--masks", type=file_path, help="folder (or stack file) of defect masks"
-    )
+    stack.add_argument("input", type=file_path, help="folder of section images, or a stack file")
+    stack.add_argument("--masks", type=file_path, help="folder (or stack file) of defect masks")
     stack.add_argument("--output", type=file_path, required=True, help="aligned stack file")
     stack.add_argument("--fields", type=file_path, help="folder for the per-section fields")
     stack.add_argument(
@@ -150,6 +146,13 @@ def _add_method_options(parser: argparse.ArgumentParser) -> None:
         choices=("expected-affine", "global-affine"),
         default="expected-affine",
         help="expected-affine (default) or one global affine (baseline)",
+    )
+    parser.add_argument(
+        "--refine",
+        choices=("elastic", "none"),
+        default="elastic",
+        help="elastic (default): follow smooth stretching inside each side of the defect "
+        "with an elastic mesh cut along it; none: the affine model alone",
     )
     parser.add_argument(
         "--clusters",
@@ -187,6 +190,18 @@ def add_sim_parsers(sim_subparsers: argparse._SubParsersAction) -> None:
         metavar=("H", "W"),
         help="size of the built-in texture, each >= 64 (default 768 768)",
     )
+    parser.add_argument(
+        "--elastic",
+        type=float_range(0, 100),
+        default=0.0,
+        metavar="PX",
+        help="each side also gets its own smooth non-affine warp of at most PX pixels "
+        "(0 to 100; default 0: affine sides)",
+    )
+    # `emkit sim stack` lives in its own module (a stack of sections with true fields).
+    from emkit.cli import _sim_stack
+
+    _sim_stack.add_parser(sim_subparsers)
 
 
 # --------------------------------------------------------------------------- commands
@@ -196,7 +211,9 @@ def _pair_options(args: argparse.Namespace) -> Any:
     """The options of ``_add_method_options``."""
     from emkit.register import PairOptions
 
-    return PairOptions(args.method, args.clusters, args.sift_scale, args.fill, args.seed)
+    return PairOptions(
+        args.method, args.clusters, args.sift_scale, args.fill, args.seed, args.refine
+    )
 
 
 def run_pair(args: argparse.Namespace) -> int:
@@ -205,9 +222,16 @@ def run_pair(args: argparse.Namespace) -> int:
     from emkit.report.register import save_overlay
 
     result = run_pair_files(
-        args.fixed, args.moving, args.output, mask=args.mask, fixed_mask=args.fixed_mask,
-        field=args.field, true_field=args.true_field, compare_global=args.compare_global,
-        options=_pair_options(args), require_memory=require_memory,
+        args.fixed,
+        args.moving,
+        args.output,
+        mask=args.mask,
+        fixed_mask=args.fixed_mask,
+        field=args.field,
+        true_field=args.true_field,
+        compare_global=args.compare_global,
+        options=_pair_options(args),
+        require_memory=require_memory,
     )
     save_overlay(result.overlay_path, result.fixed, result.warped, valid=result.valid)
     write_run_record(
@@ -222,9 +246,15 @@ def run_stack(args: argparse.Namespace) -> int:
     from emkit.register import run_stack_files
 
     result = run_stack_files(
-        args.input, args.output, masks=args.masks, fields_dir=args.fields,
-        reference=args.reference, scheduler=args.scheduler, workers=args.workers,
-        progress=show_progress(args.quiet), options=_pair_options(args),
+        args.input,
+        args.output,
+        masks=args.masks,
+        fields_dir=args.fields,
+        reference=args.reference,
+        scheduler=args.scheduler,
+        workers=args.workers,
+        progress=show_progress(args.quiet),
+        options=_pair_options(args),
         require_memory=require_memory,
     )
     write_run_record(args.output.parent, args, results=result.record)
@@ -240,7 +270,12 @@ def run_sim_section(args: argparse.Namespace) -> int:
     from emkit.register import write_simulated_section
 
     sim = write_simulated_section(
-        args.output, image=args.image, kind=args.kind, seed=args.seed, size=tuple(args.size),
+        args.output,
+        image=args.image,
+        kind=args.kind,
+        seed=args.seed,
+        size=tuple(args.size),
+        elastic_px=args.elastic,
         require_memory=require_memory,
     )
     out = sim.output_dir

@@ -3,7 +3,8 @@
 A fold or crack makes the tissue on each side of it move differently, so one global
 transform cannot register the section. :func:`register_pair` clusters feature matches by
 path distance (paths cannot cross the defect), fits an affine per cluster and blends them
-per pixel; :func:`register_stack` aligns a whole stack to a reference section.
+per pixel, then (by default) :func:`refine_elastic` follows the smooth stretching
+inside each side with an elastic mesh cut along the defect; :func:`register_stack` aligns a whole stack to a reference section.
 On files: :func:`run_pair_files` and :func:`run_stack_files` (read, check, register, write).
 
 Field convention: ``field`` has shape ``(2, H, W)``, float32; for each fixed pixel
@@ -24,12 +25,14 @@ from emkit.register._demo import (
     run_register_demo,
     write_simulated_section,
 )
+from emkit.register._elastic import ElasticOptions, invert_field, refine_elastic
 from emkit.register._field import compose_fields, field_validity, warp_image
 from emkit.register._metrics import endpoint_error, similarity
 from emkit.register._pair import PairRegistration, register_pair
 from emkit.register._stack import StackRegistration, neighbour_pairs, register_stack
 
 __all__ = [
+    "ElasticOptions",
     "PairFilesResult",
     "PairOptions",
     "PairRegistration",
@@ -40,9 +43,11 @@ __all__ = [
     "compose_fields",
     "endpoint_error",
     "field_validity",
+    "invert_field",
     "neighbour_pairs",
     "pair_summary",
     "register_pair",
+    "refine_elastic",
     "register_stack",
     "run_pair_files",
     "run_register_demo",

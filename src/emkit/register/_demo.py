@@ -57,6 +57,7 @@ def write_simulated_section(
     kind: Literal["fold", "crack"] = "fold",
     seed: int = 0,
     size: tuple[int, int] = (768, 768),
+    elastic_px: float = 0.0,
     require_memory: MemoryCheck = no_memory_check,
 ) -> SimulatedSectionFiles:
     """Make a damaged neighbour of ``image`` (or a texture); write it with its true field."""
@@ -70,7 +71,7 @@ def write_simulated_section(
     names = [moving_name, "defect_mask.png", "true_field.npy", "params.json", "emkit-run.json"]
     for name in names:
         check_not_input(out / name, [image])
-    damaged = simulate_damaged_section(fixed, kind=kind, seed=seed)
+    damaged = simulate_damaged_section(fixed, kind=kind, seed=seed, elastic_px=elastic_px)
     make_output_folder(out)
     if image is None:
         write_volume(out / "fixed.png", fixed)

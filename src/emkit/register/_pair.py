@@ -12,6 +12,7 @@ import numpy as np
 
 from emkit.errors import InputError, MismatchError, NonFiniteError, ShapeError
 from emkit.register import _expected as ex
+from emkit.register._elastic import ElasticOptions, invert_field, refine_elastic
 from emkit.register._features import (
     Matches,
     consistent_matches,
@@ -38,6 +39,7 @@ from emkit.register._pathdist import (
 logger = logging.getLogger(__name__)
 
 Method = Literal["expected-affine", "global-affine"]
+Refine = Literal["elastic", "none"]
 # Below this many matches a registration is a guess, not a measurement.
 _MIN_MATCHES = 6
 
@@ -69,7 +71,11 @@ class PairRegistration:
         The affine of each kept cluster (one for the global method), mapping moving
         ``(x, y)`` to fixed ``(x, y)`` in pixels.
     info : dict
-        Numbers of keypoints, matches, inliers and clusters, and the seconds per step.
+        Numbers of keypoints, matches, inliers and clusters, and the seconds per step
+        (with ``refine="elastic"`` also ``info["elastic"]``, see :func:`refine_elastic`).
+    unrefined_field, unrefined_valid : ndarray or None
+        With ``refine="elastic"``: the field and validity before the elastic refinement
+        (the affine model alone), for comparison.
     """
 
     field: np.ndarray
@@ -79,6 +85,8 @@ class PairRegistration:
     defined: np.ndarray
     forward_field: np.ndarray | None
     info: dict[str, Any] = dataclass_field(default_factory=dict)
+    unrefined_field: np.ndarray | None = None
+    unrefined_valid: np.ndarray | None = None
 
 
 def _check_inputs(
@@ -140,6 +148,8 @@ def register_pair(
     fill_value: float = 0.0,
     seed: int = 0,
     forward: bool = False,
+    refine: Refine = "elastic",
+    elastic: ElasticOptions | None = None,
 ) -> PairRegistration:
     """Register a (damaged) moving section onto a fixed one.
 
@@ -192,6 +202,13 @@ def register_pair(
         Seed of the clustering (same seed, same result).
     forward : bool
         Also compute ``forward_field``: where each moving pixel lands in the fixed image.
+    refine : {"elastic", "none"}
+        ``"elastic"`` (default): after the affine model, measure the shift left at each
+        node of a grid by patch cross-correlation and relax it as an elastic mesh cut
+        along the defect (:func:`emkit.register.refine_elastic`), so smooth non-affine
+        stretching inside each side is followed. ``"none"``: the affine model alone.
+    elastic : ElasticOptions, optional
+        Parameters of the elastic refinement (grid spacing, patch, search, stiffness).
 
     Returns
     -------
@@ -222,6 +239,8 @@ def register_pair(
     fmask = None if fixed_mask is None else _check_mask(fixed_mask, fixed.shape, "fixed")
     if method not in ("expected-affine", "global-affine"):
         raise InputError(f"unknown method {method!r}; use 'expected-affine' or 'global-affine'")
+    if refine not in ("elastic", "none"):
+        raise InputError(f"unknown refinement {refine!r}; use 'elastic' or 'none'")
     h, w = fixed.shape
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -297,6 +316,16 @@ def register_pair(
             forward_field = forward_map_field(amap, (h, w))
     t2 = time.perf_counter()
     valid = field_validity(fld, mask, moving.shape) & converged
+    unrefined: tuple[np.ndarray, np.ndarray] | None = None
+    if refine == "elastic":
+        unrefined = (fld, valid)
+        fld, valid, info["elastic"] = refine_elastic(
+            fixed, moving, fld, valid, defect_mask=mask, options=elastic
+        )
+        if forward_field is not None:
+            forward_field = invert_field(fld, forward_field)
+        timings["elastic_s"] = time.perf_counter() - t2
+        t2 = time.perf_counter()
     warped = warp_image(moving, fld, valid=valid, fill_value=fill_value)
     timings["warp_s"] = time.perf_counter() - t2
     timings["total_s"] = time.perf_counter() - t0
@@ -310,6 +339,8 @@ def register_pair(
         defined=converged,
         forward_field=forward_field,
         info=info,
+        unrefined_field=None if unrefined is None else unrefined[0],
+        unrefined_valid=None if unrefined is None else unrefined[1],
     )
 
 

@@ -26,7 +26,12 @@ from scipy import ndimage
 
 from emkit.errors import InputError, ShapeError
 
-__all__ = ["DamagedSection", "section_texture", "simulate_damaged_section"]
+__all__ = [
+    "DamagedSection",
+    "section_texture",
+    "simulate_damaged_section",
+    "smooth_random_field",
+]
 
 
 @dataclass
@@ -148,6 +153,8 @@ def simulate_damaged_section(
     rotation_deg: float = 1.5,
     shear: float = 0.01,
     noise: float = 0.02,
+    elastic_px: float = 0.0,
+    elastic_length_px: float | None = None,
 ) -> DamagedSection:
     """Make a damaged neighbour of ``fixed`` with a fold or a crack and its true field.
 
@@ -171,6 +178,13 @@ def simulate_damaged_section(
         Typical shear (dimensionless) per side.
     noise : float
         Standard deviation of added Gaussian noise, as a fraction of the intensity range.
+    elastic_px : float
+        Largest displacement in pixels of a smooth non-affine warp that each side gets on
+        top of its affine (each side its own field, see :func:`smooth_random_field`);
+        0 (default): affine sides only.
+    elastic_length_px : float, optional
+        Correlation length of that warp in pixels (default: a quarter of the shorter
+        image side).
 
     Returns
     -------
@@ -183,7 +197,7 @@ def simulate_damaged_section(
     ShapeError
         If ``fixed`` is not a 2D image of at least 64x64 pixels.
     InputError
-        If ``kind`` is unknown.
+        If ``kind`` is unknown or ``elastic_px`` is negative.
 
     Examples
     --------
@@ -199,8 +213,17 @@ def simulate_damaged_section(
         raise ShapeError(f"need a 2D image of at least 64x64 pixels, got shape {fixed.shape}")
     if kind not in ("fold", "crack"):
         raise InputError(f"unknown defect kind {kind!r}; use 'fold' or 'crack'")
+    if not np.isfinite(elastic_px) or elastic_px < 0:
+        raise InputError(f"elastic_px must be >= 0, got {elastic_px}")
     rng = np.random.default_rng(seed)
     h, w = fixed.shape
+    # Drawn from their own generator so that elastic_px = 0 leaves every other draw as it was.
+    elastic_rng = np.random.default_rng([seed, 7])
+    length = float(elastic_length_px) if elastic_length_px else 0.25 * min(h, w)
+    elastic = [
+        smooth_random_field((h, w), elastic_px, length, elastic_rng) if elastic_px > 0 else None
+        for _ in range(2)
+    ]
     centre = np.array([(w - 1) / 2.0, (h - 1) / 2.0])
 
     # The fold line in the fixed frame: a wavy curve through the central part of the image.
@@ -257,19 +280,26 @@ def simulate_damaged_section(
             b_side.append(glob @ local)
         # Width of the band where the curve is: separation of the two sides' moving
         # positions across the curve, positive for overlap (fold), negative for a gap.
-        p1 = np.linalg.inv(b_side[0])[:2] @ np.vstack([curve, np.ones(curve.shape[1])])
-        p2 = np.linalg.inv(b_side[1])[:2] @ np.vstack([curve, np.ones(curve.shape[1])])
+        p1 = _invert_side(b_side[0], elastic[0], curve)
+        p2 = _invert_side(b_side[1], elastic[1], curve)
         width = direction * (normal @ (p1 - p2))
         if curve.shape[1] == 0 or width.min() >= min(4.0, 0.5 * band):
             break
         rotations *= 0.7
         shears *= 0.7
+        if elastic[0] is not None and elastic[1] is not None:
+            # Pull the two sides' warps towards their mean: they differ less across the curve.
+            mean = 0.5 * (elastic[0] + elastic[1])
+            elastic = [mean + 0.7 * (e - mean) for e in elastic]
 
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     mapped = []
-    for b in b_side:
+    for b, e in zip(b_side, elastic):
         fx = (b[0, 0] * xx + b[0, 1] * yy + b[0, 2]).astype(np.float32)
         fy = (b[1, 0] * xx + b[1, 1] * yy + b[1, 2]).astype(np.float32)
+        if e is not None:
+            fy += e[0]
+            fx += e[1]
         mapped.append((fx, fy))
     phi1 = side_function(*mapped[0])
     phi2 = side_function(*mapped[1])
@@ -306,10 +336,10 @@ def simulate_damaged_section(
     true_field = np.empty((2, h, w), np.float32)
     px = np.empty((h, w))
     py = np.empty((h, w))
-    for side, b in ((~side2, b_side[0]), (side2, b_side[1])):
-        inv = np.linalg.inv(b)
-        px[side] = inv[0, 0] * fxx[side] + inv[0, 1] * fyy[side] + inv[0, 2]
-        py[side] = inv[1, 0] * fxx[side] + inv[1, 1] * fyy[side] + inv[1, 2]
+    for side, b, e in ((~side2, b_side[0], elastic[0]), (side2, b_side[1], elastic[1])):
+        sx, sy = _invert_side(b, e, np.vstack([fxx[side], fyy[side]]))
+        px[side] = sx
+        py[side] = sy
     true_field[0] = py - fyy
     true_field[1] = px - fxx
     inside = (px >= 0) & (px <= w - 1) & (py >= 0) & (py <= h - 1)
@@ -322,6 +352,8 @@ def simulate_damaged_section(
         "kind": kind,
         "seed": seed,
         "band_px": float(band),
+        "elastic_px": float(elastic_px),
+        "elastic_length_px": float(length) if elastic_px > 0 else None,
         "side_affines_xy": [b[:2].tolist() for b in b_side],
         "curve": {
             "through_xy": through.tolist(),
@@ -339,6 +371,59 @@ def simulate_damaged_section(
         defect_mask_fixed=defect_fixed,
         params=params,
     )
+
+
+def smooth_random_field(
+    shape: tuple[int, int],
+    amplitude_px: float,
+    length_px: float,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """A smooth random displacement field ``(2, H, W)`` float32 (``(dy, dx)`` in pixels).
+
+    Gaussian-filtered white noise (filter sigma ``length_px / 2``, drawn on a coarse grid
+    and upsampled bicubically, so large images stay cheap), scaled so that the largest
+    displacement length over the image is ``amplitude_px``.
+    """
+    import cv2
+
+    h, w = int(shape[0]), int(shape[1])
+    step = max(1, int(length_px // 8))
+    ch, cw = -(-h // step) + 1, -(-w // step) + 1
+    sigma = max(0.5 * length_px / step, 0.5)
+    coarse = np.stack(
+        [
+            ndimage.gaussian_filter(rng.standard_normal((ch, cw)), sigma, mode="wrap")
+            for _ in range(2)
+        ]
+    ).astype(np.float32)
+    out = np.stack(
+        [
+            cv2.resize(c, (cw * step, ch * step), interpolation=cv2.INTER_CUBIC)[:h, :w]
+            for c in coarse
+        ]
+    )
+    top = float(np.sqrt((out**2).sum(axis=0)).max())
+    return (out * (amplitude_px / max(top, 1e-12))).astype(np.float32)
+
+
+def _invert_side(b: np.ndarray, elastic: np.ndarray | None, points_xy: np.ndarray) -> np.ndarray:
+    """Moving ``(x, y)`` of fixed points ``(2, n)`` for one side: solve ``b(q) + e(q) = p``.
+
+    ``e`` is sampled bilinearly in the moving frame; fixed-point iteration converges
+    because the warp's gradient is far below 1.
+    """
+    inv = np.linalg.inv(b)
+    points = np.asarray(points_xy, dtype=np.float64)
+    if elastic is None:
+        return inv[:2, :2] @ points + inv[:2, 2:3]
+    q = inv[:2, :2] @ points + inv[:2, 2:3]
+    for _ in range(12):
+        coords = np.vstack([q[1], q[0]])
+        ey = ndimage.map_coordinates(elastic[0], coords, order=1, mode="nearest")
+        ex_ = ndimage.map_coordinates(elastic[1], coords, order=1, mode="nearest")
+        q = inv[:2, :2] @ (points - np.vstack([ex_, ey])) + inv[:2, 2:3]
+    return q
 
 
 def _affine(
