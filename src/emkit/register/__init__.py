@@ -4,7 +4,8 @@ A fold or crack makes the tissue on each side of it move differently, so one glo
 transform cannot register the section. :func:`register_pair` clusters feature matches by
 path distance (paths cannot cross the defect), fits an affine per cluster and blends them
 per pixel, then (by default) :func:`refine_elastic` follows the smooth stretching
-inside each side with an elastic mesh cut along the defect; :func:`register_stack` aligns a whole stack to a reference section.
+inside each side with an elastic mesh cut along the defect; :func:`register_stack`
+aligns a whole stack to a reference section.
 On files: :func:`run_pair_files` and :func:`run_stack_files` (read, check, register, write).
 
 Field convention: ``field`` has shape ``(2, H, W)``, float32; for each fixed pixel

@@ -67,8 +67,11 @@ def check_fill(fill: float, dtype: np.dtype, path: Path) -> None:
         info = np.iinfo(dtype)
         if not (info.min <= fill <= info.max and float(fill).is_integer()):
             raise InputError(
-                with_path(path, f"--fill {fill:g} does not fit its {dtype} pixels; give a "
-                          f"whole number from {info.min} to {info.max}")
+                with_path(
+                    path,
+                    f"--fill {fill:g} does not fit its {dtype} pixels; give a "
+                    f"whole number from {info.min} to {info.max}",
+                )
             )
 
 
@@ -98,9 +101,7 @@ def require_section_memory(
 ) -> None:
     """The damaged-section simulation peaks at about 160 bytes per pixel (measured)."""
     h, w = shape[0], shape[1]
-    require_memory(
-        160 * h * w, f"simulating a {h}x{w} px section ({source})", hint
-    )
+    require_memory(160 * h * w, f"simulating a {h}x{w} px section ({source})", hint)
 
 
 def check_pair_outputs_writable(
@@ -144,8 +145,6 @@ def read_true_field(path: Path, shape: tuple[int, ...]) -> np.ndarray:
 def file_suffix(path: Path) -> str:
     """The suffix of ``path``, lower case."""
     return path.suffix.lower()
-
-
 
 
 def list_sections(folder: Path) -> list[Path]:
