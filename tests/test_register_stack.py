@@ -93,6 +93,7 @@ def test_chain_through_a_folded_section():
         [tissue, folded.moving, tissue],
         defect_masks=[None, folded.defect_mask, None],
         reference=0,
+        relax="chain",
         scheduler="sync",
     )
     assert result.pair_info[2]["reversed"] and not result.pair_info[1]["reversed"]
@@ -103,4 +104,32 @@ def test_chain_through_a_folded_section():
     err2 = endpoint_error(result.fields[2], np.zeros_like(result.fields[2]), valid=result.valid[2])
     assert err2["epe_mean_px"] < 0.2 and err2["epe_p95_px"] < 0.5
     # Only the tissue hidden under the fold is lost for section 2, not the whole band.
+    assert result.valid[2].mean() > result.valid[1].mean()
+
+
+@pytest.mark.slow
+def test_global_stack_skips_a_folded_section():
+    """Sections 0 and 2 are the same intact tissue, section 1 is folded: the global
+    relaxation links 0 and 2 directly (skipping the fold) and anchors 1 to 0 with its own
+    defect blocking paths, so 1 follows the fold's two sides and 2 stays at zero."""
+    from emkit.sim.sections import simulate_damaged_section
+
+    tissue = section_texture((320, 320), seed=0)
+    folded = simulate_damaged_section(tissue, kind="fold", seed=1)
+    result = register_stack(
+        [tissue, folded.moving, tissue],
+        defect_masks=[None, folded.defect_mask, None],
+        reference=0,
+        scheduler="sync",
+    )
+    kinds = {(p["s"], p["t"]): p["kind"] for p in result.pairs}
+    assert kinds == {(0, 2): "link", (0, 1): "anchor"}
+    assert result.pair_info[1]["anchor"] == 0
+    err1 = endpoint_error(
+        result.fields[1], folded.true_field, valid=result.valid[1] & folded.true_valid
+    )
+    assert err1["epe_mean_px"] < 0.2
+    err2 = endpoint_error(result.fields[2], np.zeros_like(result.fields[2]), valid=result.valid[2])
+    assert err2["epe_mean_px"] < 0.2 and err2["epe_p95_px"] < 0.5
+    np.testing.assert_array_equal(result.fields[0], 0)
     assert result.valid[2].mean() > result.valid[1].mean()

@@ -25,7 +25,28 @@ from __future__ import annotations
 import argparse
 
 from emkit.cli._common import add_subcommand, show_progress, write_run_record
-from emkit.cli._options import file_path, float_range, int_range, nonneg_int, require_memory, seed
+from emkit.cli._options import (
+    OptionType,
+    file_path,
+    float_range,
+    int_range,
+    nonneg_int,
+    require_memory,
+    seed,
+)
+
+
+def _elongation_convert(text: str) -> float:
+    if text.strip().lower() in ("inf", "infinity"):
+        return float("inf")
+    return float(_FINITE_ELONGATION(text))
+
+
+_FINITE_ELONGATION = float_range(1, 1e6)
+# "inf" (cells straight through the stack) or a finite stretch >= 1.
+_ELONGATION = OptionType(
+    "elongation", _elongation_convert, "a number >= 1 or inf", ["abc", "nan", "0.5", "-inf", ""]
+)
 
 
 def add_parser(sim_subparsers: argparse._SubParsersAction) -> None:
@@ -61,6 +82,14 @@ def add_parser(sim_subparsers: argparse._SubParsersAction) -> None:
         metavar="PX",
         help="largest smooth non-affine warp of a section in pixels, 0 to 100 (default 8)",
     )
+    parser.add_argument(
+        "--cells-elongation",
+        type=_ELONGATION,
+        default=float("inf"),
+        metavar="F",
+        help="how far cells are stretched along z, >= 1 (default inf: straight through the "
+        "stack, so walls do not move between sections; e.g. 4: oblique walls drift)",
+    )
     parser.add_argument("--seed", type=seed, default=0, help="random seed, >= 0 (default 0)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -76,6 +105,7 @@ def run_sim_stack(args: argparse.Namespace) -> int:
         n_damaged=args.damaged,
         elastic_px=args.elastic,
         seed=args.seed,
+        cells_z_elongation=args.cells_elongation,
         require_memory=require_memory,
         progress=show_progress(args.quiet),
     )

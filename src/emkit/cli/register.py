@@ -128,7 +128,26 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     stack.add_argument(
         "--reference",
         type=nonneg_int,
-        help="index of the reference section, from 0 (default: middle)",
+        help="index of a section held fixed, from 0 (default: none, the stack's common "
+        "frame; --relax chain: the middle section)",
+    )
+    stack.add_argument(
+        "--relax",
+        choices=("global", "chain"),
+        default="global",
+        help="global (default): one relaxation of all pairs (each section with its next "
+        "two undamaged ones); chain: fields composed to --reference (errors add up)",
+    )
+    stack.add_argument(
+        "--work-dir",
+        type=file_path,
+        help="folder that keeps each pair's result as it is done (default: OUTPUT_STEM_work "
+        "beside OUTPUT; kept after the run)",
+    )
+    stack.add_argument(
+        "--resume",
+        action="store_true",
+        help="reuse the pairs already in the work folder (after an interruption)",
     )
     stack.add_argument("--scheduler", help="address of a running Dask scheduler")
     stack.add_argument(
@@ -244,6 +263,7 @@ def run_pair(args: argparse.Namespace) -> int:
 def run_stack(args: argparse.Namespace) -> int:
     """``emkit register stack``."""
     from emkit.register import run_stack_files
+    from emkit.report.register import save_stack_report
 
     result = run_stack_files(
         args.input,
@@ -251,15 +271,23 @@ def run_stack(args: argparse.Namespace) -> int:
         masks=args.masks,
         fields_dir=args.fields,
         reference=args.reference,
+        relax=args.relax,
+        work_dir=args.work_dir,
+        resume=args.resume,
         scheduler=args.scheduler,
         workers=args.workers,
         progress=show_progress(args.quiet),
         options=_pair_options(args),
         require_memory=require_memory,
     )
+    report = result.output.with_name(result.output.name.split(".")[0] + "_report")
+    save_stack_report(report, result.thumbnails, result.residual_px)
     write_run_record(args.output.parent, args, results=result.record)
+    frame = (
+        "the stack's common frame" if result.reference is None else f"section {result.reference}"
+    )
     print(
-        f"aligned {result.n_sections} sections to section {result.reference} -> {args.output} "
+        f"aligned {result.n_sections} sections to {frame} -> {args.output} "
         f"(fields in {result.fields_dir})"
     )
     return 0

@@ -30,7 +30,8 @@ from emkit.register._elastic import ElasticOptions, invert_field, refine_elastic
 from emkit.register._field import compose_fields, field_validity, warp_image
 from emkit.register._metrics import endpoint_error, similarity
 from emkit.register._pair import PairRegistration, register_pair
-from emkit.register._stack import StackRegistration, neighbour_pairs, register_stack
+from emkit.register._stack import StackRegistration, register_stack
+from emkit.register._stack_chain import neighbour_pairs
 
 __all__ = [
     "ElasticOptions",

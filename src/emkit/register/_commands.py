@@ -7,7 +7,6 @@ written and the numbers worth keeping in a run record.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,8 +21,6 @@ from emkit.register._files import (
     no_memory_check,
     read_defect_mask,
     read_section,
-    read_stack_input,
-    read_stack_masks,
     read_true_field,
     require_registration_memory,
     write_json,
@@ -46,13 +43,17 @@ class PairFilesResult:
 
 @dataclass
 class StackFilesResult:
-    """What ``run_stack_files`` wrote: the aligned stack and a folder of fields."""
+    """What ``run_stack_files`` wrote: the aligned stack and a folder of fields, and what
+    the report draws (small thumbnails of the aligned sections, residual per section)."""
 
     output: Path
     fields_dir: Path
     n_sections: int
-    reference: int
+    reference: int | None
     record: dict[str, Any]
+    thumbnails: dict[int, tuple[np.ndarray, np.ndarray]]
+    residual_px: np.ndarray
+    work_dir: Path | None
 
 
 @dataclass(frozen=True)
@@ -320,38 +321,6 @@ def pair_summary(moving: Path, output: Path, metrics: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------- stack
 
 
-def _check_stack(
-    sections: list[np.ndarray],
-    names: list[str],
-    input_path: Path,
-    *,
-    fill_value: float,
-    reference: int | None,
-) -> None:
-    """One size for every section, a --fill they can hold, a reference in range."""
-    from emkit.errors import InputError, MismatchError, with_path
-
-    shape = sections[0].shape
-    for section, name in zip(sections, names):
-        if section.shape != shape:
-            raise MismatchError(
-                with_path(
-                    name,
-                    f"is {section.shape[0]}x{section.shape[1]} but {Path(names[0]).name} is "
-                    f"{shape[0]}x{shape[1]}; give sections of one size",
-                )
-            )
-    check_fill(fill_value, sections[0].dtype, input_path)
-    if reference is not None and reference >= len(sections):
-        raise InputError(
-            with_path(
-                input_path,
-                f"--reference {reference} is out of range: it holds "
-                f"{len(sections)} sections, numbered 0 to {len(sections) - 1}",
-            )
-        )
-
-
 def run_stack_files(
     input_path: Path,
     output: Path,
@@ -359,79 +328,184 @@ def run_stack_files(
     masks: Path | None = None,
     fields_dir: Path | None = None,
     reference: int | None = None,
+    relax: str = "global",
+    links: int = 2,
+    work_dir: Path | None = None,
+    resume: bool = False,
     scheduler: str | None = None,
     workers: int | None = None,
     progress: bool = False,
     options: PairOptions = PairOptions(),
     require_memory: MemoryCheck = no_memory_check,
 ) -> StackFilesResult:
-    """Align a folder of sections (or a stack file) to a reference; write stack and fields."""
-    from emkit.io import check_not_input, make_output_folder, volume_format, write_volume
-    from emkit.register._stack import register_stack
+    """Align a folder of sections (or a stack file); stream the stack and fields to disk."""
+    from emkit.errors import InputError, with_path
+    from emkit.io import check_not_input, make_output_folder, volume_format
+    from emkit.register import _stack_files as sf
 
     fields = fields_dir or output.with_name(file_stem(output) + "_fields")
-    check_not_input(output, [input_path, masks])
-    check_not_input(fields, [input_path, masks])
+    work = work_dir or output.with_name(file_stem(output) + "_work")
+    for out in (output, fields, work):
+        check_not_input(out, [input_path, masks])
     volume_format(output, for_writing=True)  # before the work, not after
-    make_output_folder(fields)  # new, empty or emkit's: refused before the work
-    sections, names, voxel_size = read_stack_input(input_path)
-    _check_stack(sections, names, input_path, fill_value=options.fill_value, reference=reference)
-    shape = sections[0].shape
-    n_workers = workers or (0 if scheduler else os.cpu_count() or 1)
+    source, voxel_size = sf.open_file_sections(input_path, masks)
+    check_fill(options.fill_value, source.dtype, input_path)
+    if reference is not None and reference >= source.n:
+        raise InputError(
+            with_path(
+                input_path,
+                f"--reference {reference} is out of range: it holds {source.n} sections, "
+                f"numbered 0 to {source.n - 1}",
+            )
+        )
+    n_workers = sf.cpu_workers(workers, scheduler)
+    in_memory = source.n if relax == "chain" else 2
     require_registration_memory(
-        require_memory, shape, len(sections), min(n_workers, len(sections) - 1), input_path
+        require_memory, source.shape, in_memory, min(n_workers, source.n - 1), input_path
     )
-    defect_masks = read_stack_masks(masks, input_path, names, shape) if masks else None
+    if relax == "chain":
+        if resume:
+            raise InputError("--resume works with the global relaxation, not --relax chain")
+        make_output_folder(fields)
+        return _run_stack_chain(
+            source, output, fields, voxel_size, reference, scheduler, workers, progress, options
+        )
+    make_output_folder(fields)  # new, empty or emkit's: refused before the work
+    work = sf.prepare_work_dir(work, resume=resume)
+    return _run_stack_global(
+        source,
+        output,
+        fields,
+        work,
+        voxel_size,
+        reference,
+        links,
+        scheduler,
+        workers,
+        progress,
+        options,
+    )
+
+
+def _run_stack_global(
+    source: Any,
+    output: Path,
+    fields: Path,
+    work: Path,
+    voxel_size: Any,
+    reference: int | None,
+    links: int,
+    scheduler: str | None,
+    workers: int | None,
+    progress: bool,
+    options: PairOptions,
+) -> StackFilesResult:
+    """Register pairs (kept in ``work``), relax, stream every section to disk."""
+    import zarr
+
+    from emkit.io import write_volume
+    from emkit.io._zarr import create_zarr_array
+    from emkit.register import _stack_files as sf
+    from emkit.register._stack import register_stack
+
+    h, w = source.shape
+    scratch_path = sf.scratch_path(output)
+    try:
+        create_zarr_array(
+            scratch_path, (source.n, h, w), source.dtype, chunks=(1, min(h, 1024), min(w, 1024))
+        )
+        sink = sf.StackSink(zarr.open_array(str(scratch_path), mode="r+"), fields)
+        result = register_stack(
+            source,
+            reference=reference,
+            links=links,
+            scheduler=scheduler,
+            n_workers=workers,
+            progress=progress,
+            work_dir=work,
+            sink=sink,
+            **options.keywords(),
+        )
+        aligned = zarr.open_array(str(scratch_path), mode="r")
+        if not output.name.lower().endswith(".zarr"):
+            # TIFF and MRC writers take the stack whole (Zarr is written chunk by chunk).
+            aligned = aligned[:]
+        write_volume(output, aligned, voxel_size=voxel_size)
+    finally:
+        sf.remove_scratch(scratch_path)
+    _finish_fields(fields, sink.written, result.reference, source.names)
+    record = sf.record_of(result, source.names, fields, "global")
+    return StackFilesResult(
+        output,
+        fields,
+        source.n,
+        result.reference,
+        sf.json_safe(record),
+        sink.thumbnails,
+        result.residual_px,
+        work,
+    )
+
+
+def _run_stack_chain(
+    source: Any,
+    output: Path,
+    fields: Path,
+    voxel_size: Any,
+    reference: int | None,
+    scheduler: str | None,
+    workers: int | None,
+    progress: bool,
+    options: PairOptions,
+) -> StackFilesResult:
+    """The chaining baseline: every section in memory, fields composed to a reference."""
+    from emkit.io import write_volume
+    from emkit.register import _stack_files as sf
+    from emkit.register._stack import register_stack
+
     result = register_stack(
-        sections,
-        defect_masks=defect_masks,
+        source,
         reference=reference,
+        relax="chain",
         scheduler=scheduler,
         n_workers=workers,
         progress=progress,
-        section_names=[Path(n).name for n in names],
         **options.keywords(),
     )
+    assert result.aligned is not None and result.fields is not None and result.valid is not None
     write_volume(output, result.aligned, voxel_size=voxel_size)
-    _write_stack_fields(fields, result, names)
-    summary = [
-        {"section": names[i], **_short_info(info)} for i, info in enumerate(result.pair_info)
-    ]
-    record = {"reference": result.reference, "fields": str(fields), "pairs": summary}
-    return StackFilesResult(output, fields, len(sections), result.reference, record)
-
-
-def _write_stack_fields(fields_dir: Path, result: Any, names: list[str]) -> None:
-    """One field and validity mask per section, and index.json, into emkit's fields folder.
-
-    Files are written one by one into the folder (never replacing it whole); fields of an
-    earlier run with more sections are removed once this run's outputs are in place.
-    """
-    from emkit.io import on_commit, write_volume
-
-    written: set[str] = {"index.json"}
-    for i in range(len(names)):
-        write_volume(fields_dir / f"section_{i:04d}.npy", result.fields[i])
-        write_volume(fields_dir / f"valid_{i:04d}.png", result.valid[i])
-        written |= {f"section_{i:04d}.npy", f"valid_{i:04d}.png"}
-    write_json(
-        fields_dir / "index.json",
-        {
-            "reference": result.reference,
-            "sections": names,
-            "convention": "field[:, y, x] = (dy, dx) from reference pixel to section pixel",
-        },
+    sink = sf.StackSink({}, fields)
+    for i in range(source.n):
+        sink(i, result.aligned[i], result.fields[i], result.valid[i])
+    _finish_fields(fields, sink.written, result.reference, source.names)
+    record = sf.record_of(result, source.names, fields, "chain")
+    return StackFilesResult(
+        output,
+        fields,
+        source.n,
+        result.reference,
+        sf.json_safe(record),
+        sink.thumbnails,
+        result.residual_px,
+        None,
     )
+
+
+def _finish_fields(
+    fields_dir: Path, written: set[str], reference: int | None, names: list[str]
+) -> None:
+    """index.json, and the fields of an earlier run with more sections removed once this
+    run's outputs are in place (files are written one by one, never the folder whole)."""
+    from emkit.io import on_commit
+    from emkit.register._stack_files import write_index
+
+    write_index(fields_dir, reference, names)
+    keep = written | {"index.json"}
 
     def remove_older_fields() -> None:
         for pattern in ("section_[0-9][0-9][0-9][0-9].npy", "valid_[0-9][0-9][0-9][0-9].png"):
             for path in fields_dir.glob(pattern):
-                if path.name not in written:
+                if path.name not in keep:
                     path.unlink(missing_ok=True)
 
     on_commit(remove_older_fields)
-
-
-def _short_info(info: dict[str, Any]) -> dict[str, Any]:
-    keys = ("neighbour", "n_matches", "n_clusters", "valid_fraction")
-    return {k: info[k] for k in keys if k in info}

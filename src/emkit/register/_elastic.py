@@ -448,6 +448,7 @@ def refine_elastic(
     valid: np.ndarray,
     *,
     defect_mask: np.ndarray | None = None,
+    fixed_mask: np.ndarray | None = None,
     options: ElasticOptions | None = None,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Refine a registration field elastically, side by side of the defect.
@@ -462,6 +463,9 @@ def refine_elastic(
         Fixed pixels with a counterpart (inside the moving image, off its defect).
     defect_mask : ndarray of bool, shape (H, W), optional
         The moving image's defect (to recompute ``valid`` after refinement).
+    fixed_mask : ndarray of bool, shape (H, W), optional
+        The fixed image's own defect: it cuts the mesh like the moving one and no patch
+        reads it.
     options : ElasticOptions, optional
 
     Returns
@@ -484,7 +488,8 @@ def refine_elastic(
     spacing = int(opts.spacing_px or _default_spacing(fixed_f.shape))
     patch = int(opts.patch_px or max(32, 2 * spacing))
     patch += patch % 2
-    labels = _fill_labels(side_labels(field, valid), valid)
+    tissue = valid if fixed_mask is None else valid & ~np.asarray(fixed_mask, bool)
+    labels = _fill_labels(side_labels(field, tissue), tissue)
     mesh = _build_mesh(labels, spacing)
     labels_f = labels.astype(np.float32)
     current = np.ascontiguousarray(field, dtype=np.float32)
@@ -511,8 +516,10 @@ def refine_elastic(
                 ),
             }
         )
-    # Pixels the model could not map (no side) stay without a counterpart.
-    new_valid = valid & (labels > 0) & field_validity(current, defect_mask, moving_f.shape)
+    # Pixels the model could not map (no side) stay without a counterpart; the fixed
+    # image's defect keeps its (unrefined) field.
+    mapped = labels > 0 if fixed_mask is None else (labels > 0) | np.asarray(fixed_mask, bool)
+    new_valid = valid & mapped & field_validity(current, defect_mask, moving_f.shape)
     magnitude = np.sqrt((total**2).sum(axis=0))[labels > 0]
     info = {
         "spacing_px": spacing,

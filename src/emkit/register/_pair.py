@@ -168,9 +168,9 @@ def register_pair(
         Nonzero where the moving section is damaged (fold, crack). No keypoints are taken
         there, no path crosses it, and fixed pixels that map into it get ``fill_value``.
     fixed_mask : ndarray, shape (H, W), optional
-        Nonzero where the fixed section is damaged: no keypoints are taken there. (Paths
-        are blocked only by the moving section's defect; if only the fixed section is
-        damaged, register the other way round and use ``forward_field``.)
+        Nonzero where the fixed section is damaged: no keypoints and no elastic patches
+        are taken there, and, carried into the moving frame by the global affine, it
+        blocks paths as the moving defect does (both sections of a pair may be damaged).
     method : {"expected-affine", "global-affine"}
         ``"global-affine"`` is the usual baseline: one RANSAC affine from the same matches.
     n_clusters : int, optional
@@ -285,6 +285,17 @@ def register_pair(
             "texture: check they are neighbouring sections"
         )
     info["n_inliers_global"] = int(global_inliers.sum())
+    if fmask is not None and fmask.any():
+        # The fixed section's own defect, carried into the moving frame by the global
+        # affine, blocks paths too: both sections' defects cut the tissue.
+        carried = cv2.warpAffine(
+            fmask.astype(np.uint8),
+            global_affine,
+            (w, h),
+            flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP,
+            borderValue=0,
+        ).astype(bool)
+        blocked = blocked | blocked_pixels(carried, (h, w))
 
     forward_field = None
     if method == "global-affine":
@@ -320,7 +331,7 @@ def register_pair(
     if refine == "elastic":
         unrefined = (fld, valid)
         fld, valid, info["elastic"] = refine_elastic(
-            fixed, moving, fld, valid, defect_mask=mask, options=elastic
+            fixed, moving, fld, valid, defect_mask=mask, fixed_mask=fmask, options=elastic
         )
         if forward_field is not None:
             forward_field = invert_field(fld, forward_field)

@@ -38,6 +38,7 @@ def write_simulated_stack(
     n_damaged: int = 5,
     elastic_px: float = 8.0,
     seed: int = 0,
+    cells_z_elongation: float = float("inf"),
     require_memory: MemoryCheck = no_memory_check,
     progress: bool = False,
 ) -> SimulatedStackFiles:
@@ -50,7 +51,10 @@ def write_simulated_stack(
     from emkit.sim.stack import iter_section_stack, stack_params
 
     h, w = int(size[0]), int(size[1])
-    record = stack_params(n_sections, (h, w), n_damaged=n_damaged, elastic_px=elastic_px, seed=seed)
+    options = dict(
+        n_damaged=n_damaged, elastic_px=elastic_px, seed=seed, cells_z_elongation=cells_z_elongation
+    )
+    record = stack_params(n_sections, (h, w), **options)
     # The padded render, the damage simulation and the true field: about 200 bytes a pixel.
     require_memory(
         200 * (h + 140) * (w + 140),
@@ -62,9 +66,7 @@ def write_simulated_stack(
     if record["damaged"]:
         folders["masks"] = make_output_folder(out / "masks")
     per_section: list[dict[str, Any]] = []
-    iterator = iter_section_stack(
-        n_sections, (h, w), n_damaged=n_damaged, elastic_px=elastic_px, seed=seed
-    )
+    iterator = iter_section_stack(n_sections, (h, w), **options)
     if progress:
         from tqdm import tqdm
 

@@ -1,16 +1,43 @@
-"""Align a stack of serial sections: register neighbours in parallel, chain to a reference."""
+"""Align a stack of serial sections: pairwise registration, then one global relaxation.
+
+1. **Pairs** (in parallel, :func:`emkit.parallel.map_inputs`): each undamaged section is
+   registered (:func:`register_pair`, elastic refinement included) to the next undamaged
+   section and to the one after, so a damaged section is skipped by a pair that joins
+   its two neighbours; each damaged section is registered to its anchor (the nearest
+   undamaged section) with its own defect blocking paths and patches. Each pair returns
+   its field on a coarse grid of nodes (and, for an anchor pair, at full resolution).
+2. **Relaxation** (:func:`._stack_relax.relax_stack`): one least-squares solve of every
+   undamaged section's displacement from all pair equations at once, so errors do not
+   add up along the stack as they do when fields are chained.
+3. **Rendering**, one section at a time: an undamaged section's field is its node
+   displacement interpolated to pixels; a damaged section's is its anchor's composed
+   with the anchor pair's full field (so the jump at the fold stays sharp). Each aligned
+   section goes to ``sink`` (streaming, memory bounded whatever the number of sections)
+   or into the returned arrays.
+
+With ``work_dir`` every pair result is kept on disk as it arrives, so a run that was
+interrupted resumes where it stopped (pairs already there are read, not recomputed).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 
-from emkit.errors import EmkitError, InputError, MismatchError, ShapeError
+from emkit.errors import EmkitError, InputError
 from emkit.register._field import compose_fields, field_validity, warp_image
-from emkit.register._pair import register_pair
+from emkit.register._stack_relax import Grid, PairGrid, anchor_order, plan_pairs, relax_stack
+from emkit.register._stack_source import StackSource, as_source
+
+__all__ = ["StackRegistration", "register_stack"]
+
+Sink = Callable[[int, np.ndarray, np.ndarray, np.ndarray], None]
 
 
 @dataclass
@@ -19,114 +46,237 @@ class StackRegistration:
 
     Attributes
     ----------
-    aligned : ndarray, shape (n, H, W)
-        Every section resampled into the reference section's frame, input dtype;
-        ``fill_value`` where a section has no data (its defect, outside it).
-    fields : ndarray of float32, shape (n, 2, H, W)
-        For section ``i``: ``(dy, dx)`` from each reference-frame pixel to its position
-        in section ``i`` (zero for the reference itself).
-    valid : ndarray of bool, shape (n, H, W)
-        Reference-frame pixels where section ``i`` has data.
-    reference : int
-        Index of the reference section.
+    aligned : ndarray, shape (n, H, W), or None
+        Every section resampled into the common frame, input dtype; ``fill_value`` where
+        a section has no data. None when the sections went to a ``sink``.
+    fields : ndarray of float32, shape (n, 2, H, W), or None
+        For section ``i``: ``(dy, dx)`` from each common-frame pixel to its position in
+        section ``i``. None with a ``sink``.
+    valid : ndarray of bool, shape (n, H, W), or None
+        Common-frame pixels where section ``i`` has data. None with a ``sink``.
+    reference : int or None
+        The section held fixed, or None: the common frame is the stack's average.
     pair_info : list of dict
-        For each section, the info of its registration to its neighbour (towards the
-        reference), with ``"neighbour"``; ``{}`` for the reference.
+        Per section: how it was registered (its pairs, residuals, the info of its pair
+        registrations, abbreviated).
+    residual_px : ndarray of float, shape (n,)
+        Per section, the RMS misfit of the global solution to the pair fields that
+        touch it (NaN for a damaged section, which follows its anchor).
+    pairs : list of dict
+        Every registered pair: ``s``, ``t``, ``kind`` ("link" or "anchor"),
+        ``residual_px`` (links).
     """
 
-    aligned: np.ndarray
-    fields: np.ndarray
-    valid: np.ndarray
-    reference: int
+    aligned: np.ndarray | None
+    fields: np.ndarray | None
+    valid: np.ndarray | None
+    reference: int | None
     pair_info: list[dict[str, Any]] = field(default_factory=list)
+    residual_px: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    pairs: list[dict[str, Any]] = field(default_factory=list)
 
 
-def neighbour_pairs(n: int, reference: int) -> list[tuple[int, int]]:
-    """``(moving, fixed)`` index pairs: each section with its neighbour towards the reference."""
-    pairs = [(i, i + 1) for i in range(reference - 1, -1, -1)]
-    pairs += [(i, i - 1) for i in range(reference + 1, n)]
-    return pairs
+def _short(info: dict[str, Any]) -> dict[str, Any]:
+    keep = ("n_matches", "n_clusters", "n_inliers_global", "valid_fraction", "reversed")
+    out = {k: info[k] for k in keep if k in info}
+    if "elastic" in info:
+        out["elastic_correction_mean_px"] = info["elastic"].get("correction_mean_px")
+    return out
 
 
-def _pair_job(
-    job: dict[str, Any],
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
-    """One neighbour registration (module level so Dask can send it to a worker).
+def _pair_job(job: dict[str, Any]) -> dict[str, Any]:
+    """Register section ``t`` onto section ``s`` (module level: Dask sends it to a worker).
 
-    Returns the field from the fixed neighbour's pixels to the moving section, where the
-    moving section has data, where the field is usable for chaining, and the info.
+    Reads both sections from the source, so only indices travel. Returns the field from
+    ``s`` to ``t`` at the grid nodes and, for an anchor pair, at full resolution.
     """
+    from emkit.register._pair import register_pair
+
+    cache = job["cache"]
+    if cache is not None and Path(cache).is_file():
+        return _read_cached(Path(cache))
+    source: StackSource = job["source"]
+    s, t = job["s"], job["t"]
     try:
-        if job["fixed_mask"] is not None and job["mask"] is None:
-            # Only the neighbour is damaged: its defect must block the paths, so it is
-            # registered as the moving image and that model's forward map is the field.
-            result = register_pair(
-                job["moving"],
-                job["fixed"],
-                defect_mask=job["fixed_mask"],
-                forward=True,
-                **job["options"],
-            )
-            assert result.forward_field is not None
-            shape = result.forward_field.shape[1:]
-            inside = field_validity(result.forward_field, None, (shape[0], shape[1]))
-            return result.forward_field, inside, inside, dict(result.info, reversed=True)
         result = register_pair(
-            job["fixed"],
-            job["moving"],
-            defect_mask=job["mask"],
-            fixed_mask=job["fixed_mask"],
+            source.section(s),
+            source.section(t),
+            defect_mask=source.mask(t),
+            fixed_mask=source.mask(s),
             **job["options"],
         )
     except EmkitError as error:
-        # Name the section: the user must know which pair of the stack failed.
-        raise type(error)(f"{job['name']}: {error}") from None
-    # The warped image stays in the worker: the stack is warped once, after chaining.
-    return result.field, result.valid, result.defined, dict(result.info, reversed=False)
+        # Name the sections: the user must know which pair of the stack failed.
+        names = source.names
+        raise type(error)(f"{names[t]} (registered to {names[s]}): {error}") from None
+    grid: Grid = job["grid"]
+    out: dict[str, Any] = {
+        "s": s,
+        "t": t,
+        "field_grid": grid.sample(result.field).astype(np.float32),
+        "valid_grid": grid.sample(result.valid).astype(bool),
+        "info": _short(result.info),
+    }
+    if job["full"]:
+        out["field"] = result.field
+        out["valid"] = result.valid
+    if cache is not None:
+        _write_cached(Path(cache), out)
+    return out
+
+
+def _write_cached(path: Path, out: dict[str, Any]) -> None:
+    """Keep a pair's result at once (not at the end of the run): a resume reads it."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
+    arrays = {k: v for k, v in out.items() if isinstance(v, np.ndarray)}
+    meta = json.dumps({"s": out["s"], "t": out["t"], "info": out["info"]})
+    np.savez(tmp, meta=np.array(meta), **arrays)
+    os.replace(tmp, path)
+
+
+def _read_cached(path: Path) -> dict[str, Any]:
+    with np.load(path, allow_pickle=False) as data:
+        meta = json.loads(str(data["meta"]))
+        out: dict[str, Any] = {k: data[k] for k in data.files if k != "meta"}
+    out.update(meta)
+    return out
+
+
+def _prepare_work_dir(work_dir: Path, source: StackSource, settings: dict[str, Any]) -> Path:
+    """Create (or check, to resume) the folder that keeps the pair results."""
+    fingerprint = {
+        "n_sections": source.n,
+        "shape": list(source.shape),
+        "names": [Path(n).name for n in source.names],
+        "settings": settings,
+    }
+    work_dir.mkdir(parents=True, exist_ok=True)
+    (work_dir / "pairs").mkdir(exist_ok=True)
+    stamp = work_dir / "stack.json"
+    if stamp.is_file():
+        previous = json.loads(stamp.read_text())
+        if previous != json.loads(json.dumps(fingerprint)):
+            raise InputError(
+                f"{work_dir}: holds the pairs of another stack or of other settings "
+                f"({_difference(previous, fingerprint)}); give a new --work-dir or remove it"
+            )
+    else:
+        stamp.write_text(json.dumps(fingerprint, indent=1))
+    return work_dir / "pairs"
+
+
+def _difference(previous: dict[str, Any], now: dict[str, Any]) -> str:
+    for key in ("n_sections", "shape", "names", "settings"):
+        if previous.get(key) != json.loads(json.dumps(now[key])):
+            return f"its {key.replace('_', ' ')} differ"
+    return "it differs"
+
+
+def _run_pairs(
+    source: StackSource,
+    grid: Grid,
+    plan: list[tuple[int, int, bool]],
+    options: dict[str, Any],
+    pair_dir: Path | None,
+    *,
+    scheduler: Any,
+    n_workers: int | None,
+    progress: bool,
+) -> list[dict[str, Any]]:
+    from emkit.parallel import map_inputs
+
+    jobs = [
+        {
+            "source": source,
+            "s": s,
+            "t": t,
+            "full": full,
+            "grid": grid,
+            "options": options,
+            "cache": None if pair_dir is None else str(pair_dir / f"pair_{s:05d}_{t:05d}.npz"),
+        }
+        for s, t, full in plan
+    ]
+    return map_inputs(
+        _pair_job,
+        jobs,
+        scheduler=scheduler,
+        n_workers=n_workers,
+        progress=progress,
+        desc="section pairs",
+    )
+
+
+def _render(
+    source: StackSource,
+    index: int,
+    field_i: np.ndarray,
+    valid_i: np.ndarray,
+    fill_value: float,
+) -> np.ndarray:
+    return warp_image(source.section(index), field_i, valid=valid_i, fill_value=fill_value)
 
 
 def register_stack(
-    images: np.ndarray | Sequence[np.ndarray],
+    images: Any,
     *,
     defect_masks: np.ndarray | Sequence[np.ndarray | None] | None = None,
     reference: int | None = None,
+    relax: Literal["global", "chain"] = "global",
+    links: int = 2,
+    spacing_px: int | None = None,
+    prior: float = 1e-3,
     scheduler: Any = None,
     n_workers: int | None = None,
     progress: bool = False,
     fill_value: float = 0.0,
     section_names: Sequence[str] | None = None,
+    work_dir: str | os.PathLike[str] | None = None,
+    sink: Sink | None = None,
     **pair_options: Any,
 ) -> StackRegistration:
-    """Register every section to its neighbour and chain the fields to a reference.
-
-    Each section ``i`` is registered to its neighbour towards the reference (``i + 1``
-    below it, ``i - 1`` above it) with :func:`register_pair`; the pairs are independent
-    and run in parallel (:func:`emkit.parallel.map_inputs`). When only the neighbour is
-    damaged, the pair is registered the other way round (the damaged section as the
-    moving image, so its defect blocks the path distances) and that model's forward map
-    is used. The fields are then composed outward from the reference, so every section
-    lands in the reference's frame. Through a neighbour's defect band the chain uses the
-    affine of the nearest tissue (an approximation: the band has no counterpart).
+    """Align a stack of serial sections into one common frame.
 
     Parameters
     ----------
-    images : ndarray, shape (n, H, W), or sequence of n (H, W) arrays
-        The sections in order.
+    images : ndarray (n, H, W), sequence of (H, W) arrays, or a StackSource
+        The sections in order (a source reads them lazily, one at a time).
     defect_masks : same shape as ``images``, or sequence with None entries, optional
-        Nonzero where section ``i`` is damaged.
+        Nonzero where section ``i`` is damaged (ignored when ``images`` is a source,
+        which carries its own masks).
     reference : int, optional
-        Index of the section that stays fixed (default: the middle one, ``n // 2``).
+        A section held fixed: the common frame is that section's. Default: none, the
+        common frame is the stack's average (the deformation no pair can see, shared by
+        all sections, is set to zero). ``relax="chain"`` defaults to the middle section.
+    relax : {"global", "chain"}
+        ``"global"`` (default): one least-squares relaxation of all pairs (each section
+        with its next ``links`` undamaged ones). ``"chain"``: each section registered
+        to its neighbour towards the reference and the fields composed (errors add up
+        with the distance to the reference; kept as the baseline).
+    links : int
+        Undamaged sections after each one that it is registered to (2: the next one and
+        the one after).
+    spacing_px : int, optional
+        Node spacing of the global solution (default: about 64 nodes across, 8-64 px).
+    prior : float
+        Weight, relative to one pair equation, of the pull of every section's
+        displacement towards zero (the common frame).
     scheduler, n_workers
-        Where the pairs run: see :func:`emkit.parallel.map_inputs` (None: a local cluster
-        of processes; ``"sync"``: in this process; an address: a running scheduler).
+        Where the pairs run: see :func:`emkit.parallel.map_inputs`.
     progress : bool
         Progress bar over the pairs.
     fill_value : float
         Value of aligned pixels without data.
     section_names : sequence of str, optional
-        Names (e.g. file names) used in error messages; default ``"section i"``.
+        Names (file names) used in error messages.
+    work_dir : path, optional
+        Keep every pair's result here as it arrives; a later call with the same folder,
+        stack and settings reads them instead of registering again (resume).
+    sink : callable, optional
+        ``sink(i, aligned, field, valid)`` receives each section as soon as it is
+        rendered (global mode); the result then holds no arrays.
     **pair_options
-        Passed to :func:`register_pair` (``method``, ``n_clusters``, ``seed``, ...).
+        Passed to :func:`register_pair` (``method``, ``refine``, ``seed`` ...).
 
     Returns
     -------
@@ -137,87 +287,175 @@ def register_stack(
     ShapeError, MismatchError
         Fewer than 2 sections, sections of different sizes, masks not matching.
     InputError
-        A bad ``reference``; any error of :func:`register_pair` (the pair is named).
+        A bad ``reference``; a ``work_dir`` of another stack; any error of
+        :func:`register_pair` (the pair is named).
     """
-    from emkit.parallel import map_inputs
-
-    sections = [np.asarray(im) for im in images]
-    n = len(sections)
-    if n < 2:
-        raise ShapeError(f"a stack needs at least 2 sections, got {n}")
-    shape = sections[0].shape
-    for i, s in enumerate(sections):
-        if s.ndim != 2:
-            raise ShapeError(f"section {i} has shape {s.shape}; each section must be 2D")
-        if s.shape != shape:
-            raise MismatchError(
-                f"section {i} is {s.shape[0]}x{s.shape[1]} but section 0 is "
-                f"{shape[0]}x{shape[1]}; give sections of one size"
-            )
-    if defect_masks is None:
-        masks: list[np.ndarray | None] = [None] * n
-    else:
-        masks = [None if m is None else np.asarray(m) for m in defect_masks]
-        if len(masks) != n:
-            raise MismatchError(f"{len(masks)} defect masks for {n} sections; give one each")
-    ref = n // 2 if reference is None else int(reference)
-    if not 0 <= ref < n:
-        raise InputError(f"reference section {ref} out of range; give 0..{n - 1}")
-
-    names = list(section_names) if section_names is not None else [f"section {i}" for i in range(n)]
-    if len(names) != n:
-        raise MismatchError(f"{len(names)} section names for {n} sections")
-    pairs = neighbour_pairs(n, ref)
-    jobs = [
-        {
-            "fixed": sections[fixed],
-            "moving": sections[moving],
-            "mask": masks[moving],
-            "fixed_mask": masks[fixed],
-            "options": dict(pair_options, fill_value=fill_value),
-            "name": (f"{names[moving]} (registered to {names[fixed]})"),
-        }
-        for moving, fixed in pairs
+    source = as_source(images, defect_masks, section_names)
+    n = source.n
+    if reference is not None and not 0 <= int(reference) < n:
+        raise InputError(f"reference section {reference} out of range; give 0..{n - 1}")
+    if relax not in ("global", "chain"):
+        raise InputError(f"unknown relaxation {relax!r}; use 'global' or 'chain'")
+    if relax == "chain":
+        return _chain(source, reference, scheduler, n_workers, progress, fill_value, pair_options)
+    h, w = source.shape
+    spacing = int(spacing_px or np.clip(round(max(h, w) / 64), 8, 64))
+    grid = Grid(spacing, (h, w))
+    damaged = source.damaged()
+    links_pairs, anchors = plan_pairs(damaged, links=max(1, int(links)))
+    if reference is not None and int(reference) in anchors:
+        raise InputError(f"reference section {reference} is damaged; give an undamaged one or none")
+    plan = [(s, t, False) for s, t in links_pairs] + [
+        (a, d, True) for d, a in sorted(anchors.items())
     ]
-    results = map_inputs(
-        _pair_job,
-        jobs,
+    settings = {"relax": relax, "links": links, "spacing_px": spacing, "pair": pair_options}
+    pair_dir = None
+    if work_dir is not None:
+        pair_dir = _prepare_work_dir(
+            Path(work_dir), source, json.loads(json.dumps(settings, default=str))
+        )
+    options = dict(pair_options, fill_value=fill_value)
+    results = _run_pairs(
+        source,
+        grid,
+        plan,
+        options,
+        pair_dir,
         scheduler=scheduler,
         n_workers=n_workers,
         progress=progress,
-        desc="section pairs",
     )
-    h, w = shape
-    fields = np.zeros((n, 2, h, w), dtype=np.float32)
-    valid = np.zeros((n, h, w), dtype=bool)
-    valid[ref] = True
-    # Where the chained field is trustworthy, whether or not that section has tissue
-    # there: a fold in one section must not blank the region in every section beyond it.
-    defined = np.zeros((n, h, w), dtype=bool)
-    defined[ref] = True
-    info: list[dict[str, Any]] = [{} for _ in range(n)]
-    by_moving = {moving: (fixed, res) for (moving, fixed), res in zip(pairs, results)}
-    # Chain outward from the reference: neighbour j is always done before section i.
-    for moving, fixed in pairs:
-        _, (pair_field, pair_valid, pair_defined, pair_info) = by_moving[moving]
-        fields[moving] = compose_fields(fields[fixed], pair_field)
-        valid[moving] = defined[fixed] & _sample_nearest(pair_valid, fields[fixed])
-        defined[moving] = defined[fixed] & _sample_nearest(pair_defined, fields[fixed])
-        info[moving] = dict(pair_info, neighbour=fixed)
-    aligned = np.empty((n, h, w), dtype=sections[0].dtype)
-    for i in range(n):
-        aligned[i] = warp_image(sections[i], fields[i], valid=valid[i], fill_value=fill_value)
-    return StackRegistration(
-        aligned=aligned, fields=fields, valid=valid, reference=ref, pair_info=info
+    return _solve_and_render(
+        source,
+        grid,
+        results,
+        links_pairs,
+        anchors,
+        reference=None if reference is None else int(reference),
+        fill_value=fill_value,
+        sink=sink,
+        prior=prior,
     )
 
 
-def _sample_nearest(mask: np.ndarray, field: np.ndarray) -> np.ndarray:
+def _solve_and_render(
+    source: StackSource,
+    grid: Grid,
+    results: list[dict[str, Any]],
+    links_pairs: list[tuple[int, int]],
+    anchors: dict[int, int],
+    *,
+    reference: int | None,
+    fill_value: float,
+    sink: Sink | None,
+    prior: float,
+) -> StackRegistration:
+    n = source.n
+    h, w = source.shape
+    by_pair = {(int(r["s"]), int(r["t"])): r for r in results}
+    good = sorted({i for i in range(n) if i not in anchors})
+    link_grids = [
+        PairGrid(s, t, by_pair[(s, t)]["field_grid"], by_pair[(s, t)]["valid_grid"])
+        for s, t in links_pairs
+    ]
+    nodes, residual = relax_stack(grid, good, link_grids, reference=reference, prior=prior)
+    residual_px = np.full(n, np.nan)
+    touching: dict[int, list[float]] = {i: [] for i in good}
+    for (s, t), r in zip(links_pairs, residual):
+        touching[s].append(r)
+        touching[t].append(r)
+    for i in good:
+        if touching[i]:
+            residual_px[i] = float(np.sqrt(np.mean(np.square(touching[i]))))
+    collect = sink is None
+    aligned = np.empty((n, h, w), source.dtype) if collect else None
+    fields = np.empty((n, 2, h, w), np.float32) if collect else None
+    valid = np.empty((n, h, w), bool) if collect else None
+    info: dict[int, dict[str, Any]] = {}
+    # Undamaged sections first, then the damaged ones, each after its anchor; a damaged
+    # section's full field is kept while another damaged section is anchored to it.
+    needed = set(anchors.values())
+    kept: dict[int, np.ndarray] = {}
+    for i in good + anchor_order(anchors):
+        if i in anchors:
+            a = anchors[i]
+            outer = kept[a] if a in kept else grid.upsample(nodes[a])
+            field_i, valid_i = _anchored_field(source, outer, by_pair[(a, i)], i)
+            info[i] = {"anchor": a, **by_pair[(a, i)]["info"]}
+        else:
+            field_i = grid.upsample(nodes[i])
+            valid_i = field_validity(field_i, source.mask(i), (h, w))
+            info[i] = {
+                "links": [t if s == i else s for s, t in links_pairs if i in (s, t)],
+                "residual_px": None
+                if np.isnan(residual_px[i])
+                else round(float(residual_px[i]), 4),
+            }
+        if i in needed and i in anchors:
+            kept[i] = field_i
+        aligned_i = _render(source, i, field_i, valid_i, fill_value)
+        if collect:
+            assert aligned is not None and fields is not None and valid is not None
+            aligned[i], fields[i], valid[i] = aligned_i, field_i, valid_i
+        else:
+            assert sink is not None
+            sink(i, aligned_i, field_i, valid_i)
+    pairs = [
+        {"s": s, "t": t, "kind": "link", "residual_px": round(float(r), 4)}
+        for (s, t), r in zip(links_pairs, residual)
+    ] + [{"s": a, "t": d, "kind": "anchor"} for d, a in sorted(anchors.items())]
+    per_section = [info[i] for i in range(n)]
+    return StackRegistration(aligned, fields, valid, reference, per_section, residual_px, pairs)
+
+
+def _anchored_field(
+    source: StackSource, outer: np.ndarray, pair: dict[str, Any], index: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """A damaged section's field: its anchor's (``outer``), composed with the anchor pair's
+    full field (registered with the anchor as the fixed image, so the damaged section's
+    defect blocks paths and patches and the field's jump at the fold is sharp)."""
+    h, w = source.shape
+    pair_field = np.asarray(pair["field"], np.float32)
+    pair_valid = np.asarray(pair["valid"], bool)
+    composed = compose_fields(outer, pair_field)
+    ok = field_validity(outer, None, (h, w)) & _read_nearest(pair_valid, outer)
+    ok &= field_validity(composed, source.mask(index), (h, w))
+    return composed, ok
+
+
+def _read_nearest(mask: np.ndarray, field_: np.ndarray) -> np.ndarray:
     """``mask`` read at ``q + field(q)`` (nearest pixel; False outside)."""
     h, w = mask.shape
-    py = np.rint(np.arange(h)[:, None] + field[0]).astype(np.intp)
-    px = np.rint(np.arange(w)[None, :] + field[1]).astype(np.intp)
+    py = np.rint(np.arange(h)[:, None] + field_[0]).astype(np.intp)
+    px = np.rint(np.arange(w)[None, :] + field_[1]).astype(np.intp)
     inside = (py >= 0) & (py < h) & (px >= 0) & (px < w)
     out = np.zeros((h, w), dtype=bool)
     out[inside] = mask[py[inside], px[inside]]
     return out
+
+
+def _chain(
+    source: StackSource,
+    reference: int | None,
+    scheduler: Any,
+    n_workers: int | None,
+    progress: bool,
+    fill_value: float,
+    pair_options: dict[str, Any],
+) -> StackRegistration:
+    from emkit.register._stack_chain import chain_stack
+
+    sections = [source.section(i) for i in range(source.n)]
+    masks = [source.mask(i) for i in range(source.n)]
+    aligned, fields, valid, ref, info = chain_stack(
+        sections,
+        defect_masks=masks,
+        reference=reference,
+        scheduler=scheduler,
+        n_workers=n_workers,
+        progress=progress,
+        fill_value=fill_value,
+        section_names=source.names,
+        **pair_options,
+    )
+    return StackRegistration(aligned, fields, valid, ref, info, np.full(source.n, np.nan), [])

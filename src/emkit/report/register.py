@@ -14,7 +14,7 @@ import numpy as np
 from emkit.io._atomic import atomic_output
 from emkit.report._figure import new_figure, save_png
 
-__all__ = ["overlay_image", "save_overlay", "save_field_figure"]
+__all__ = ["overlay_image", "save_overlay", "save_field_figure", "save_stack_report"]
 
 
 def _unit(image: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
@@ -88,8 +88,16 @@ def _draw_key(rgb: np.ndarray, entries: list[tuple[str, tuple[int, int, int]]]) 
     box = rgb[: line * len(entries) + line // 2, : width + line // 2]
     box[...] = box // 4
     for i, (label, colour) in enumerate(entries):
-        cv2.putText(rgb, label, (line // 3, line * (i + 1)), cv2.FONT_HERSHEY_SIMPLEX,
-                    font_scale, colour, thickness, cv2.LINE_AA)
+        cv2.putText(
+            rgb,
+            label,
+            (line // 3, line * (i + 1)),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            font_scale,
+            colour,
+            thickness,
+            cv2.LINE_AA,
+        )
 
 
 def save_field_figure(
@@ -121,3 +129,41 @@ def save_field_figure(
     ax.set_axis_off()
     save_png(fig, path, bbox_inches="tight")
     return Path(path)
+
+
+def save_stack_report(
+    folder: str | os.PathLike[str],
+    thumbnails: dict[int, tuple[np.ndarray, np.ndarray]],
+    residual_px: np.ndarray,
+) -> Path:
+    """A stack's report: one overlay thumbnail per section and a per-section residual plot.
+
+    ``overlay_NNNN.png`` shows aligned section ``N - 1`` (magenta) over section ``N``
+    (green); ``residuals.png`` plots, per section, the RMS misfit of the global solution
+    to the pairs that touch it (damaged sections, which follow their anchor, have none).
+    Sections whose overlays are grey where both have tissue line up.
+    """
+    from emkit.io import make_output_folder
+
+    out = make_output_folder(folder)
+    order = sorted(thumbnails)
+    for prev, cur in zip(order[:-1], order[1:]):
+        a, va = thumbnails[prev]
+        b, vb = thumbnails[cur]
+        save_overlay(out / f"overlay_{cur:04d}.png", a, b, valid=va & vb, max_size=1024)
+    residual = np.asarray(residual_px, dtype=float)
+    fig, ax = new_figure(figsize=(7, 3.2), dpi=120)
+    index = np.arange(residual.size)
+    ax.plot(index, residual, "o-", ms=3, color="#1f77b4", label="residual (RMS, px)")
+    damaged = np.flatnonzero(~np.isfinite(residual))
+    for i in damaged:
+        ax.axvline(i, color="#d62728", alpha=0.3, lw=1)
+    if damaged.size:
+        ax.plot([], [], color="#d62728", alpha=0.5, label="damaged (anchored)")
+    ax.set_xlabel("section")
+    ax.set_ylabel("pair misfit (px)")
+    ax.set_title("global relaxation: misfit to the pair fields per section")
+    ax.set_ylim(bottom=0)
+    ax.legend(loc="upper right", fontsize=8)
+    save_png(fig, out / "residuals.png", bbox_inches="tight")
+    return out
