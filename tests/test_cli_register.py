@@ -372,3 +372,60 @@ def test_run_demo(tmp_path):
         "field_expected_affine.png",
         "results.json",
     } <= _files(tmp_path)
+
+
+def test_stack_resume_and_work_folder_errors(tmp_path, capsys):
+    sections, masks = _stack_dir(tmp_path)
+    out = tmp_path / "out" / "aligned.zarr"
+    base = [
+        "register",
+        "stack",
+        str(sections),
+        "--masks",
+        str(masks),
+        "--output",
+        str(out),
+        "--workers",
+        "1",
+        "--quiet",
+    ]
+    # Nothing to resume yet: one line, exit 2, nothing written.
+    assert main([*base, "--resume"]) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert not out.exists()
+    assert main(base) == 0
+    work = out.parent / "aligned_work"
+    assert (work / "stack.json").is_file() and list((work / "pairs").glob("*.npz"))
+    assert main([*base, "--resume"]) == 0
+    capsys.readouterr()
+    # A work folder of another stack is refused with the reason.
+    other = tmp_path / "other"
+    other.mkdir()
+    for name in ("s0.png", "s1.png"):
+        (other / name).write_bytes((sections / name).read_bytes())
+    args = [
+        "register",
+        "stack",
+        str(other),
+        "--output",
+        str(tmp_path / "o2" / "a.zarr"),
+        "--work-dir",
+        str(work),
+        "--resume",
+        "--workers",
+        "1",
+        "--quiet",
+    ]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "another stack" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o2" / "a.zarr").exists()
+
+
+def test_stack_of_one_section_is_refused(tmp_path, capsys):
+    folder = tmp_path / "one"
+    write_volume(folder / "s0.png", section_texture((96, 96), seed=1))
+    out = tmp_path / "out" / "a.tif"
+    assert main(["register", "stack", str(folder), "--output", str(out)]) == 2
+    assert "at least 2" in capsys.readouterr().err
+    assert not out.parent.exists()
