@@ -185,9 +185,14 @@ def _run_pairs(
 ) -> list[dict[str, Any]]:
     from emkit.parallel import map_inputs
 
+    def for_pair(s: int, t: int) -> StackSource:
+        # Sections in memory travel with the job: send only the two it needs.
+        only = getattr(source, "only", None)
+        return only([s, t]) if only is not None else source
+
     jobs = [
         {
-            "source": source,
+            "source": for_pair(s, t),
             "s": s,
             "t": t,
             "full": full,

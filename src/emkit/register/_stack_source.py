@@ -76,6 +76,12 @@ class ArraySections:
     def damaged(self) -> list[bool]:
         return [m is not None and bool(np.any(m)) for m in self.masks]
 
+    def only(self, indices: Sequence[int]) -> ArraySections:
+        """The same source holding only ``indices`` (what one pair job is sent)."""
+        images = {i: self.images[i] for i in indices}
+        masks = {i: self.masks[i] for i in indices}
+        return ArraySections(images, masks, self.section_names)  # type: ignore[arg-type]
+
 
 def as_source(
     images: Any,
