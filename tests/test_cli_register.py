@@ -363,13 +363,19 @@ def test_run_demo(tmp_path):
     from emkit.cli.register import run_demo
 
     result = run_demo(tmp_path, seed=0, progress=False)
-    assert result["epe_mean_px_expected_affine"] < 0.5
-    assert result["epe_mean_px_global_affine"] > 3 * result["epe_mean_px_expected_affine"]
+    refined, affine = (
+        result["epe_mean_px_expected_affine_elastic"],
+        result["epe_mean_px_expected_affine"],
+    )
+    assert refined < 0.3 and affine > 2 * refined
+    assert result["epe_mean_px_global_affine"] > 3 * affine
     assert {
         "overlay_before.png",
+        "overlay_after_expected_affine_elastic.png",
         "overlay_after_expected_affine.png",
         "overlay_after_global_affine.png",
-        "field_expected_affine.png",
+        "field.png",
+        "warped.png",
         "results.json",
     } <= _files(tmp_path)
 
