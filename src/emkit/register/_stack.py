@@ -126,12 +126,14 @@ def _pair_job(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def _write_cached(path: Path, out: dict[str, Any]) -> None:
-    """Keep a pair's result at once (not at the end of the run): a resume reads it."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
+    """Keep a pair's result at once, not at the end of the run: a resume reads it (atomic,
+    committed immediately like a checkpoint, also inside a CLI run)."""
+    from emkit.io import atomic_output
+
     arrays = {k: v for k, v in out.items() if isinstance(v, np.ndarray)}
     meta = json.dumps({"s": out["s"], "t": out["t"], "info": out["info"]})
-    np.savez(tmp, meta=np.array(meta), **arrays)
-    os.replace(tmp, path)
+    with atomic_output(path, immediate=True) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, meta=np.array(meta), **arrays)
 
 
 def _read_cached(path: Path) -> dict[str, Any]:
