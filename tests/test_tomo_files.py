@@ -197,3 +197,49 @@ def test_run_record_names_the_contrast_and_header_oddities(tmp_path):
     assert facts["header_oddities"] == [
         "voxel size 0 in the header, 2.5 Å from the extended header used"
     ]
+
+
+def test_resume_reuses_the_searched_tilt_axis(small_series, tmp_path, monkeypatch):
+    """An interrupted `align --tilt-axis auto` resumes without searching the axis again,
+    from the very same start (so the checkpoint's fingerprint matches)."""
+    import emkit.tomo._axis as axis_module
+    import emkit.tomo._joint as joint_module
+    from emkit.tomo._commands import run_align_files
+    from emkit.tomo._files import TiltSeriesSource
+
+    source = TiltSeriesSource(small_series, tilt_axis="auto")
+    out = tmp_path / "ali"
+    options = dict(thickness=8, binning_levels=[2, 1], iterations=[2])
+    real_align = joint_module.align_joint
+
+    def crash(*args, **kwargs):
+        if kwargs.get("checkpoint") is None:  # the axis search's own coarse alignments
+            return real_align(*args, **kwargs)
+        report, seen = kwargs["callback"], []
+
+        def interrupt_after_two(record, shifts, volume):
+            report(record, shifts, volume)
+            seen.append(record)
+            if len(seen) == 2:
+                raise KeyboardInterrupt
+
+        return real_align(*args, **dict(kwargs, callback=interrupt_after_two))
+
+    monkeypatch.setattr(joint_module, "align_joint", crash)
+    with pytest.raises(KeyboardInterrupt):
+        run_align_files(source, out, **options)
+    assert (out / "tiltseries_align.start.json").is_file()
+    assert (out / "tiltseries_align.ckpt.npz").is_file()
+
+    def no_search(*args, **kwargs):
+        raise AssertionError("the tilt axis was searched again on --resume")
+
+    monkeypatch.setattr(joint_module, "align_joint", real_align)
+    monkeypatch.setattr(axis_module, "search_tilt_axis", no_search)
+    resumed = run_align_files(source, out, resume=True, **options)
+    assert resumed.record["tilt_axis_search"]["binning"] == 1
+    # The checkpoint was taken (not refused as "other inputs"): 2 iterations were not redone.
+    assert resumed.record["iterations_run"] == 4
+    # Without --resume the saved start is not used: the search runs (and is refused here).
+    with pytest.raises(AssertionError, match="searched again"):
+        run_align_files(source, out, **options)

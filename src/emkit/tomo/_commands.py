@@ -7,6 +7,7 @@ with the paths written and the numbers worth keeping in a run record.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -216,6 +217,45 @@ def _start_alignment(
     return _Start(pre.shifts_px, pre.tilt_axis_angle_deg, "prealign", search)
 
 
+def _start_key(
+    source: TiltSeriesSource, xf: Path | None, refine_axis: bool, thickness: int,
+    mask: Path | None,
+) -> dict[str, Any]:
+    """What a saved start depends on: the series file (size, time) and the options."""
+    def stamp(path: Path | None) -> list[Any] | None:
+        if path is None:
+            return None
+        info = Path(path).stat()
+        return [str(Path(path).resolve()), info.st_size, info.st_mtime_ns]
+
+    return {
+        "tilts": stamp(source.tilts), "angles": stamp(source.angles), "xf": stamp(xf),
+        "mask": stamp(mask), "tilt_axis": str(source.tilt_axis), "refine_axis": refine_axis,
+        "thickness": int(thickness), "invert": bool(source.invert), "log": bool(source.log),
+    }
+
+
+def _save_start(path: Path, key: dict[str, Any], begin: _Start) -> None:
+    from emkit.io import atomic_output
+
+    payload = {"key": key, "shifts_px": np.asarray(begin.shifts_px, float).tolist(),
+               "axis_deg": float(begin.axis_deg), "source": begin.source, "search": begin.search}
+    with atomic_output(path, immediate=True) as tmp:
+        tmp.write_text(json.dumps(payload))
+
+
+def _load_start(path: Path, key: dict[str, Any]) -> _Start | None:
+    """The start a run saved beside its checkpoint, if it was made from these inputs."""
+    try:
+        payload = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if payload.get("key") != json.loads(json.dumps(key)):
+        return None
+    return _Start(np.asarray(payload["shifts_px"], float), float(payload["axis_deg"]),
+                  str(payload["source"]), payload.get("search"))
+
+
 def _iteration_reporter(
     series: TiltSeriesFile,
     *,
@@ -283,9 +323,17 @@ def run_align_files(
     )
     series, paths = setup.series, setup.paths
     start = time.perf_counter()
-    begin = _start_alignment(series, xf, source.tilt_axis, verbose=verbose,
-                             refine_axis=refine_axis, thickness=setup.thickness,
-                             masks=setup.masks, device=device)
+    start_file = output_dir / f"{series.stem}_align.start.json"
+    start_key = _start_key(source, xf, refine_axis, setup.thickness, mask)
+    begin = _load_start(start_file, start_key) if resume else None
+    if begin is None:
+        begin = _start_alignment(series, xf, source.tilt_axis, verbose=verbose,
+                                 refine_axis=refine_axis, thickness=setup.thickness,
+                                 masks=setup.masks, device=device)
+        # Kept for --resume: the axis search is not run again, and the very same start
+        # (shifts as float64, angle) matches the checkpoint's fingerprint.
+        begin.shifts_px = np.asarray(begin.shifts_px, float)
+        _save_start(start_file, start_key, begin)
     shifts0, axis = begin.shifts_px, begin.axis_deg
     checkpoint = output_dir / f"{series.stem}_align.ckpt.npz"
     if plot_dir is not None:
@@ -314,7 +362,7 @@ def run_align_files(
         paths["tomogram"], result.volume, voxel_size=series.pixel_size_A * result.binning
     )
     # The checkpoint goes only once the outputs are in place: a failed commit can resume.
-    on_commit(lambda: checkpoint.unlink(missing_ok=True))
+    on_commit(lambda: (checkpoint.unlink(missing_ok=True), start_file.unlink(missing_ok=True)))
     record = _align_record(series, paths, begin, result.history, time.perf_counter() - start)
     return AlignFilesResult(paths, record, result.history)
 
