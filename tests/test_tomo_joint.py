@@ -168,3 +168,26 @@ def test_bad_joint_parameters(small):
     with pytest.raises(MismatchError):
         _run(small, initial_shifts_px=np.zeros((3, 2)))
 
+
+
+def test_rotated_in_corners_are_masked():
+    """With a tilt axis off vertical the images are turned before alignment; the corners
+    the rotation brings in from outside the detector are no data at every level."""
+    from emkit.tomo._joint import _Level
+    from emkit.tomo._transform import validity_masks
+
+    rng = np.random.default_rng(0)
+    stack = rng.random((3, 40, 40)).astype(np.float32)
+    angles = np.array([-30.0, 0.0, 30.0])
+    fov = validity_masks(stack.shape, np.zeros((3, 2)), tilt_axis_angle_deg=30.0, margin_px=0.0)
+    assert not fov[:, 0, 0].any() and fov[:, 20, 20].all()
+    for factor in (1, 2):
+        level = _Level(stack, angles, factor, 8, None, "cpu", fov)
+        _, masks = level.resample(np.zeros((3, 2)))
+        plain = _Level(stack, angles, factor, 8, None, "cpu", None)
+        _, unmasked = plain.resample(np.zeros((3, 2)))
+        corner = 3 // factor + 1  # inside the rotated-in corner, off the 1 px border margin
+        centre = masks.shape[1] // 2
+        assert unmasked[:, corner, corner].all()  # without the field of view: "data"
+        assert not masks[:, corner, corner].any() and not masks[:, -corner, -corner].any()
+        assert masks[:, centre, centre].all()
