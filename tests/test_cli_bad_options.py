@@ -79,6 +79,10 @@ BASE: dict[tuple[str, ...], tuple[list[str], list[str]]] = {
         ["--output", "{out}/warped.png"],
     ),
     ("register", "stack"): (["{in}/stack"], ["--output", "{out}/aligned.tif"]),
+    ("atlas", "build"): (["{in}/sec/fixed.png"], ["--output", "{out}"]),
+    ("sim", "mosaic"): (
+        [], ["--output", "{out}", "--size", "64", "64", "--tile", "32", "--overlap", "8"]
+    ),
     ("sim", "cell"): ([], ["--output", "{out}", "--shape", "24", "32", "32"]),
     # segment: the options are refused before any file is read, so a volume stands in
     ("segment", "train"): (

@@ -29,7 +29,7 @@ from emkit import __version__
 # ``add_parser(subparsers)``. Heavy libraries (torch, dask) are imported inside the
 # command functions, so ``emkit --help`` stays instant.
 _COMMAND_MODULES = (
-    "info", "convert", "sim", "tomo", "segment", "register", "pick", "spa", "demo",
+    "info", "convert", "sim", "tomo", "segment", "register", "pick", "spa", "atlas", "demo",
 )
 
 

@@ -17,7 +17,7 @@ import importlib
 from emkit.cli._common import add_subcommand
 
 # Each workflow CLI module listed here adds its generators through add_sim_parsers(subparsers).
-_WORKFLOWS_WITH_SIMULATORS = ("tomo", "segment", "register", "pick", "spa")
+_WORKFLOWS_WITH_SIMULATORS = ("tomo", "segment", "register", "pick", "spa", "atlas")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

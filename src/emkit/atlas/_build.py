@@ -1,0 +1,279 @@
+"""``build_atlas``: one huge image or a list of tiles -> OME-Zarr + DeepZoom + atlas.json."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from emkit.atlas._positions import TileSet, is_tile_list, read_tile_list
+
+ZARR_NAME = "atlas.ome.zarr"
+DZI_NAME = "atlas.dzi"
+FILES_NAME = "atlas_files"
+JSON_NAME = "atlas.json"
+POSITIONS_NAME = "positions.csv"
+
+
+@dataclass
+class AtlasResult:
+    """What :func:`build_atlas` wrote and measured."""
+
+    output_dir: Path
+    width: int
+    height: int
+    levels: int
+    pixel_size_nm: float | None
+    n_tiles: int = 1
+    dzi_tiles: int = 0
+    positions_xy: np.ndarray | None = None  # solved top-left corners, atlas pixels
+    pairs_measured: int = 0
+    pairs_used: int = 0
+    residual_px: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def record(self) -> dict[str, Any]:
+        return {
+            "width": self.width,
+            "height": self.height,
+            "levels": self.levels,
+            "pixel_size_nm": self.pixel_size_nm,
+            "tiles": self.n_tiles,
+            "deepzoom_tiles": self.dzi_tiles,
+            "overlaps_measured": self.pairs_measured,
+            "overlaps_used": self.pairs_used,
+            "residual_px": self.residual_px,
+        }
+
+
+def _workers(workers: int | None) -> int:
+    if workers:
+        return int(workers)
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover
+        return max(1, os.cpu_count() or 1)
+
+
+def _open_image(path: Path) -> tuple[Any, float | None]:
+    """A huge image as a lazy 2D array (Zarr, memory-mapped TIFF/MRC) and its pixel size."""
+    from emkit.errors import FileFormatError, ShapeError, with_path
+    from emkit.io import open_zarr_array, read_volume, volume_format
+
+    kind = volume_format(path)
+    if kind in ("zarr", "ome-zarr"):
+        from emkit.io._zarr import checked_array, zarr_metadata
+
+        meta = zarr_metadata(path)
+        data: Any = checked_array(open_zarr_array(path), path)
+        vs = meta["voxel_size"]
+        shape = meta["shape"]
+        if len(shape) == 3 and shape[0] == 1:
+            inner = data
+
+            class _First:
+                shape = tuple(shape[1:])
+                dtype = inner.dtype
+                ndim = 2
+
+                def __getitem__(self, key: Any) -> np.ndarray:
+                    return inner[(0, *key) if isinstance(key, tuple) else (0, key)]
+
+            data = _First()
+        elif len(data.shape) != 2:
+            raise ShapeError(
+                with_path(
+                    path,
+                    f"is {len(shape)}D (shape {tuple(shape)}); an atlas is made from one 2D image",
+                )
+            )
+    else:
+        volume = read_volume(path, mmap=True)
+        data, vs = volume.data, volume.voxel_size
+        if data.ndim == 3 and data.shape[0] == 1:
+            data = data[0]
+        if data.ndim != 2:
+            raise ShapeError(
+                with_path(
+                    path,
+                    f"is a stack of shape {data.shape}; an atlas is "
+                    "made from one 2D image (or list tiles in a .csv)",
+                )
+            )
+    if not (np.issubdtype(data.dtype, np.integer) or np.issubdtype(data.dtype, np.floating)):
+        raise FileFormatError(with_path(path, f"holds {data.dtype} pixels; give gray values"))
+    return data, (None if vs is None else float(vs[2]) / 10.0)
+
+
+def _write_outputs(
+    out: Path,
+    data: Any,
+    *,
+    pixel_size_nm: float | None,
+    source: Path,
+    workers: int,
+    extra: dict[str, Any],
+    positions_csv: str | None,
+) -> tuple[int, int]:
+    """Pyramid, DeepZoom, atlas.json (and positions.csv); return (levels, DeepZoom tiles)."""
+    import zarr
+
+    from emkit.atlas._deepzoom import dzi_xml, max_level, write_deepzoom
+    from emkit.atlas._pyramid import write_pyramid
+    from emkit.io import atomic_output, write_text_atomic
+
+    height, width = (int(n) for n in data.shape)
+    with atomic_output(out / ZARR_NAME, directory=True) as zarr_tmp:
+        levels = write_pyramid(zarr_tmp, data, pixel_size_nm=pixel_size_nm, name="atlas")
+        group = zarr.open_group(str(zarr_tmp), mode="r")
+        arrays = [group[str(k)] for k in range(levels)]
+        with atomic_output(out / FILES_NAME, directory=True) as files_tmp:
+            info = write_deepzoom(arrays, files_tmp, workers=workers)
+    write_text_atomic(out / DZI_NAME, dzi_xml(width, height))
+    if positions_csv is not None:
+        write_text_atomic(out / POSITIONS_NAME, positions_csv)
+    meta = {
+        "width": width,
+        "height": height,
+        "pixel_size_nm": pixel_size_nm,
+        "levels": levels,
+        "source": str(source),
+        "overlays": [],
+        "deepzoom": {
+            "tile_size": 254,
+            "overlap": 1,
+            "format": "png",
+            "max_level": max_level(width, height),
+        },
+        **extra,
+    }
+    write_text_atomic(out / JSON_NAME, json.dumps(meta, indent=2) + "\n")
+    return levels, info.n_tiles
+
+
+def build_atlas(
+    input_path: str | os.PathLike[str],
+    output_dir: str | os.PathLike[str],
+    *,
+    pixel_size_nm: float | None = None,
+    workers: int | None = None,
+    scheduler: Any = None,
+    search_px: int = 64,
+    progress: bool = False,
+) -> AtlasResult:
+    """Build a multiscale atlas from one huge image or a list of overlapping tiles.
+
+    Parameters
+    ----------
+    input_path : path-like
+        An image (TIFF/BigTIFF, MRC, PNG, Zarr/OME-Zarr), or a tile list: a CSV with
+        columns ``file,x_px,y_px`` (nominal top-left corner of each tile in mosaic pixels,
+        files relative to the CSV) or a SerialEM ``.mdoc``/``.idoc``.
+    output_dir : path-like
+        New, empty or emkit's folder. Receives ``atlas.ome.zarr`` (OME-NGFF 0.4 pyramid),
+        ``atlas.dzi`` + ``atlas_files/`` (DeepZoom, PNG tiles of 254 px, overlap 1),
+        ``atlas.json`` and, for tiles, ``positions.csv`` (solved positions, atlas pixels).
+    pixel_size_nm : float, optional
+        Overrides the pixel size of the input (default: from the files; None if unknown).
+    workers : int, optional
+        Threads (default: the cores this process may use).
+    scheduler : str, optional
+        Address of a running Dask scheduler for the overlap registrations.
+    search_px : int
+        How far (px) a tile may be from its nominal position relative to a neighbour.
+
+    Raises
+    ------
+    MissingFileError, FileFormatError, MismatchError, InputError, OutputExistsError
+        Before anything is written.
+    """
+    from emkit.errors import InputError, with_path
+    from emkit.io import check_not_input, make_output_folder
+
+    source = Path(input_path)
+    out = Path(output_dir)
+    n_workers = _workers(workers)
+    if pixel_size_nm is not None and not (math.isfinite(pixel_size_nm) and pixel_size_nm > 0):
+        raise InputError(f"pixel size {pixel_size_nm} nm: give a positive number")
+    if not source.exists():
+        from emkit.errors import MissingFileError
+
+        raise MissingFileError(with_path(source, "no such file or folder; check the path"))
+    check_not_input(out, [source])
+    if out.exists() and not out.is_dir():
+        from emkit.errors import OutputExistsError
+
+        raise OutputExistsError(with_path(out, "is a file; give a folder for the atlas"))
+    if is_tile_list(source):
+        tile_set = read_tile_list(source, pixel_size_nm=pixel_size_nm)
+        for tile in tile_set.tiles:
+            check_not_input(out, [tile.path])
+        return _build_from_tiles(tile_set, out, n_workers, scheduler, search_px, progress)
+    data, file_ps = _open_image(source)
+    ps = pixel_size_nm or file_ps
+    make_output_folder(out)
+    levels, n_dzi = _write_outputs(
+        out,
+        data,
+        pixel_size_nm=ps,
+        source=source,
+        workers=n_workers,
+        extra={},
+        positions_csv=None,
+    )
+    h, w = (int(n) for n in data.shape)
+    return AtlasResult(out, w, h, levels, ps, 1, n_dzi)
+
+
+def _build_from_tiles(
+    tile_set: TileSet, out: Path, workers: int, scheduler: Any, search_px: int, progress: bool
+) -> AtlasResult:
+    from emkit.atlas._pyramid import MosaicRender
+    from emkit.atlas._stitch import stitch
+    from emkit.io import make_output_folder
+
+    solved = stitch(
+        tile_set, search_px=search_px, workers=workers, scheduler=scheduler, progress=progress
+    )
+    xy = solved.positions_xy
+    origin = np.floor(xy.min(axis=0))
+    atlas_xy = xy - origin
+    h, w = tile_set.shape
+    width = int(math.ceil(float((atlas_xy[:, 0] + w).max())))
+    height = int(math.ceil(float((atlas_xy[:, 1] + h).max())))
+    render = MosaicRender(tile_set, atlas_xy, (height, width), workers=workers)
+    used = np.asarray(solved.used, bool)
+    res = solved.residual_px[used] if used.any() else np.zeros(1)
+    residual = {"mean": float(res.mean()), "max": float(res.max())}
+    lines = ["file,x_px,y_px"] + [
+        f"{t.name},{p[0]:.3f},{p[1]:.3f}" for t, p in zip(tile_set.tiles, atlas_xy)
+    ]
+    extra = {"tiles": tile_set.n, "overlaps_used": int(used.sum()), "overlap_residual_px": residual}
+    make_output_folder(out)
+    levels, n_dzi = _write_outputs(
+        out,
+        render,
+        pixel_size_nm=tile_set.pixel_size_nm,
+        source=tile_set.source,
+        workers=workers,
+        extra=extra,
+        positions_csv="\n".join(lines) + "\n",
+    )
+    return AtlasResult(
+        out,
+        width,
+        height,
+        levels,
+        tile_set.pixel_size_nm,
+        tile_set.n,
+        n_dzi,
+        atlas_xy,
+        len(solved.pairs),
+        int(used.sum()),
+        residual,
+    )
