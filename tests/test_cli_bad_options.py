@@ -65,6 +65,7 @@ BASE: dict[tuple[str, ...], tuple[list[str], list[str]]] = {
     ("info",): (["{in}/ts/tiltseries.mrc"], []),
     ("convert",): (["{in}/ts/tiltseries.mrc", "{out}/converted.mrc"], []),
     ("demo",): ([], ["--output", "{out}", "--only", "register"]),
+    ("report",): (["{in}/sec"], []),
     ("sim", "tiltseries"): ([], ["--output", "{out}", "--shape", "8", "32", "32"]),
     ("sim", "section"): ([], ["--output", "{out}", "--size", "64", "64"]),
     ("sim", "stack"): (

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import platform
 import shlex
 import sys
@@ -13,13 +14,26 @@ from typing import Any
 
 from emkit import __version__
 
+logger = logging.getLogger(__name__)
+
 
 def write_run_record(out_dir: str | Path, args: argparse.Namespace, **extra: Any) -> Path:
-    """Write ``emkit-run.json`` beside a command's outputs: command line, version, parameters.
+    """Write ``emkit-run.json`` and ``report.html`` beside a command's outputs.
 
-    ``extra`` holds results worth keeping with the run (e.g. final residuals).
+    The record holds the command line, version, parameters, host, times, the inputs (size
+    and SHA-256, see :func:`emkit.report.html.describe_inputs`) and the outputs of the run;
+    ``extra`` holds results worth keeping with the run (e.g. final residuals). The page
+    (:func:`emkit.report.html.write_run_report`) is drawn from it; a page that cannot be
+    drawn is logged as a warning and never fails the run.
     """
-    from emkit.io import require_output_folder, write_text_atomic
+    from emkit.io import current_run, require_output_folder, write_text_atomic
+    from emkit.report.html import (
+        RECORD_NAME,
+        REPORT_NAME,
+        describe_inputs,
+        run_outputs,
+        write_run_report,
+    )
 
     out = require_output_folder(out_dir)
     params = {
@@ -27,18 +41,42 @@ def write_run_record(out_dir: str | Path, args: argparse.Namespace, **extra: Any
         for k, v in vars(args).items()
         if k != "func" and not callable(v)
     }
+    run = current_run()
+    if run is not None:
+        inputs: list[Any] = list(run.inputs)
+    else:
+        from emkit.cli._run import split_paths
+
+        inputs = split_paths(args)[0]
+    now = time.time()
     record = {
         "emkit_version": __version__,
         "command_line": shlex.join(["emkit", *sys.argv[1:]]),
         "parameters": params,
         "python": platform.python_version(),
-        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "host": platform.node(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(_COMMAND_START[0])),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(now)),
+        "wall_seconds": round(now - _COMMAND_START[0], 2),
+        "inputs": describe_inputs(inputs),
         **extra,
     }
+    outputs = set(run_outputs(out)) | {RECORD_NAME, REPORT_NAME}
+    record["outputs"] = sorted(outputs)
     # Written like every other output: checked against the inputs, a unique temporary
     # name (concurrent runs), committed with the run's other outputs.
     text = json.dumps(record, indent=2, default=str) + "\n"
-    return write_text_atomic(out / "emkit-run.json", text)
+    path = write_text_atomic(out / RECORD_NAME, text)
+    try:
+        write_run_report(out, json.loads(text))
+    except Exception as error:  # the page is a view of the record; the run has succeeded
+        logger.warning("could not write %s in %s: %s: %s", REPORT_NAME, out,
+                       type(error).__name__, error)
+    return path
+
+
+_COMMAND_START = [time.time()]
+"""When the current command began: set as its parser is built (see :func:`add_subcommand`)."""
 
 
 def add_subcommand(
@@ -55,6 +93,7 @@ def add_subcommand(
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.set_defaults(func=func)
+    _COMMAND_START[0] = time.time()  # main() builds the parser as each command begins
     return parser
 
 

@@ -40,6 +40,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from emkit.io import commit_pending_outputs, make_output_folder, write_text_atomic
+    from emkit.report.html import write_demo_index
 
     out = make_output_folder(args.output)
     summary: dict[str, Any] = {}
@@ -53,10 +54,13 @@ def run(args: argparse.Namespace) -> int:
         result = run_demo(out / name, seed=args.seed, progress=not args.quiet)
         result["seconds"] = round(time.perf_counter() - start, 1)
         summary[name] = result
+        # each workflow's folder is a run folder: emkit-run.json and report.html
+        write_run_record(out / name, args, workflow=name, results=result)
         commit_pending_outputs()  # each workflow's results appear as soon as it is done
         for key, value in result.items():
             print(f"   {key}: {value}")
     write_text_atomic(out / "summary.json", json.dumps(summary, indent=2, default=str) + "\n")
+    write_demo_index(out, summary)  # links each workflow's report.html
     write_run_record(out, args)
-    print(f"emkit demo: results in {out}/ (summary.json)")
+    print(f"emkit demo: results in {out}/ (summary.json; open index.html)")
     return 0

@@ -30,6 +30,7 @@ from emkit import __version__
 # command functions, so ``emkit --help`` stays instant.
 _COMMAND_MODULES = (
     "info", "convert", "sim", "tomo", "segment", "register", "pick", "spa", "atlas", "demo",
+    "report",
 )
 
 

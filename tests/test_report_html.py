@@ -1,0 +1,301 @@
+"""The HTML run report: written by every workflow command, self-contained, complete.
+
+A real run (``emkit sim section`` + ``emkit register pair``, small) is checked twice: its page
+parsed with Python's ``html.parser`` (structure, every figure a decodable ``data:`` URI,
+no external resource, links that resolve, escaping), and opened in headless Chromium
+(every figure decoded by the browser, every metric it promises on the page).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import logging
+import sys
+import urllib.parse
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from emkit.cli.main import main
+from emkit.report import html as report_html
+from emkit.report.html import flatten, format_value, write_demo_index, write_run_report
+
+
+class _Page(HTMLParser):
+    """The tags and attributes of a page, and its text."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.text: list[str] = []
+        self.feed(text)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+    def all(self, tag: str) -> list[dict[str, str | None]]:
+        return [a for t, a in self.tags if t == tag]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("runs")
+    commands = [
+        ["sim", "section", "--output", str(root / "sec"), "--size", "96", "96", "--seed", "3"],
+        [
+            "register",
+            "pair",
+            str(root / "sec" / "fixed.png"),
+            str(root / "sec" / "moving.png"),
+            "--output",
+            str(root / "reg" / "warped.png"),
+            "--true-field",
+            str(root / "sec" / "true_field.npy"),
+        ],
+    ]
+    for argv in commands:
+        with mock.patch.object(sys, "argv", ["emkit", *argv]):  # as from a shell
+            assert main(argv) == 0
+    return {"sim": root / "sec", "register": root / "reg"}
+
+
+def _record(folder: Path) -> dict[str, Any]:
+    return json.loads((folder / "emkit-run.json").read_text())
+
+
+def _figures(folder: Path) -> set[str]:
+    return {n for n in _record(folder)["outputs"] if n.endswith(".png")}
+
+
+# --------------------------------------------------------------------------- html.parser
+
+
+@pytest.mark.parametrize("which", ["sim", "register"])
+def test_every_run_folder_holds_a_self_contained_report(runs: dict[str, Path], which: str) -> None:
+    folder = runs[which]
+    text = (folder / "report.html").read_text(encoding="utf-8")
+    page = _Page(text)
+    tags = {t for t, _ in page.tags}
+    assert "script" not in tags and "link" not in tags and "iframe" not in tags
+    for attrs in page.tags:
+        for name in ("src", "href"):
+            value = attrs[1].get(name) or ""
+            assert not value.lower().startswith(("http:", "https:", "//")), value
+    # every figure the run wrote is embedded, as a PNG the size the tag says
+    images = {a["alt"]: a for a in page.all("img")}
+    assert set(images) == _figures(folder) and images
+    for alt, attrs in images.items():
+        src = attrs["src"] or ""
+        assert src.startswith("data:image/png;base64,"), alt
+        with Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))) as image:
+            assert image.size == (int(attrs["width"] or 0), int(attrs["height"] or 0))
+    # every link is to a file of the run, relative
+    hrefs = {a["href"] for a in page.all("a")}
+    for href in hrefs:
+        assert href and (folder / urllib.parse.unquote(href)).exists(), href
+    assert "emkit-run.json" in hrefs
+    for section in ("what-ran", "parameters", "inputs", "timings", "metrics", "figures", "outputs"):
+        assert any(a.get("id") == section for t, a in page.tags if t == "h2"), section
+
+
+def test_the_report_lists_inputs_metrics_and_timings(runs: dict[str, Path]) -> None:
+    folder = runs["register"]
+    record = _record(folder)
+    text = (folder / "report.html").read_text(encoding="utf-8")
+    page = _Page(text)
+    rows = {a["data-metric"] for a in page.all("tr") if "data-metric" in a}
+    metrics = record["results"]["metrics"]
+    for key in ("ncc", "ssim", "nmi"):
+        assert f"results.metrics.registered.{key}" in rows
+        assert format_value(metrics["registered"][key]) in text
+    assert "results.metrics.epe_px.mean" in rows or any("epe" in r for r in rows)
+    timings = {a["data-timing"] for a in page.all("tr") if "data-timing" in a}
+    assert "wall time of the command (s)" in timings
+    assert any("seconds" in t for t in timings)
+    # inputs: size and SHA-256 of each file, recorded at run time
+    fixed = runs["sim"] / "fixed.png"
+    [entry] = [i for i in record["inputs"] if i["path"].endswith("fixed.png")]
+    assert entry["sha256"] == hashlib.sha256(fixed.read_bytes()).hexdigest()
+    assert entry["bytes"] == fixed.stat().st_size and entry["sha256"] in text
+    assert record["command_line"].startswith("emkit register pair")
+    assert "<h1>emkit register pair</h1>" in text
+
+
+def test_text_is_escaped(tmp_path: Path) -> None:
+    record = {
+        "command_line": "emkit x '<script>alert(1)</script>'",
+        "parameters": {"name": "<b>&\"'", "command": "<i>"},
+        "results": {"a<b": "</td><script>", "n": 1.23456789},
+    }
+    (tmp_path / "emkit-run.json").write_text(json.dumps(record))
+    (tmp_path / "a&b <c>.png").write_bytes(_png(8, 6))
+    text = write_run_report(tmp_path).read_text(encoding="utf-8")
+    page = _Page(text)
+    assert "script" not in {t for t, _ in page.tags}
+    assert "&lt;script&gt;" in text and "&lt;b&gt;&amp;&quot;&#x27;" in text
+    assert "1.23457" in text
+    [img] = page.all("img")
+    assert img["alt"] == "a&b <c>.png"
+    assert any(a["href"] == "a%26b%20%3Cc%3E.png" for a in page.all("a"))
+
+
+def _png(width: int, height: int) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.full((height, width, 3), 128, np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_large_and_many_figures_are_bounded(tmp_path: Path, monkeypatch) -> None:
+    (tmp_path / "emkit-run.json").write_text(json.dumps({"command_line": "emkit t"}))
+    (tmp_path / "plots").mkdir()
+    (tmp_path / "plots" / "big.png").write_bytes(_png(2400, 600))
+    (tmp_path / "small.png").write_bytes(_png(10, 10))
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    text = write_run_report(tmp_path).read_text(encoding="utf-8")
+    images = {a["alt"]: a for a in _Page(text).all("img")}
+    assert images["plots/big.png"]["width"] == "1600" and images["plots/big.png"]["height"] == "400"
+    assert set(images) == {"plots/big.png", "small.png"}
+    assert 'href="broken.png"' in text  # linked, not embedded
+    monkeypatch.setattr(report_html, "MAX_FIGURES", 1)
+    text = write_run_report(tmp_path).read_text(encoding="utf-8")
+    assert len(_Page(text).all("img")) == 1 and 'href="small.png"' in text
+
+
+def test_large_inputs_are_hashed_by_their_ends(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(report_html, "HASH_WHOLE_BYTES", 1000)
+    monkeypatch.setattr(report_html, "HASH_PART_BYTES", 100)
+    data = bytes(range(256)) * 10
+    (tmp_path / "big.bin").write_bytes(data)
+    (tmp_path / "small.bin").write_bytes(data[:50])
+    entries = {
+        Path(e["path"]).name: e
+        for e in report_html.describe_inputs([tmp_path, tmp_path / "missing.mrc"])
+    }
+    assert entries["small.bin"]["sha256"] == hashlib.sha256(data[:50]).hexdigest()
+    assert entries["big.bin"]["hashed"].startswith("first and last")
+    assert entries["big.bin"]["bytes"] == len(data) and len(entries["big.bin"]["sha256"]) == 64
+    assert entries["missing.mrc"]["sha256"] is None
+
+
+def test_flatten_summarises_lists() -> None:
+    rows = dict(
+        flatten(
+            {
+                "a": {"b": 1.0},
+                "short": [1, 2],
+                "long": list(range(100)),
+                "rows": [{"loss": 3.0}, {"loss": 2.0}, {"loss": 1.5}, {"loss": 1.0}],
+            }
+        )
+    )
+    assert rows["a.b"] == "1" and rows["short"] == "[1, 2]"
+    assert rows["long"].startswith("100 values: min 0, mean 49.5, max 99")
+    assert rows["rows"].startswith("4 entries") and rows["rows[3].loss"] == "1"
+
+
+def test_report_command_renders_again_and_refuses_other_folders(
+    runs: dict[str, Path], tmp_path: Path, capsys
+) -> None:
+    folder = runs["register"]
+    before = (folder / "emkit-run.json").read_bytes()
+    (folder / "report.html").unlink()
+    assert main(["report", str(folder)]) == 0
+    assert (folder / "report.html").is_file()
+    assert (folder / "emkit-run.json").read_bytes() == before
+    capsys.readouterr()
+    assert main(["report", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "emkit-run.json" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_page_that_cannot_be_drawn_does_not_fail_the_run(
+    tmp_path: Path, monkeypatch, caplog
+) -> None:
+    def broken(*args: Any, **kwargs: Any) -> str:
+        raise RuntimeError("no page")
+
+    monkeypatch.setattr(report_html, "render_run_report", broken)
+    with caplog.at_level(logging.WARNING):
+        assert main(["sim", "section", "--output", str(tmp_path / "s"), "--size", "64", "64"]) == 0
+    assert (tmp_path / "s" / "emkit-run.json").is_file()
+    assert not (tmp_path / "s" / "report.html").exists()
+    assert "report.html" in caplog.text and "no page" in caplog.text
+
+
+def test_demo_index_links_each_report(tmp_path: Path) -> None:
+    (tmp_path / "tomo").mkdir()
+    (tmp_path / "tomo" / "report.html").write_text("<html></html>")
+    summary = {
+        "tomo": {"shift_error_px": 0.25, "nested": {"fsc": 0.5}, "seconds": 3.0},
+        "register": {"epe": 0.1, "seconds": 1.0},
+    }
+    text = write_demo_index(tmp_path, summary).read_text(encoding="utf-8")
+    links = {a["href"] for a in _Page(text).all("a")}
+    assert {"tomo/report.html", "register/report.html", "summary.json"} <= links
+    assert "shift_error_px" in text and "0.25" in text and "nested.fsc" in text
+
+
+@pytest.mark.slow
+def test_demo_writes_a_report_per_workflow_and_an_index(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    assert main(["demo", "--output", str(out), "--only", "register", "--quiet"]) == 0
+    assert (out / "register" / "report.html").is_file() and (out / "report.html").is_file()
+    page = _Page((out / "index.html").read_text(encoding="utf-8"))
+    assert "register/report.html" in {a["href"] for a in page.all("a")}
+    summary = json.loads((out / "summary.json").read_text())
+    images = {
+        a["alt"]
+        for a in _Page((out / "register" / "report.html").read_text(encoding="utf-8")).all("img")
+    }
+    assert {"overlay_before.png", "field.png"} <= images
+    assert summary["register"]
+
+
+# --------------------------------------------------------------------------- browser
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from _browser import headless_chromium
+
+    with headless_chromium() as driver:
+        yield driver
+
+
+_IMAGES_JS = """
+const imgs = Array.from(document.images);
+return imgs.map(i => [i.alt, i.complete, i.naturalWidth, i.naturalHeight]);
+"""
+
+
+def test_report_in_a_browser_shows_every_figure_and_metric(runs: dict[str, Path], browser) -> None:
+    from selenium.webdriver.common.by import By
+
+    folder = runs["register"]
+    record = _record(folder)
+    browser.get((folder / "report.html").resolve().as_uri())
+    images = {alt: (complete, w, h) for alt, complete, w, h in browser.execute_script(_IMAGES_JS)}
+    assert set(images) == _figures(folder)
+    for alt, (complete, width, height) in images.items():
+        assert complete and width > 0 and height > 0, alt  # decoded by the browser
+    body = browser.find_element(By.TAG_NAME, "body").text
+    for name, value in flatten(record["results"], "results"):
+        if "seconds" in name:
+            continue
+        row = browser.find_element(By.CSS_SELECTOR, f'tr[data-metric="{name}"]')
+        # .text of a row below the fold is still its rendered text
+        assert name in row.text and value in row.text
+    assert record["command_line"] in body and record["emkit_version"] in body
+    assert browser.title.startswith("emkit register pair")
