@@ -241,7 +241,11 @@ def _build_from_tiles(
         tile_set, search_px=search_px, workers=workers, scheduler=scheduler, progress=progress
     )
     xy = solved.positions_xy
-    origin = np.floor(xy.min(axis=0))
+    # The atlas frame is put where the tiles' sub-pixel parts agree best (their circular
+    # mean), so tiles are interpolated as little as possible.
+    phase = np.angle(np.exp(2j * np.pi * (xy - np.floor(xy))).mean(axis=0)) / (2 * np.pi)
+    xy = xy - phase
+    origin = np.floor(xy.min(axis=0) + 1e-6)
     atlas_xy = xy - origin
     h, w = tile_set.shape
     width = int(math.ceil(float((atlas_xy[:, 0] + w).max())))
