@@ -53,7 +53,7 @@ HASH_WHOLE_BYTES = 256 * 2**20
 """Inputs up to this size are hashed whole; larger ones by their first and last part."""
 HASH_PART_BYTES = 64 * 2**20
 MAX_INPUT_FILES = 200
-HASH_BUDGET_BYTES = 2 * 2**30
+HASH_BUDGET_BYTES = 2**30
 """Bytes hashed per run at most, so a run over many large inputs is not slowed down."""
 
 _RECORD_KEYS = (
@@ -435,7 +435,9 @@ def _table(
     attr: str | None = None,
     cls: tuple[str, ...] = (),
 ) -> str:
-    lines = ["<table>", "<tr>" + "".join(f"<th>{_e(h)}</th>" for h in header) + "</tr>"]
+    lines = ["<table>"]
+    if any(header):
+        lines.append("<tr>" + "".join(f"<th>{_e(h)}</th>" for h in header) + "</tr>")
     for row in rows:
         data = f' {attr}="{_e(row[0])}"' if attr else ""
         cells = "".join(
@@ -486,6 +488,13 @@ def render_run_report(run_dir: str | os.PathLike[str], record: dict[str, Any]) -
         f'<p class="note">Run folder <code>{_e(base.resolve())}</code>; written by emkit '
         f"{_e(record.get('emkit_version', '?'))}.</p>",
     ]
+
+    sections = ("what ran", "parameters", "inputs", "timings", "metrics", "figures", "outputs")
+    body.append(
+        '<p class="note">'
+        + " | ".join(f'<a href="#{s.replace(" ", "-")}">{s}</a>' for s in sections)
+        + "</p>"
+    )
 
     # what ran
     ran = [
