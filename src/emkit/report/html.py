@@ -244,17 +244,23 @@ def folder_files(run_dir: str | os.PathLike[str]) -> list[str]:
     return sorted(out)[:MAX_LISTED_FILES]
 
 
-def _readable(path: Path) -> Path | None:
-    """Where the content of output ``path`` is now: its pending temporary inside a run, or
-    the path itself; None when neither exists."""
+def _pending_temps() -> dict[str, Path]:
+    """Final path (resolved) to temporary file of each output the current run has not yet
+    put in place; empty outside a run."""
     from emkit.io import current_run
 
     run = current_run()
-    if run is not None:
-        target = os.path.realpath(path)
-        for item in reversed(run.pending):
-            if os.path.realpath(item.final) == target and item.temp.exists():
-                return item.temp
+    if run is None:
+        return {}
+    return {os.path.realpath(item.final): item.temp for item in run.pending}
+
+
+def _readable(path: Path, pending: dict[str, Path]) -> Path | None:
+    """Where the content of output ``path`` is now: its pending temporary inside a run, or
+    the path itself; None when neither exists."""
+    temp = pending.get(os.path.realpath(path))
+    if temp is not None and temp.exists():
+        return temp
     return path if path.exists() else None
 
 
@@ -262,10 +268,11 @@ def _expand(run_dir: Path, names: Iterable[str]) -> list[tuple[str, Path]]:
     """(relative name, readable path) of each output; folders that are not Zarr stores are
     expanded into their files (a report folder of PNGs)."""
     out: list[tuple[str, Path]] = []
+    pending = _pending_temps()
     for name in names:
         if name == REPORT_NAME:
             continue
-        readable = _readable(run_dir / name)
+        readable = _readable(run_dir / name, pending)
         if readable is None:
             continue
         if readable.is_dir() and not name.endswith(_SKIP_DIR_SUFFIXES):
