@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 DEMO_DIR ?= emkit-demo
 BIN = $(VENV)/bin
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench clean browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +27,22 @@ lint: install
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy src/emkit/errors.py src/emkit/io src/emkit/geometry src/emkit/ops
 
-test: lint
+# Headless Chromium for the real-browser tests (tests/_browser.py): Debian's chromium and
+# chromium-driver, installed when missing and running as root (CI is). Otherwise nothing
+# happens here and the browser tests skip, except under CI=true where they fail.
+browser:
+	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then \
+	  :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing chromium and chromium-driver (Debian) for the browser tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    chromium chromium-driver >/dev/null; \
+	elif [ -n "$$CI" ] && [ "$$CI" != false ] && [ "$$CI" != 0 ]; then \
+	  echo "chromium/chromium-driver are missing and this is not root: the browser tests" \
+	    "will fail (apt-get install chromium chromium-driver)" >&2; \
+	fi
+
+test: lint browser
 	$(BIN)/python -m pytest -q
 
 bench: install

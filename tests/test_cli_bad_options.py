@@ -81,6 +81,9 @@ BASE: dict[tuple[str, ...], tuple[list[str], list[str]]] = {
     ),
     ("register", "stack"): (["{in}/stack"], ["--output", "{out}/aligned.tif"]),
     ("atlas", "build"): (["{in}/sec/fixed.png"], ["--output", "{out}"]),
+    # atlas serve/export: refused before the folder is read (port 0: any free port)
+    ("atlas", "serve"): (["{in}/sec"], ["--port", "0"]),
+    ("atlas", "export"): (["{in}/sec"], ["--output", "{out}"]),
     ("sim", "mosaic"): (
         [], ["--output", "{out}", "--size", "64", "64", "--tile", "32", "--overlap", "8"]
     ),
