@@ -66,6 +66,11 @@ def _find(env: str, names: tuple[str, ...]) -> str | None:
     return None
 
 
+def _what(env: str, default: str) -> str:
+    given = os.environ.get(env)
+    return f"{env}={given} (not a file)" if given else default
+
+
 def browser_paths() -> tuple[str, str]:
     """The Chromium and chromedriver executables, or skip (fail under CI) with the reason."""
     missing = []
@@ -76,9 +81,10 @@ def browser_paths() -> tuple[str, str]:
     chromium = _find("EMKIT_CHROMIUM", _CHROMIUM_NAMES)
     driver = _find("EMKIT_CHROMEDRIVER", _DRIVER_NAMES)
     if chromium is None:
-        missing.append("chromium (apt-get install chromium)")
+        missing.append(_what("EMKIT_CHROMIUM", "chromium (apt-get install chromium)"))
     if driver is None:
-        missing.append("chromedriver (apt-get install chromium-driver)")
+        missing.append(_what("EMKIT_CHROMEDRIVER",
+                             "chromedriver (apt-get install chromium-driver)"))
     if missing:
         reason = "no headless browser: missing " + ", ".join(missing) + "; `make test` as root "\
                  "installs them"

@@ -324,6 +324,29 @@ def test_exported_site_works_from_disk(browser, atlas: Path, tmp_path: Path,
     assert main(["atlas", "export", str(atlas), "--output", str(site)]) == 0
 
 
+def test_an_atlas_without_a_pixel_size_measures_in_pixels(browser, atlas: Path,
+                                                          tmp_path: Path) -> None:
+    import shutil
+
+    from selenium.webdriver.common.by import By
+
+    copy = tmp_path / "no-pixel-size"
+    shutil.copytree(atlas, copy)
+    info = json.loads((copy / "atlas.json").read_text(encoding="utf-8"))
+    info["pixel_size_nm"] = None
+    (copy / "atlas.json").write_text(json.dumps(info), encoding="utf-8")
+    server = atlas_server(copy, port=0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        open_page(browser, server_url(server))
+        show(browser, 350, 250, 1)
+        assert browser.find_element(By.ID, "scalebar-label").text == "100 px"
+        assert "pixel size unknown" in browser.find_element(By.ID, "size").text
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 # --------------------------------------------------------------------------- serve (no browser)
 
 
