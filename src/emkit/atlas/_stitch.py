@@ -99,6 +99,41 @@ def _window(shape: tuple[int, ...]) -> np.ndarray:
     return wy[:, None] * wx[None, :]
 
 
+def _fine_shift(pa: np.ndarray, pb: np.ndarray) -> tuple[float, float]:
+    """Shift ``r`` (dy, dx) with ``pb(x - r) = pa(x)``: the peak of the cross-correlation of
+    the Hann-windowed, zero-mean crops (real FFTs in float32), refined to sub-pixel by a
+    Gaussian (log-parabola) fit through the peak and its neighbours along each axis."""
+    from scipy import fft
+
+    window = _window(pa.shape)
+    # Zero-padded to fast FFT sizes (the windowed crops are zero at their edges anyway).
+    size = tuple(fft.next_fast_len(n + 8, real=True) for n in pa.shape)
+    fa = fft.rfft2((pa - pa.mean()) * window, s=size)
+    fb = fft.rfft2((pb - pb.mean()) * window, s=size)
+    cc = fft.irfft2(fa * np.conj(fb), s=size)
+    peak = np.unravel_index(int(np.argmax(cc)), cc.shape)
+    shift = []
+    for axis in (0, 1):
+        n = cc.shape[axis]
+        idx = [peak[0], peak[1]]
+        values = []
+        for step in (-1, 0, 1):
+            idx[axis] = (peak[axis] + step) % n
+            values.append(float(cc[idx[0], idx[1]]))
+        lo, mid, hi = values
+        frac = 0.0
+        if min(values) > 0:
+            la, lm, lh = math.log(lo), math.log(mid), math.log(hi)
+            den = la - 2 * lm + lh
+            frac = 0.5 * (la - lh) / den if den < 0 else 0.0
+        elif 2 * mid - lo - hi > 0:
+            frac = 0.5 * (lo - hi) / (lo - 2 * mid + hi)
+        p = peak[axis] if peak[axis] <= n // 2 else peak[axis] - n
+        shift.append(float(p + max(-0.5, min(0.5, frac))))
+    # cc peaks at the shift t with pa(x) = pb(x - t): the same r as phase_cross_correlation.
+    return shift[0], shift[1]
+
+
 def _common(shape: tuple[int, int], d: tuple[int, int]) -> tuple[int, int, int, int]:
     """Overlap, in tile-i pixels, of tile i and tile j at integer offset d = (dy, dx)."""
     h, w = shape
@@ -144,30 +179,26 @@ def pair_offset(
     shift = phase_cross_correlation(ci, cj, reference_mask=mi, moving_mask=mj, overlap_ratio=0.25)
     shift = np.asarray(shift[0] if isinstance(shift, tuple) else shift, float)
     d = (d0[0] + f * shift[0], d0[1] + f * shift[1])
-    af = a.astype(np.float32)
-    bf = b.astype(np.float32)
+    af, bf = a, b
     for _ in range(3):
         di = (int(round(d[0])), int(round(d[1])))
         y0, y1, x0, x1 = _common((h, w), di)
         if y1 - y0 < 8 or x1 - x0 < 8:
             return None
-        pa = af[y0:y1, x0:x1]
-        pb = bf[y0 - di[0] : y1 - di[0], x0 - di[1] : x1 - di[1]]
-        window = _window(pa.shape)
-        r, _, _ = phase_cross_correlation(
-            (pa - pa.mean()) * window,
-            (pb - pb.mean()) * window,
-            upsample_factor=20,
-            normalization=None,
-        )
-        d = (di[0] + float(r[0]), di[1] + float(r[1]))
-        if abs(r[0]) <= 0.5 and abs(r[1]) <= 0.5:
+        pa = af[y0:y1, x0:x1].astype(np.float32)
+        pb = bf[y0 - di[0] : y1 - di[0], x0 - di[1] : x1 - di[1]].astype(np.float32)
+        r = _fine_shift(pa, pb)
+        d = (di[0] + r[0], di[1] + r[1])
+        if abs(r[0]) <= 1.5 and abs(r[1]) <= 1.5:
             break
     di = (int(round(d[0])), int(round(d[1])))
     y0, y1, x0, x1 = _common((h, w), di)
     if y1 - y0 < 8 or x1 - x0 < 8:
         return None
-    ncc = _ncc(af[y0:y1, x0:x1], bf[y0 - di[0] : y1 - di[0], x0 - di[1] : x1 - di[1]])
+    ncc = _ncc(
+        af[y0:y1, x0:x1].astype(np.float32),
+        bf[y0 - di[0] : y1 - di[0], x0 - di[1] : x1 - di[1]].astype(np.float32),
+    )
     return d[1], d[0], ncc
 
 
