@@ -15,8 +15,9 @@ The quality of a pair is the normalised cross-correlation (NCC) of the two overl
 found offset. Pairs with NCC < ``min_ncc`` are not used; the others enter a weighted
 least-squares problem ``p_j - p_i = d_ij`` (weight NCC^2) over all tile positions, with a
 weak pull of every tile to its nominal position (fixing the mosaic's overall position: the
-mean correction is zero). Overlaps whose residual is an outlier are dropped one by one and
-the system solved again.
+mean correction is zero), solved as sparse normal equations. Overlaps whose residual is an
+outlier (over 2 px and over 3 robust sigmas) are dropped one by one, worst first, and
+the system is solved again.
 """
 
 from __future__ import annotations
@@ -225,8 +226,8 @@ def solve_positions(
     outlier_px: float = 2.0,
 ) -> StitchResult:
     """Least-squares tile positions from the pair offsets (see the module docstring)."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.linalg import lsqr
+    from scipy.sparse import coo_matrix, identity
+    from scipy.sparse.linalg import spsolve
 
     n = len(nominal_xy)
     use = [p.ok and p.ncc >= min_ncc for p in pairs]
@@ -235,23 +236,17 @@ def solve_positions(
     for _ in range(max(1, len(pairs))):
         idx = [k for k, u in enumerate(use) if u]
         m = len(idx)
-        rows = np.concatenate([np.repeat(np.arange(m), 2), m + np.arange(n)])
-        cols = np.concatenate(
-            [np.ravel([[pairs[k].i, pairs[k].j] for k in idx]).astype(int), np.arange(n)]
-        )
+        rows = np.repeat(np.arange(m), 2)
+        cols = np.ravel([[pairs[k].i, pairs[k].j] for k in idx]).astype(int)
         weights = np.array([max(pairs[k].ncc, 0.05) for k in idx])
-        vals = np.concatenate([np.ravel(np.column_stack([-weights, weights])), np.full(n, anchor)])
-        matrix = coo_matrix((vals, (rows, cols)), shape=(m + n, n)).tocsr()
+        vals = np.ravel(np.column_stack([-weights, weights]))
+        matrix = coo_matrix((vals, (rows, cols)), shape=(m, n)).tocsr()
+        # Normal equations (sparse, symmetric positive definite thanks to the anchors).
+        normal = (matrix.T @ matrix + anchor**2 * identity(n, format="csr")).tocsc()
         for axis, attr in ((0, "dx"), (1, "dy")):
-            rhs = np.concatenate(
-                [
-                    weights * np.array([getattr(pairs[k], attr) for k in idx]),
-                    anchor * nominal_xy[:, axis],
-                ]
-            )
-            positions[:, axis] = lsqr(
-                matrix, rhs, atol=1e-12, btol=1e-12, iter_lim=20 * n + 100, x0=positions[:, axis]
-            )[0]
+            d = np.array([getattr(pairs[k], attr) for k in idx], float)
+            rhs = matrix.T @ (weights * d) + anchor**2 * nominal_xy[:, axis]
+            positions[:, axis] = np.atleast_1d(spsolve(normal, rhs))
         residual = np.array(
             [
                 math.hypot(
