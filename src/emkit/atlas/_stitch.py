@@ -6,18 +6,20 @@ Each pair's offset is a translation measured on the overlap only:
    correlation) of the nominal overlap widened by the search margin, at 1/2 or 1/4
    resolution; it finds the offset even when the stage error leaves the nominal overlaps
    only partly matching;
-2. fine: cross-correlation of the Hann-windowed overlaps that the coarse offset gives,
-   at full resolution, upsampled to 1/20 px (``phase_cross_correlation`` with
-   ``normalization=None``: on smooth textures the whitened phase correlation let noise
-   bias the sub-pixel peak by up to 0.4 px; plain correlation stays within 0.1 px).
+2. fine: cross-correlation of the Hann-windowed, zero-mean overlaps that the coarse offset
+   gives, at full resolution (real FFTs zero-padded to fast sizes), its peak refined to
+   sub-pixel by a Gaussian fit along each axis; repeated once if the peak is more than
+   1.5 px off. The whitened phase correlation (``phase_cross_correlation``'s default) let
+   noise bias the sub-pixel peak on smooth textures by up to 0.4 px; plain correlation
+   stays within 0.1 px.
 
 The quality of a pair is the normalised cross-correlation (NCC) of the two overlaps at the
 found offset. Pairs with NCC < ``min_ncc`` are not used; the others enter a weighted
-least-squares problem ``p_j - p_i = d_ij`` (weight NCC^2) over all tile positions, with a
-weak pull of every tile to its nominal position (fixing the mosaic's overall position: the
-mean correction is zero), solved as sparse normal equations. Overlaps whose residual is an
-outlier (over 2 px and over 3 robust sigmas) are dropped one by one, worst first, and
-the system is solved again.
+least-squares problem ``p_j - p_i = d_ij`` (squared residuals weighted by NCC^2) over all
+tile positions, with a weak pull of every tile to its nominal position (fixing the mosaic's
+overall position: the mean correction is zero), solved as sparse normal equations.
+Overlaps whose residual is an outlier (over 2 px and over 3 robust sigmas) are dropped one
+by one, worst first, and the system is solved again.
 """
 
 from __future__ import annotations
