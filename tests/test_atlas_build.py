@@ -291,3 +291,17 @@ def test_least_squares_drops_an_outlier_overlap() -> None:
     assert solved.used.count(False) == 1 and not solved.used[7]
     # the mosaic's overall position is the nominal one's (mean correction zero)
     assert np.allclose((solved.positions_xy - nominal).mean(axis=0), 0, atol=1e-3)
+
+
+@pytest.mark.parametrize("suffix", [".ome.zarr", ".mrc"])
+def test_single_image_from_zarr_and_mrc(tmp_path: Path, suffix: str) -> None:
+    from emkit.io import Volume, write_volume
+
+    image = (np.random.default_rng(1).random((300, 520)) * 255).astype(np.uint8)
+    src = tmp_path / f"big{suffix}"
+    write_volume(src, Volume(data=image, voxel_size=(12.0, 12.0, 12.0)))
+    result = build_atlas(src, tmp_path / "atlas", workers=1)
+    assert (result.width, result.height) == (520, 300)
+    assert result.pixel_size_nm == pytest.approx(1.2)
+    level0 = zarr.open_group(str(tmp_path / "atlas" / "atlas.ome.zarr"), mode="r")["0"]
+    assert np.array_equal(level0[:], image)

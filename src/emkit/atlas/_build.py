@@ -245,11 +245,11 @@ def _build_from_tiles(
     # mean), so tiles are interpolated as little as possible.
     phase = np.angle(np.exp(2j * np.pi * (xy - np.floor(xy))).mean(axis=0)) / (2 * np.pi)
     xy = xy - phase
-    origin = np.floor(xy.min(axis=0) + 1e-6)
+    origin = np.floor(xy.min(axis=0) + 0.5)  # nearest whole pixel: at most half a pixel cut
     atlas_xy = xy - origin
     h, w = tile_set.shape
-    width = int(math.ceil(float((atlas_xy[:, 0] + w).max())))
-    height = int(math.ceil(float((atlas_xy[:, 1] + h).max())))
+    width = int(math.floor(float((atlas_xy[:, 0] + w).max()) + 0.5))
+    height = int(math.floor(float((atlas_xy[:, 1] + h).max()) + 0.5))
     render = MosaicRender(tile_set, atlas_xy, (height, width), workers=workers)
     used = np.asarray(solved.used, bool)
     res = solved.residual_px[used] if used.any() else np.zeros(1)
