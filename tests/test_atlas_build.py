@@ -305,3 +305,21 @@ def test_single_image_from_zarr_and_mrc(tmp_path: Path, suffix: str) -> None:
     assert result.pixel_size_nm == pytest.approx(1.2)
     level0 = zarr.open_group(str(tmp_path / "atlas" / "atlas.ome.zarr"), mode="r")["0"]
     assert np.array_equal(level0[:], image)
+
+
+def test_serialem_mdoc_of_an_mrc_stack(mosaic: Path, atlas: Path, tmp_path: Path) -> None:
+    """Pieces ``[ZValue = k]`` of ``stack.mrc`` listed in ``stack.mrc.mdoc``."""
+    from emkit.io import Volume, read_volume, write_volume
+
+    rows = list(_table(mosaic / "positions.csv").items())
+    stack = np.stack([read_volume(mosaic / name).data for name, _ in rows])
+    write_volume(tmp_path / "stack.mrc", Volume(data=stack, voxel_size=(40.0,) * 3))
+    text = ["PixelSpacing = 40", ""]
+    for z, (_, (x, y)) in enumerate(rows):
+        text += [f"[ZValue = {z}]", f"PieceCoordinates = {x} {y} 0", ""]
+    (tmp_path / "stack.mrc.mdoc").write_text("\n".join(text))
+    result = build_atlas(tmp_path / "stack.mrc.mdoc", tmp_path / "out", workers=1)
+    assert result.pixel_size_nm == pytest.approx(4.0) and result.n_tiles == 9
+    solved = list(_table(tmp_path / "out" / "positions.csv").values())
+    expected = [_table(atlas / "positions.csv")[name] for name, _ in rows]
+    assert np.allclose(solved, expected, atol=1e-3)
