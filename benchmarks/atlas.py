@@ -90,27 +90,11 @@ def main() -> None:
     emkit = [sys.executable, "-m", "emkit.cli.main"]
     if not (sim / "positions.csv").is_file():
         t0 = time.perf_counter()
+        sim_args = f"--size {args.size} {args.size} --tile {args.tile} --overlap {args.overlap} "
+        sim_args += f"--position-error {args.error} --texture-scale {args.texture_scale} "
+        sim_args += f"--seed 1 --workers {args.workers}"
         subprocess.run(
-            [
-                *emkit,
-                "sim",
-                "mosaic",
-                "--output",
-                str(sim),
-                "--size",
-                str(args.size),
-                str(args.size),
-                "--tile",
-                str(args.tile),
-                "--overlap",
-                str(args.overlap),
-                "--position-error",
-                str(args.error),
-                "--texture-scale",
-                str(args.texture_scale),
-                "--seed",
-                "1",
-            ],
+            [*emkit, "sim", "mosaic", "--output", str(sim), *sim_args.split()],
             check=True,
         )
         print(f"sim mosaic: {time.perf_counter() - t0:.0f} s", flush=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,6 +106,7 @@ def write_simulated_mosaic(
     texture_scale: float = 2.0,
     noise: float = 0.02,
     tile_format: str = "tif",
+    workers: int | None = 1,
 ) -> MosaicSim:
     """Write the tiles, ``positions.csv`` (nominal), ``true_positions.csv``, ``positions.idoc``.
 
@@ -126,20 +128,29 @@ def write_simulated_mosaic(
     error = rng.uniform(-position_error_px, position_error_px, true_xy.shape)
     nominal = np.round(true_xy + error, 2)
     out = make_output_folder(output_dir)
-    tiles_dir = out / "tiles"
-    texture = _Texture(seed, texture_scale, 28.0)
-    names = []
     voxel = (pixel_size_nm * 10.0,) * 3 if tile_format == "tif" else None
-    for k, (x, y) in enumerate(true_xy):
-        r, c = divmod(k, grid[1])
-        name = f"tiles/tile_{r:03d}_{c:03d}.{tile_format}"
-        image = texture.region(int(y), int(x), tile, tile)
-        tile_rng = np.random.default_rng((seed, k))
-        image = image + noise * tile_rng.standard_normal(image.shape, dtype=np.float32)
-        data = np.clip(np.rint(image * 255.0), 0, 255).astype(np.uint8)
-        write_volume(out / name, Volume(data=data, voxel_size=voxel))
-        names.append(name)
-    _ = tiles_dir
+    names = [
+        f"tiles/tile_{r:03d}_{c:03d}.{tile_format}" for r in range(grid[0]) for c in range(grid[1])
+    ]
+
+    def write_row(row: int) -> None:
+        # One texture (block cache) per row of tiles: rows run in parallel threads.
+        texture = _Texture(seed, texture_scale, 28.0)
+        for k in range(row * grid[1], (row + 1) * grid[1]):
+            x, y = true_xy[k]
+            image = texture.region(int(y), int(x), tile, tile)
+            tile_rng = np.random.default_rng((seed, k))
+            image = image + noise * tile_rng.standard_normal(image.shape, dtype=np.float32)
+            data = np.clip(np.rint(image * 255.0), 0, 255).astype(np.uint8)
+            write_volume(out / names[k], Volume(data=data, voxel_size=voxel))
+
+    n_workers = max(1, int(workers or 1))
+    if n_workers > 1 and grid[0] > 1:
+        with ThreadPoolExecutor(n_workers) as pool:
+            list(pool.map(write_row, range(grid[0])))
+    else:
+        for row in range(grid[0]):
+            write_row(row)
 
     def table(xy: np.ndarray) -> str:
         lines = ["file,x_px,y_px"] + [f"{n},{p[0]:.2f},{p[1]:.2f}" for n, p in zip(names, xy)]

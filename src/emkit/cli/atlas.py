@@ -134,6 +134,7 @@ def add_sim_parsers(sim_subparsers: argparse._SubParsersAction) -> None:
         "larger is faster)",
     )
     parser.add_argument("--format", choices=("tif", "png"), default="tif", help="tile files")
+    parser.add_argument("--workers", type=positive_int, default=1, help="threads, >= 1 (default 1)")
     parser.add_argument("--seed", type=seed, default=0, help="random seed, >= 0 (default 0)")
 
 
@@ -177,6 +178,7 @@ def run_sim_mosaic(args: argparse.Namespace) -> int:
         pixel_size_nm=args.pixel_size_nm,
         texture_scale=args.texture_scale,
         tile_format=args.format,
+        workers=args.workers,
     )
     write_run_record(sim.output_dir, args, results={"tiles": sim.n_tiles, "grid": sim.grid})
     print(
