@@ -60,6 +60,19 @@ def _workers(workers: int | None) -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def _tiles_memory(tile_set: TileSet, search_px: int, workers: int) -> float:
+    """Peak bytes of a tile build: cached tiles, a band of the render, the overlap FFTs."""
+    h, w = tile_set.shape
+    tile_bytes = h * w * tile_set.dtype.itemsize
+    xy = tile_set.nominal_xy
+    width = float(xy[:, 0].max() - xy[:, 0].min()) + w
+    cached = min(tile_set.n, max(8, (256 << 20) // max(tile_bytes, 1))) * tile_bytes
+    per_row = max(1.0, width / max(1.0, w * 0.5))
+    band = 512 * width * 16 + 3 * per_row * tile_bytes
+    fft = workers * (max(h, w) * (2 * search_px + min(h, w) // 2)) * 48
+    return float(cached + band + fft)
+
+
 def _open_image(path: Path) -> tuple[Any, float | None]:
     """A huge image as a lazy 2D array (Zarr, memory-mapped TIFF/MRC) and its pixel size."""
     from emkit.errors import FileFormatError, ShapeError, with_path
@@ -165,6 +178,7 @@ def build_atlas(
     scheduler: Any = None,
     search_px: int = 64,
     progress: bool = False,
+    require_memory: Any = None,
 ) -> AtlasResult:
     """Build a multiscale atlas from one huge image or a list of overlapping tiles.
 
@@ -186,6 +200,9 @@ def build_atlas(
         Address of a running Dask scheduler for the overlap registrations.
     search_px : int
         How far (px) a tile may be from its nominal position relative to a neighbour.
+    require_memory : callable, optional
+        ``require_memory(n_bytes, what, hint)`` refuses a run that needs more memory than
+        there is (the CLI passes :func:`emkit.cli._options.require_memory`).
 
     Raises
     ------
@@ -213,9 +230,20 @@ def build_atlas(
         tile_set = read_tile_list(source, pixel_size_nm=pixel_size_nm)
         for tile in tile_set.tiles:
             check_not_input(out, [tile.path])
+        if require_memory is not None:
+            require_memory(
+                _tiles_memory(tile_set, search_px, n_workers),
+                f"stitching the {tile_set.n} tiles of {source.name}",
+                "use fewer --workers",
+            )
         return _build_from_tiles(tile_set, out, n_workers, scheduler, search_px, progress)
     data, file_ps = _open_image(source)
     ps = pixel_size_nm or file_ps
+    if require_memory is not None:
+        h, w = (int(n) for n in data.shape)
+        itemsize = np.dtype(data.dtype).itemsize
+        need = 2 * (1 << 27) + (2 * 512 * w * (itemsize + 8)) + 256 * w * n_workers * 2
+        require_memory(need, f"the pyramid of {source.name} ({h} x {w} px)", "use fewer --workers")
     make_output_folder(out)
     levels, n_dzi = _write_outputs(
         out,

@@ -16,6 +16,7 @@ from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -107,6 +108,7 @@ def write_simulated_mosaic(
     noise: float = 0.02,
     tile_format: str = "tif",
     workers: int | None = 1,
+    require_memory: Any = None,
 ) -> MosaicSim:
     """Write the tiles, ``positions.csv`` (nominal), ``true_positions.csv``, ``positions.idoc``.
 
@@ -124,6 +126,11 @@ def write_simulated_mosaic(
     if tile_format not in ("tif", "png"):
         raise InputError(f"tile format {tile_format!r}: give tif or png")
     true_xy, grid = grid_positions((h, w), tile, overlap)
+    n_workers = max(1, int(workers or 1))
+    if require_memory is not None:
+        # per thread: a tile in float32 (several temporaries) and the texture block cache
+        need = n_workers * (6 * 4 * tile * tile + 512 * 4 * BLOCK * BLOCK)
+        require_memory(need, f"tiles of {tile} px", "use a smaller --tile or fewer --workers")
     rng = np.random.default_rng(seed)
     error = rng.uniform(-position_error_px, position_error_px, true_xy.shape)
     nominal = np.round(true_xy + error, 2)
@@ -144,7 +151,6 @@ def write_simulated_mosaic(
             data = np.clip(np.rint(image * 255.0), 0, 255).astype(np.uint8)
             write_volume(out / names[k], Volume(data=data, voxel_size=voxel))
 
-    n_workers = max(1, int(workers or 1))
     if n_workers > 1 and grid[0] > 1:
         with ThreadPoolExecutor(n_workers) as pool:
             list(pool.map(write_row, range(grid[0])))

@@ -14,7 +14,15 @@ from __future__ import annotations
 import argparse
 
 from emkit.cli._common import add_subcommand, write_run_record
-from emkit.cli._options import file_path, float_range, int_range, positive_float, positive_int, seed
+from emkit.cli._options import (
+    file_path,
+    float_range,
+    int_range,
+    positive_float,
+    positive_int,
+    require_memory,
+    seed,
+)
 
 _BUILD_DOC = """Build a multiscale atlas from one huge image or a grid of overlapping tiles.
 
@@ -151,6 +159,7 @@ def run_build(args: argparse.Namespace) -> int:
         scheduler=args.scheduler,
         search_px=args.search,
         progress=show_progress(args.quiet),
+        require_memory=require_memory,
     )
     write_run_record(args.output, args, results=result.record)
     line = f"atlas {result.width}x{result.height} px, {result.levels} levels -> {args.output}"
@@ -179,6 +188,7 @@ def run_sim_mosaic(args: argparse.Namespace) -> int:
         texture_scale=args.texture_scale,
         tile_format=args.format,
         workers=args.workers,
+        require_memory=require_memory,
     )
     write_run_record(sim.output_dir, args, results={"tiles": sim.n_tiles, "grid": sim.grid})
     print(
