@@ -4,7 +4,8 @@ Makes the mosaic with ``emkit sim mosaic`` (8-bit TIFF tiles, stage errors of up
 ``--error`` px per axis, texture at 1/``--texture-scale`` resolution), then builds the atlas
 in a fresh subprocess and reports
 
-- wall time of the build and time per gigapixel of the atlas (W x H / 1e9),
+- wall time of the build and time per gigapixel of the atlas (W x H / 1e9), and the CPU
+  time of the build process (all threads; on a shared machine the steadier number),
 - the build process's peak memory (VmHWM from /proc, else ``getrusage`` ru_maxrss),
 - the tile position error against the truth (overall translation removed), max and mean,
   and the stage error it started from.
@@ -49,14 +50,20 @@ def _errors(solved: Path, true: Path) -> np.ndarray:
 
 
 def _probe_build(csv_path: str, out: str, workers: int) -> None:
+    import resource
+
     from emkit.atlas import build_atlas
 
     t0 = time.perf_counter()
+    r0 = resource.getrusage(resource.RUSAGE_SELF)
     result = build_atlas(csv_path, out, workers=workers)
     seconds = time.perf_counter() - t0
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
     emit_probe(
         {
             "seconds": seconds,
+            "cpu_seconds": cpu,
             "peak_rss_mib": peak_rss_mib(),
             "width": result.width,
             "height": result.height,
@@ -119,6 +126,8 @@ def main() -> None:
         [
             ["build wall time (s)", probe["seconds"]],
             ["time per gigapixel (s/Gpx)", probe["seconds"] / gpix],
+            ["CPU time of the build, all threads (s)", probe["cpu_seconds"]],
+            ["CPU time per gigapixel (s/Gpx)", probe["cpu_seconds"] / gpix],
             ["peak RSS of the build (MiB)", probe["peak_rss_mib"]],
             ["pyramid levels / DeepZoom tiles", f"{probe['levels']} / {probe['dzi_tiles']}"],
             ["overlaps used / measured", f"{probe['overlaps'][0]} / {probe['overlaps'][1]}"],
