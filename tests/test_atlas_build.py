@@ -323,3 +323,23 @@ def test_serialem_mdoc_of_an_mrc_stack(mosaic: Path, atlas: Path, tmp_path: Path
     solved = list(_table(tmp_path / "out" / "positions.csv").values())
     expected = [_table(atlas / "positions.csv")[name] for name, _ in rows]
     assert np.allclose(solved, expected, atol=1e-3)
+
+
+def test_compressed_tiled_bigtiff_is_read_lazily(tmp_path: Path) -> None:
+    import tifffile
+
+    image = (np.random.default_rng(2).random((600, 700)) * 255).astype(np.uint8)
+    tifffile.imwrite(
+        tmp_path / "big.tif",
+        image,
+        bigtiff=True,
+        compression="zlib",
+        tile=(256, 256),
+        resolution=(1e7 / 25, 1e7 / 25),
+        resolutionunit="CENTIMETER",
+    )
+    result = build_atlas(tmp_path / "big.tif", tmp_path / "atlas", workers=1)
+    assert (result.width, result.height) == (700, 600)
+    assert result.pixel_size_nm == pytest.approx(25.0)  # 400,000 px per cm
+    level0 = zarr.open_group(str(tmp_path / "atlas" / "atlas.ome.zarr"), mode="r")["0"]
+    assert np.array_equal(level0[:], image)

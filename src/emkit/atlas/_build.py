@@ -73,6 +73,45 @@ def _tiles_memory(tile_set: TileSet, search_px: int, workers: int) -> float:
     return float(cached + band + fft)
 
 
+def _open_compressed_tiff(path: Path) -> tuple[Any, Any] | None:
+    """A compressed or tiled 2D (Big)TIFF as a lazy zarr array (tifffile's ``aszarr``), so
+    it is read chunk by chunk; None when it can be memory-mapped, is not one 2D image, or
+    cannot be opened (then :func:`emkit.io.read_volume` reads it, or says what is wrong)."""
+    import tifffile
+    import zarr
+
+    from emkit.io._tiff import (
+        _imagej_calibration,
+        _ome_calibration,
+        _tiff_resolution_calibration,
+    )
+
+    try:
+        tif = tifffile.TiffFile(path)
+    except Exception:  # damaged: read_volume gives the one-line error
+        return None
+    try:
+        series = tif.series[0]
+        if len(series.shape) != 2 or series.dataoffset is not None:
+            tif.close()
+            return None
+        if tif.is_imagej:
+            voxel = _imagej_calibration(tif)[0]
+        else:
+            voxel = (_ome_calibration(tif) if tif.is_ome else None) or (
+                _tiff_resolution_calibration(tif)
+            )
+        array = zarr.open(series.aszarr(), mode="r")
+    except Exception:
+        tif.close()
+        return None
+    _OPEN_FILES.append(tif)  # kept open while the lazy array is read
+    return array, voxel
+
+
+_OPEN_FILES: list[Any] = []
+
+
 def _open_image(path: Path) -> tuple[Any, float | None]:
     """A huge image as a lazy 2D array (Zarr, memory-mapped TIFF/MRC) and its pixel size."""
     from emkit.errors import FileFormatError, ShapeError, with_path
@@ -106,8 +145,12 @@ def _open_image(path: Path) -> tuple[Any, float | None]:
                 )
             )
     else:
-        volume = read_volume(path, mmap=True)
-        data, vs = volume.data, volume.voxel_size
+        lazy = _open_compressed_tiff(path) if kind == "tiff" else None
+        if lazy is not None:
+            data, vs = lazy
+        else:
+            volume = read_volume(path, mmap=True)
+            data, vs = volume.data, volume.voxel_size
         if data.ndim == 3 and data.shape[0] == 1:
             data = data[0]
         if data.ndim != 2:
@@ -255,6 +298,8 @@ def build_atlas(
         positions_csv=None,
     )
     h, w = (int(n) for n in data.shape)
+    while _OPEN_FILES:
+        _OPEN_FILES.pop().close()
     return AtlasResult(out, w, h, levels, ps, 1, n_dzi)
 
 
