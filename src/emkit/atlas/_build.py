@@ -323,7 +323,7 @@ def _build_from_tiles(
     h, w = tile_set.shape
     width = int(math.floor(float((atlas_xy[:, 0] + w).max()) + 0.5))
     height = int(math.floor(float((atlas_xy[:, 1] + h).max()) + 0.5))
-    render = MosaicRender(tile_set, atlas_xy, (height, width), workers=workers)
+    render = MosaicRender(tile_set, atlas_xy, (height, width), workers=workers, progress=progress)
     used = np.asarray(solved.used, bool)
     res = solved.residual_px[used] if used.any() else np.zeros(1)
     residual = {"mean": float(res.mean()), "max": float(res.max())}

@@ -46,6 +46,7 @@ class MosaicRender:
         *,
         workers: int = 1,
         feather_px: float | None = None,
+        progress: bool = False,
     ) -> None:
         self.tile_set = tile_set
         self.xy = np.asarray(positions_xy, np.float64)
@@ -56,6 +57,11 @@ class MosaicRender:
         h, w = tile_set.shape
         self.feather = float(feather_px or max(1.0, min(h, w) / 16.0))
         self.cache = TileCache(max(4, tile_set.n))
+        self.bar: Any = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=self.shape[0], desc="mosaic rows", unit="row")
 
     def __getitem__(self, key: Any) -> np.ndarray:
         if not isinstance(key, tuple):
@@ -76,6 +82,10 @@ class MosaicRender:
         # Tiles above the next band are not needed again (the writer goes down in bands).
         h = self.tile_set.shape[0]
         self.cache.drop({i for i in range(self.tile_set.n) if self.xy[i, 1] + h > y1})
+        if self.bar is not None:
+            self.bar.update(y1 - y0)
+            if y1 >= self.shape[0]:
+                self.bar.close()
         return out
 
     def tiles_in(self, y0: int, y1: int, x0: int, x1: int) -> list[int]:

@@ -300,9 +300,30 @@ def stitch(
     else:
         tile_bytes = tile_set.shape[0] * tile_set.shape[1] * tile_set.dtype.itemsize
         cache = TileCache(max(8, min(tile_set.n, (256 << 20) // max(tile_bytes, 1))))
-        if workers > 1 and len(jobs) > 1:
-            with ThreadPoolExecutor(workers) as pool:
-                results = list(pool.map(lambda job: register_job(job, cache), jobs))
-        else:
-            results = [register_job(job, cache) for job in jobs]
+        bar = _bar(progress, len(jobs), "overlaps")
+
+        def run(job: PairJob) -> PairResult:
+            result = register_job(job, cache)
+            if bar is not None:
+                bar.update(1)
+            return result
+
+        try:
+            if workers > 1 and len(jobs) > 1:
+                with ThreadPoolExecutor(workers) as pool:
+                    results = list(pool.map(run, jobs))
+            else:
+                results = [run(job) for job in jobs]
+        finally:
+            if bar is not None:
+                bar.close()
     return solve_positions(xy, results)
+
+
+def _bar(progress: bool, total: int, desc: str) -> Any:
+    """A tqdm bar on stderr, or None."""
+    if not progress:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="pair" if desc == "overlaps" else "row")
