@@ -343,3 +343,9 @@ def test_compressed_tiled_bigtiff_is_read_lazily(tmp_path: Path) -> None:
     assert result.pixel_size_nm == pytest.approx(25.0)  # 400,000 px per cm
     level0 = zarr.open_group(str(tmp_path / "atlas" / "atlas.ome.zarr"), mode="r")["0"]
     assert np.array_equal(level0[:], image)
+
+
+def test_a_folder_that_is_not_an_image(tmp_path: Path, capsys) -> None:
+    (tmp_path / "tiles").mkdir()
+    line = _refused(_build(tmp_path / "tiles", tmp_path / "out"), tmp_path / "out", capsys)
+    assert "is a folder" in line and ".csv" in line

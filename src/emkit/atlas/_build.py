@@ -264,6 +264,16 @@ def build_atlas(
         from emkit.errors import MissingFileError
 
         raise MissingFileError(with_path(source, "no such file or folder; check the path"))
+    if source.is_dir() and not source.name.lower().endswith(".zarr"):
+        from emkit.errors import FileFormatError
+
+        raise FileFormatError(
+            with_path(
+                source,
+                "is a folder; give an image (TIFF, MRC, PNG, Zarr) or a tile list "
+                "(positions .csv, SerialEM .mdoc/.idoc)",
+            )
+        )
     check_not_input(out, [source])
     if out.exists() and not out.is_dir():
         from emkit.errors import OutputExistsError
