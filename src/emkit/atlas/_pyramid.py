@@ -4,13 +4,13 @@
 the tiles that touch it (each tile shifted by its sub-pixel position with bilinear
 interpolation, tiles blended with feathered weights that fall to zero at the tile edges).
 :func:`write_pyramid` hands it to emkit's OME-Zarr writer, which asks for one band of
-chunks at a time, so memory holds one band (and the tiles touching it), never the mosaic.
+chunks at a time, so memory holds one band (and the tiles touching it), never the mosaic;
+the pieces of a band are rendered in parallel on Dask's threaded scheduler.
 """
 
 from __future__ import annotations
 
 import math
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -73,8 +73,11 @@ class MosaicRender:
         pieces = [(xs, min(x1, xs + step)) for xs in range(x0, x1, step)]
         out = np.zeros((y1 - y0, x1 - x0), self.dtype)
         if self.workers > 1 and len(pieces) > 1:
-            with ThreadPoolExecutor(self.workers) as pool:
-                done = list(pool.map(lambda p: self.render(y0, y1, p[0], p[1]), pieces))
+            import dask
+
+            # Dask's threaded scheduler: the pieces share this process's tile cache.
+            tasks = [dask.delayed(self.render)(y0, y1, a, b) for a, b in pieces]
+            done = list(dask.compute(*tasks, scheduler="threads", num_workers=self.workers))
         else:
             done = [self.render(y0, y1, a, b) for a, b in pieces]
         for (a, b), block in zip(pieces, done):
