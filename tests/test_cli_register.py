@@ -89,6 +89,7 @@ def test_pair_writes_outputs_and_reports_epe(sim_dir, tmp_path, capsys):
         "warped.metrics.json",
         "warped.overlay.png",
         "emkit-run.json",
+        "report.html",
     }
     warped = read_volume(out / "warped.png").data
     assert warped.dtype == np.uint8 and warped.shape == (320, 320)

@@ -96,13 +96,18 @@ def test_masked_ncc_ignores_masked_pixels_of_both_images():
     t_mask = np.ones(template.shape, bool)
     t_mask[:, 20:] = False
     template[:, 20:] = 5.0  # garbage under the template mask
-    r_mask = np.ones(region.shape, bool)
-    r_mask[:, 35:] = False
+    # Garbage in the region exactly where the template lands (columns 9+12 .. 9+20): the
+    # region mask must keep it out, or the true offset no longer scores 1.
     region = region.copy()
-    region[:, 35:] = -3.0  # garbage under the region mask
+    region[:, 21:29] = rng.random((50, 8)).astype(np.float32) * 50.0
+    r_mask = np.ones(region.shape, bool)
+    r_mask[:, 21:29] = False
     score = _masked_ncc(region, r_mask, template, t_mask)
     assert np.unravel_index(np.argmax(score), score.shape) == (9, 9)
     assert score.max() > 0.999
+    # Without the region mask the garbage spoils the match at the true offset.
+    spoiled = _masked_ncc(region, np.ones(region.shape, bool), template, t_mask)
+    assert spoiled[9, 9] < 0.9
 
 
 def test_invert_field_round_trip():

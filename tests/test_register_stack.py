@@ -1,4 +1,5 @@
-"""Stack alignment: neighbour fields chained to a reference."""
+"""Stack alignment: the global relaxation of all neighbour pairs (and chaining, the
+baseline), against synthetic stacks with known fields; resume; streaming."""
 
 from __future__ import annotations
 
@@ -187,11 +188,23 @@ def test_stack_resumes_from_its_work_folder(small_stack, tmp_path, monkeypatch):
     monkeypatch.setattr(pair_module, "register_pair", no_more_registrations)
     again = register_stack(sections, scheduler="sync", work_dir=tmp_path / "work")
     np.testing.assert_allclose(again.fields, first.fields)
-    # The folder of another stack (or other settings) is refused, not silently reused.
+    # The folder of another stack (or other settings) is refused, not silently reused:
+    # fewer sections, other settings, the same count and size with other contents, or
+    # masks added.
+    work = tmp_path / "work"
     with pytest.raises(InputError, match="another stack"):
-        register_stack(sections[:3], scheduler="sync", work_dir=tmp_path / "work")
+        register_stack(sections[:3], scheduler="sync", work_dir=work)
     with pytest.raises(InputError, match="another stack"):
-        register_stack(sections, scheduler="sync", work_dir=tmp_path / "work", links=1)
+        register_stack(sections, scheduler="sync", work_dir=work, links=1)
+    others = [np.roll(s, 5, axis=1) for s in sections]
+    with pytest.raises(InputError, match="contents differ"):
+        register_stack(others, scheduler="sync", work_dir=work)
+    mask = np.zeros(sections[0].shape, bool)
+    mask[100:110, :] = True
+    with pytest.raises(InputError, match="contents differ"):
+        register_stack(
+            sections, defect_masks=[None, mask, None, None], scheduler="sync", work_dir=work
+        )
 
 
 def test_stack_sink_receives_every_section_and_keeps_no_arrays():

@@ -51,14 +51,19 @@ Examples
         --output reg/warped.png --true-field sim/true_field.npy   # also reports the EPE
 """
 
-_STACK_DOC = """Align a stack of serial sections to a reference section.
+_STACK_DOC = """Align a stack of serial sections (damaged ones included) into one frame.
 
-Each section is registered to its neighbour towards the reference (in parallel with Dask:
-a local cluster of --workers processes, or a running scheduler with --scheduler) and the
-fields are chained, so every section lands in the reference's frame. Writes the aligned
-stack (TIFF, MRC, Zarr or OME-Zarr by OUTPUT's suffix), one field per section
-(FIELDS/section_0000.npy ..., (2, H, W) float32 from reference pixel to section pixel,
-and valid_0000.png), and emkit-run.json beside OUTPUT.
+Each undamaged section is registered to the next undamaged section and to the one after
+(pairs run in parallel on Dask: a local cluster of --workers processes, or a running
+scheduler with --scheduler), each damaged section to a neighbour with its defect blocking
+paths; then one global relaxation of all pairs gives every section's field, so errors do
+not add up along the stack as when fields are chained (--relax chain). Sections are read
+one at a time and the results streamed to disk. Writes the aligned stack (TIFF, MRC, Zarr
+or OME-Zarr by OUTPUT's suffix; Zarr keeps memory bounded), one field per section
+(FIELDS/section_0000.npy ..., (2, H, W) float32 from common-frame pixel to section pixel,
+and valid_0000.png), OUTPUT_STEM_report/ (overlays of neighbouring aligned sections, the
+residual per section), OUTPUT_STEM_work/ (each pair's result, kept for --resume) and
+emkit-run.json beside OUTPUT.
 
 INPUT is a folder of images (sorted by name) or one stack file (n, y, x). --masks is a
 folder of defect masks named like the sections (same file stem; a section without one
@@ -66,8 +71,9 @@ has no defect) or, for a stack file, a mask stack of the same shape.
 
 Examples
 --------
-    emkit register stack sections/ --masks masks/ --output aligned.tif
-    emkit register stack series.mrc --output aligned.ome.zarr --reference 0 --workers 4
+    emkit register stack sections/ --masks masks/ --output aligned.ome.zarr
+    emkit register stack sections/ --masks masks/ --output aligned.ome.zarr --resume
+    emkit register stack series.mrc --output aligned.tif --reference 0 --workers 4
     emkit register stack sections/ --output aligned.mrc --scheduler tcp://10.0.0.5:8786
 """
 
@@ -280,8 +286,8 @@ def run_stack(args: argparse.Namespace) -> int:
         options=_pair_options(args),
         require_memory=require_memory,
     )
-    report = result.output.with_name(result.output.name.split(".")[0] + "_report")
-    save_stack_report(report, result.thumbnails, result.residual_px)
+    residual = result.residual_px if args.relax == "global" else None
+    save_stack_report(result.report_dir, result.thumbnails, residual)
     write_run_record(args.output.parent, args, results=result.record)
     frame = (
         "the stack's common frame" if result.reference is None else f"section {result.reference}"

@@ -54,6 +54,7 @@ class StackFilesResult:
     thumbnails: dict[int, tuple[np.ndarray, np.ndarray]]
     residual_px: np.ndarray
     work_dir: Path | None
+    report_dir: Path
 
 
 @dataclass(frozen=True)
@@ -339,38 +340,49 @@ def run_stack_files(
     require_memory: MemoryCheck = no_memory_check,
 ) -> StackFilesResult:
     """Align a folder of sections (or a stack file); stream the stack and fields to disk."""
-    from emkit.errors import InputError, with_path
+    from emkit.errors import InputError
     from emkit.io import check_not_input, make_output_folder, volume_format
     from emkit.register import _stack_files as sf
 
     fields = fields_dir or output.with_name(file_stem(output) + "_fields")
     work = work_dir or output.with_name(file_stem(output) + "_work")
-    for out in (output, fields, work):
+    report = output.with_name(file_stem(output) + "_report")
+    for out in (output, fields, work, report):
         check_not_input(out, [input_path, masks])
     volume_format(output, for_writing=True)  # before the work, not after
+    if relax == "chain" and (resume or work_dir is not None):
+        raise InputError(
+            "--resume and --work-dir keep pairs for the global relaxation; --relax chain "
+            "registers every pair again: leave them out"
+        )
     source, voxel_size = sf.open_file_sections(input_path, masks)
     check_fill(options.fill_value, source.dtype, input_path)
-    if reference is not None and reference >= source.n:
-        raise InputError(
-            with_path(
-                input_path,
-                f"--reference {reference} is out of range: it holds {source.n} sections, "
-                f"numbered 0 to {source.n - 1}",
-            )
-        )
+    _check_reference(reference, source, input_path, relax)
     n_workers = sf.cpu_workers(workers, scheduler)
-    in_memory = source.n if relax == "chain" else 2
+    # Chaining keeps every section and field; TIFF and MRC writers take the stack whole.
+    whole = relax == "chain" or not output.name.lower().endswith(".zarr")
     require_registration_memory(
-        require_memory, source.shape, in_memory, min(n_workers, source.n - 1), input_path
+        require_memory,
+        source.shape,
+        source.n if whole else 2,
+        min(n_workers, source.n - 1),
+        input_path,
     )
-    if relax == "chain":
-        if resume:
-            raise InputError("--resume works with the global relaxation, not --relax chain")
-        make_output_folder(fields)
-        return _run_stack_chain(
-            source, output, fields, voxel_size, reference, scheduler, workers, progress, options
-        )
     make_output_folder(fields)  # new, empty or emkit's: refused before the work
+    make_output_folder(report)
+    if relax == "chain":
+        return _run_stack_chain(
+            source,
+            output,
+            fields,
+            voxel_size,
+            reference,
+            scheduler,
+            workers,
+            progress,
+            options,
+            report,
+        )
     work = sf.prepare_work_dir(work, resume=resume)
     return _run_stack_global(
         source,
@@ -384,7 +396,32 @@ def run_stack_files(
         workers,
         progress,
         options,
+        report,
     )
+
+
+def _check_reference(reference: int | None, source: Any, input_path: Path, relax: str) -> None:
+    """--reference in range, and (global relaxation) an undamaged section."""
+    from emkit.errors import InputError, with_path
+
+    if reference is None:
+        return
+    if reference >= source.n:
+        raise InputError(
+            with_path(
+                input_path,
+                f"--reference {reference} is out of range: it holds {source.n} sections, "
+                f"numbered 0 to {source.n - 1}",
+            )
+        )
+    if relax == "global" and source.damaged()[reference]:
+        raise InputError(
+            with_path(
+                source.names[reference],
+                "is damaged (it has a defect mask); give an undamaged --reference, or none "
+                "(the stack's common frame)",
+            )
+        )
 
 
 def _run_stack_global(
@@ -399,6 +436,7 @@ def _run_stack_global(
     workers: int | None,
     progress: bool,
     options: PairOptions,
+    report: Path,
 ) -> StackFilesResult:
     """Register pairs (kept in ``work``), relax, stream every section to disk."""
     import zarr
@@ -444,6 +482,7 @@ def _run_stack_global(
         sink.thumbnails,
         result.residual_px,
         work,
+        report,
     )
 
 
@@ -457,6 +496,7 @@ def _run_stack_chain(
     workers: int | None,
     progress: bool,
     options: PairOptions,
+    report: Path,
 ) -> StackFilesResult:
     """The chaining baseline: every section in memory, fields composed to a reference."""
     from emkit.io import write_volume
@@ -488,6 +528,7 @@ def _run_stack_chain(
         sink.thumbnails,
         result.residual_px,
         None,
+        report,
     )
 
 

@@ -43,7 +43,8 @@ class ElasticOptions:
     spacing_px : int or None
         Distance between mesh nodes in pixels (default: about 4,000 nodes, 16-64 px).
     patch_px : int or None
-        Side of the square patch correlated at each node (default: 3 x spacing, >= 48).
+        Side of the square patch correlated at each node (default: 2 x spacing, >= 32;
+        smaller when the image is too small for it and the search range).
     search_px : tuple of int
         Largest shift searched in each pass, in pixels: one pass per entry.
     stiffness : float
@@ -436,6 +437,28 @@ def _compose(correction: np.ndarray, field: np.ndarray, labels_f: np.ndarray) ->
     return out
 
 
+def _checked(options: ElasticOptions) -> ElasticOptions:
+    from emkit.errors import InputError
+
+    if options.spacing_px is not None and int(options.spacing_px) < 4:
+        raise InputError(f"elastic spacing_px must be >= 4, got {options.spacing_px}")
+    if options.patch_px is not None and int(options.patch_px) < 8:
+        raise InputError(f"elastic patch_px must be >= 8, got {options.patch_px}")
+    if not options.search_px or min(int(v) for v in options.search_px) < 1:
+        raise InputError(f"elastic search_px must be >= 1 px each, got {options.search_px}")
+    if not (np.isfinite(options.stiffness) and options.stiffness > 0):
+        raise InputError(f"elastic stiffness must be > 0, got {options.stiffness}")
+    if not (np.isfinite(options.outlier_px) and options.outlier_px > 0):
+        raise InputError(f"elastic outlier_px must be > 0, got {options.outlier_px}")
+    return options
+
+
+def _fitting_searches(searches: tuple[int, ...], patch: int, shape: tuple[int, ...]) -> list[int]:
+    """The passes whose search range leaves room for a patch of at least 16 px."""
+    room = min(shape[0], shape[1]) - 2
+    return [int(s) for s in searches if room - 2 * int(s) >= max(16, min(patch, 16))]
+
+
 def _as_float(image: np.ndarray) -> np.ndarray:
     out = np.asarray(image, dtype=np.float32)
     return np.ascontiguousarray(out)
@@ -481,13 +504,24 @@ def refine_elastic(
 
     from emkit.register._field import field_validity
 
-    opts = options or ElasticOptions()
+    opts = _checked(options or ElasticOptions())
     t0 = time.perf_counter()
+    # Zero-mean copies: the correlations sum products, which lose precision in float32 on
+    # data with a large offset (e.g. 16-bit counts around 30,000 with little contrast).
     fixed_f = _as_float(fixed)
+    fixed_f -= np.float32(fixed_f.mean())
     moving_f = _as_float(moving)
+    moving_f -= np.float32(moving_f.mean())
     spacing = int(opts.spacing_px or _default_spacing(fixed_f.shape))
     patch = int(opts.patch_px or max(32, 2 * spacing))
     patch += patch % 2
+    searches = _fitting_searches(opts.search_px, patch, fixed_f.shape)
+    if not searches:
+        # Too small for even one patch and its search range: nothing to refine.
+        info = {"skipped": f"image {fixed_f.shape} smaller than a patch and its search"}
+        return np.asarray(field, np.float32), valid, info
+    patch = min(patch, min(fixed_f.shape) - 2 * max(searches) - 2)
+    patch -= patch % 2
     tissue = valid if fixed_mask is None else valid & ~np.asarray(fixed_mask, bool)
     labels = _fill_labels(side_labels(field, tissue), tissue)
     mesh = _build_mesh(labels, spacing)
@@ -496,7 +530,7 @@ def refine_elastic(
     total = np.zeros_like(current)
     passes: list[dict[str, Any]] = []
     mean_fill = float(fixed_f[valid].mean()) if valid.any() else 0.0
-    for search in opts.search_px:
+    for search in searches:
         warped = warp_image(moving_f, current, valid=valid, fill_value=mean_fill)
         data = _measure(fixed_f, warped, labels, mesh, patch, int(search), opts.min_ncc)
         solutions, kept = _relax(data, mesh, opts)

@@ -420,3 +420,14 @@ def compose_fields(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
     inner_hw2 = np.ascontiguousarray(np.moveaxis(inner, 0, -1))
     moved = cv2.remap(inner_hw2, sx, sy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     return (outer + np.moveaxis(moved, -1, 0)).astype(np.float32)
+
+
+def mask_at(mask: np.ndarray, field: np.ndarray) -> np.ndarray:
+    """``mask`` read at ``q + field(q)`` for every pixel ``q`` (nearest pixel; False outside)."""
+    h, w = mask.shape
+    py = np.rint(np.arange(h)[:, None] + field[0]).astype(np.intp)
+    px = np.rint(np.arange(w)[None, :] + field[1]).astype(np.intp)
+    inside = (py >= 0) & (py < h) & (px >= 0) & (px < w)
+    out = np.zeros((h, w), dtype=bool)
+    out[inside] = mask[py[inside], px[inside]]
+    return out

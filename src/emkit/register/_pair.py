@@ -248,54 +248,20 @@ def register_pair(
     if not 0.05 <= scale <= 1.0:
         raise InputError(f"sift_scale {scale} out of range; give a value in [0.05, 1]")
 
-    blocked = blocked_pixels(mask, (h, w))
-    matches = find_matches(
+    matches, global_affine, blocked, info = _match_and_fit_global(
         fixed,
         moving,
-        fixed_mask=None if fmask is None else ~blocked_pixels(fmask, (h, w)),
-        moving_mask=None if mask is None else ~blocked,
+        mask,
+        fmask,
+        method=method,
         scale=scale,
         max_features=max_features,
         ratio=ratio,
+        ransac_threshold_px=ransac_threshold_px,
+        timings=timings,
+        t0=t0,
     )
-    n_putative = len(matches)
-    matches = subset(matches, consistent_matches(matches))
-    timings["matching_s"] = time.perf_counter() - t0
-    info: dict[str, Any] = {
-        "method": method,
-        "n_keypoints_fixed": matches.n_fixed_keypoints,
-        "n_keypoints_moving": matches.n_moving_keypoints,
-        "n_matches_putative": n_putative,
-        "n_matches": len(matches),
-        "sift_scale": scale,
-    }
-    if len(matches) < _MIN_MATCHES:
-        raise InputError(
-            f"found only {len(matches)} matching features between the sections "
-            f"({matches.n_fixed_keypoints} and {matches.n_moving_keypoints} keypoints); "
-            "the images need shared texture: check they are neighbouring sections"
-        )
     t1 = time.perf_counter()
-    global_affine, global_inliers = ex.fit_affine_ransac(
-        matches.moving_xy, matches.fixed_xy, threshold_px=ransac_threshold_px
-    )
-    if global_affine is None:
-        raise InputError(
-            f"no affine fits the {len(matches)} matches; the sections share too little "
-            "texture: check they are neighbouring sections"
-        )
-    info["n_inliers_global"] = int(global_inliers.sum())
-    if fmask is not None and fmask.any():
-        # The fixed section's own defect, carried into the moving frame by the global
-        # affine, blocks paths too: both sections' defects cut the tissue.
-        carried = cv2.warpAffine(
-            fmask.astype(np.uint8),
-            global_affine,
-            (w, h),
-            flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP,
-            borderValue=0,
-        ).astype(bool)
-        blocked = blocked | blocked_pixels(carried, (h, w))
 
     forward_field = None
     if method == "global-affine":
@@ -325,6 +291,112 @@ def register_pair(
         info.update(model_info)
         if forward:
             forward_field = forward_map_field(amap, (h, w))
+    return _refine_and_warp(
+        fixed,
+        moving,
+        fld,
+        converged,
+        mask,
+        fmask,
+        affines=affines,
+        forward_field=forward_field,
+        refine=refine,
+        elastic=elastic,
+        fill_value=fill_value,
+        info=info,
+        timings=timings,
+        t0=t0,
+    )
+
+
+def _match_and_fit_global(
+    fixed: np.ndarray,
+    moving: np.ndarray,
+    mask: np.ndarray | None,
+    fmask: np.ndarray | None,
+    *,
+    method: str,
+    scale: float,
+    max_features: int,
+    ratio: float,
+    ransac_threshold_px: float,
+    timings: dict[str, float],
+    t0: float,
+) -> tuple[Matches, np.ndarray, np.ndarray, dict[str, Any]]:
+    """SIFT matches off the defects, the consistency filter, one global RANSAC affine;
+    the pixels that block paths (the moving defect, and the fixed one carried over)."""
+    import cv2
+
+    h, w = fixed.shape
+    blocked = blocked_pixels(mask, (h, w))
+    matches = find_matches(
+        fixed,
+        moving,
+        fixed_mask=None if fmask is None else ~blocked_pixels(fmask, (h, w)),
+        moving_mask=None if mask is None else ~blocked,
+        scale=scale,
+        max_features=max_features,
+        ratio=ratio,
+    )
+    n_putative = len(matches)
+    matches = subset(matches, consistent_matches(matches))
+    timings["matching_s"] = time.perf_counter() - t0
+    info: dict[str, Any] = {
+        "method": method,
+        "n_keypoints_fixed": matches.n_fixed_keypoints,
+        "n_keypoints_moving": matches.n_moving_keypoints,
+        "n_matches_putative": n_putative,
+        "n_matches": len(matches),
+        "sift_scale": scale,
+    }
+    if len(matches) < _MIN_MATCHES:
+        raise InputError(
+            f"found only {len(matches)} matching features between the sections "
+            f"({matches.n_fixed_keypoints} and {matches.n_moving_keypoints} keypoints); "
+            "the images need shared texture: check they are neighbouring sections"
+        )
+    global_affine, global_inliers = ex.fit_affine_ransac(
+        matches.moving_xy, matches.fixed_xy, threshold_px=ransac_threshold_px
+    )
+    if global_affine is None:
+        raise InputError(
+            f"no affine fits the {len(matches)} matches; the sections share too little "
+            "texture: check they are neighbouring sections"
+        )
+    info["n_inliers_global"] = int(global_inliers.sum())
+    if fmask is not None and fmask.any():
+        # The fixed section's own defect, carried into the moving frame by the global
+        # affine, blocks paths too: both sections' defects cut the tissue.
+        carried = cv2.warpAffine(
+            fmask.astype(np.uint8),
+            global_affine,
+            (w, h),
+            flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP,
+            borderValue=0,
+        ).astype(bool)
+        blocked = blocked | blocked_pixels(carried, (h, w))
+
+    return matches, global_affine, blocked, info
+
+
+def _refine_and_warp(
+    fixed: np.ndarray,
+    moving: np.ndarray,
+    fld: np.ndarray,
+    converged: np.ndarray,
+    mask: np.ndarray | None,
+    fmask: np.ndarray | None,
+    *,
+    affines: np.ndarray,
+    forward_field: np.ndarray | None,
+    refine: str,
+    elastic: ElasticOptions | None,
+    fill_value: float,
+    info: dict[str, Any],
+    timings: dict[str, float],
+    t0: float,
+) -> PairRegistration:
+    """The elastic refinement (if asked), the warp, and the result."""
     t2 = time.perf_counter()
     valid = field_validity(fld, mask, moving.shape) & converged
     unrefined: tuple[np.ndarray, np.ndarray] | None = None

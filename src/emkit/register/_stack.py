@@ -3,8 +3,9 @@
 1. **Pairs** (in parallel, :func:`emkit.parallel.map_inputs`): each undamaged section is
    registered (:func:`register_pair`, elastic refinement included) to the next undamaged
    section and to the one after, so a damaged section is skipped by a pair that joins
-   its two neighbours; each damaged section is registered to its anchor (the nearest
-   undamaged section) with its own defect blocking paths and patches. Each pair returns
+   its two neighbours; each damaged section is registered to its anchor (its neighbour
+   towards the nearest undamaged section, itself anchored if damaged) with its own defect
+   blocking paths and patches. Each pair returns
    its field on a coarse grid of nodes (and, for an anchor pair, at full resolution).
 2. **Relaxation** (:func:`._stack_relax.relax_stack`): one least-squares solve of every
    undamaged section's displacement from all pair equations at once, so errors do not
@@ -31,7 +32,7 @@ from typing import Any, Literal
 import numpy as np
 
 from emkit.errors import EmkitError, InputError
-from emkit.register._field import compose_fields, field_validity, warp_image
+from emkit.register._field import compose_fields, field_validity, mask_at, warp_image
 from emkit.register._stack_relax import Grid, PairGrid, anchor_order, plan_pairs, relax_stack
 from emkit.register._stack_source import StackSource, as_source
 
@@ -94,7 +95,9 @@ def _pair_job(job: dict[str, Any]) -> dict[str, Any]:
 
     cache = job["cache"]
     if cache is not None and Path(cache).is_file():
-        return _read_cached(Path(cache))
+        cached = _read_cached(Path(cache))
+        if not job["full"] or "field" in cached:
+            return _light(cached, cache)
     source: StackSource = job["source"]
     s, t = job["s"], job["t"]
     try:
@@ -114,7 +117,10 @@ def _pair_job(job: dict[str, Any]) -> dict[str, Any]:
         "s": s,
         "t": t,
         "field_grid": grid.sample(result.field).astype(np.float32),
-        "valid_grid": grid.sample(result.valid).astype(bool),
+        # Trusted where the model is defined, also where it points outside the next
+        # section (border nodes of drifting sections: the field is smooth there); not
+        # where it points into the moving section's defect.
+        "valid_grid": grid.sample(_trusted(result, source.mask(t))).astype(bool),
         "info": _short(result.info),
     }
     if job["full"]:
@@ -122,7 +128,37 @@ def _pair_job(job: dict[str, Any]) -> dict[str, Any]:
         out["valid"] = result.valid
     if cache is not None:
         _write_cached(Path(cache), out)
+        return _light(out, cache)
     return out
+
+
+def _trusted(result: Any, moving_mask: np.ndarray | None) -> np.ndarray:
+    """Where a pair's field can be used in the relaxation: defined, not into the defect."""
+    from emkit.register._pathdist import grow
+
+    trusted = np.asarray(result.defined, bool).copy()
+    if moving_mask is not None and moving_mask.any():
+        trusted &= ~mask_at(grow(moving_mask, 2), result.field)
+    return trusted
+
+
+def _light(out: dict[str, Any], cache: str) -> dict[str, Any]:
+    """A pair's result without its full-resolution field when the work folder holds it:
+    the main process reads it when it renders that section (memory does not grow with
+    the number of damaged sections)."""
+    if "field" not in out:
+        return out
+    light = {k: v for k, v in out.items() if k not in ("field", "valid")}
+    light["cache"] = cache
+    return light
+
+
+def _full_field(pair: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """The full-resolution field and validity of an anchor pair (from memory or its file)."""
+    if "field" in pair:
+        return np.asarray(pair["field"], np.float32), np.asarray(pair["valid"], bool)
+    cached = _read_cached(Path(pair["cache"]))
+    return np.asarray(cached["field"], np.float32), np.asarray(cached["valid"], bool)
 
 
 def _write_cached(path: Path, out: dict[str, Any]) -> None:
@@ -146,11 +182,15 @@ def _read_cached(path: Path) -> dict[str, Any]:
 
 def _prepare_work_dir(work_dir: Path, source: StackSource, settings: dict[str, Any]) -> Path:
     """Create (or check, to resume) the folder that keeps the pair results."""
+    from emkit import __version__
+
     fingerprint = {
         "n_sections": source.n,
         "shape": list(source.shape),
         "names": [Path(n).name for n in source.names],
+        "contents": source.identity(),
         "settings": settings,
+        "version": __version__,
     }
     work_dir.mkdir(parents=True, exist_ok=True)
     (work_dir / "pairs").mkdir(exist_ok=True)
@@ -168,7 +208,7 @@ def _prepare_work_dir(work_dir: Path, source: StackSource, settings: dict[str, A
 
 
 def _difference(previous: dict[str, Any], now: dict[str, Any]) -> str:
-    for key in ("n_sections", "shape", "names", "settings"):
+    for key in ("n_sections", "shape", "names", "contents", "settings", "version"):
         if previous.get(key) != json.loads(json.dumps(now[key])):
             return f"its {key.replace('_', ' ')} differ"
     return "it differs"
@@ -422,23 +462,11 @@ def _anchored_field(
     full field (registered with the anchor as the fixed image, so the damaged section's
     defect blocks paths and patches and the field's jump at the fold is sharp)."""
     h, w = source.shape
-    pair_field = np.asarray(pair["field"], np.float32)
-    pair_valid = np.asarray(pair["valid"], bool)
+    pair_field, pair_valid = _full_field(pair)
     composed = compose_fields(outer, pair_field)
-    ok = field_validity(outer, None, (h, w)) & _read_nearest(pair_valid, outer)
+    ok = field_validity(outer, None, (h, w)) & mask_at(pair_valid, outer)
     ok &= field_validity(composed, source.mask(index), (h, w))
     return composed, ok
-
-
-def _read_nearest(mask: np.ndarray, field_: np.ndarray) -> np.ndarray:
-    """``mask`` read at ``q + field(q)`` (nearest pixel; False outside)."""
-    h, w = mask.shape
-    py = np.rint(np.arange(h)[:, None] + field_[0]).astype(np.intp)
-    px = np.rint(np.arange(w)[None, :] + field_[1]).astype(np.intp)
-    inside = (py >= 0) & (py < h) & (px >= 0) & (px < w)
-    out = np.zeros((h, w), dtype=bool)
-    out[inside] = mask[py[inside], px[inside]]
-    return out
 
 
 def _chain(

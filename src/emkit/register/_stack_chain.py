@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from emkit.errors import EmkitError, InputError, MismatchError, ShapeError
-from emkit.register._field import compose_fields, field_validity, warp_image
+from emkit.errors import EmkitError, InputError
+from emkit.register._field import compose_fields, field_validity, mask_at, warp_image
 from emkit.register._pair import register_pair
 
 
@@ -114,33 +114,17 @@ def chain_stack(
         A bad ``reference``; any error of :func:`register_pair` (the pair is named).
     """
     from emkit.parallel import map_inputs
+    from emkit.register._stack_source import as_source
 
-    sections = [np.asarray(im) for im in images]
-    n = len(sections)
-    if n < 2:
-        raise ShapeError(f"a stack needs at least 2 sections, got {n}")
-    shape = sections[0].shape
-    for i, s in enumerate(sections):
-        if s.ndim != 2:
-            raise ShapeError(f"section {i} has shape {s.shape}; each section must be 2D")
-        if s.shape != shape:
-            raise MismatchError(
-                f"section {i} is {s.shape[0]}x{s.shape[1]} but section 0 is "
-                f"{shape[0]}x{shape[1]}; give sections of one size"
-            )
-    if defect_masks is None:
-        masks: list[np.ndarray | None] = [None] * n
-    else:
-        masks = [None if m is None else np.asarray(m) for m in defect_masks]
-        if len(masks) != n:
-            raise MismatchError(f"{len(masks)} defect masks for {n} sections; give one each")
+    source = as_source(images, defect_masks, section_names)  # the same checks as global
+    n = source.n
+    sections = [source.section(i) for i in range(n)]
+    masks = [source.mask(i) for i in range(n)]
+    names = source.names
+    shape = source.shape
     ref = n // 2 if reference is None else int(reference)
     if not 0 <= ref < n:
         raise InputError(f"reference section {ref} out of range; give 0..{n - 1}")
-
-    names = list(section_names) if section_names is not None else [f"section {i}" for i in range(n)]
-    if len(names) != n:
-        raise MismatchError(f"{len(names)} section names for {n} sections")
     pairs = neighbour_pairs(n, ref)
     jobs = [
         {
@@ -175,21 +159,10 @@ def chain_stack(
     for moving, fixed in pairs:
         _, (pair_field, pair_valid, pair_defined, pair_info) = by_moving[moving]
         fields[moving] = compose_fields(fields[fixed], pair_field)
-        valid[moving] = defined[fixed] & _sample_nearest(pair_valid, fields[fixed])
-        defined[moving] = defined[fixed] & _sample_nearest(pair_defined, fields[fixed])
+        valid[moving] = defined[fixed] & mask_at(pair_valid, fields[fixed])
+        defined[moving] = defined[fixed] & mask_at(pair_defined, fields[fixed])
         info[moving] = dict(pair_info, neighbour=fixed)
     aligned = np.empty((n, h, w), dtype=sections[0].dtype)
     for i in range(n):
         aligned[i] = warp_image(sections[i], fields[i], valid=valid[i], fill_value=fill_value)
     return aligned, fields, valid, ref, info
-
-
-def _sample_nearest(mask: np.ndarray, field: np.ndarray) -> np.ndarray:
-    """``mask`` read at ``q + field(q)`` (nearest pixel; False outside)."""
-    h, w = mask.shape
-    py = np.rint(np.arange(h)[:, None] + field[0]).astype(np.intp)
-    px = np.rint(np.arange(w)[None, :] + field[1]).astype(np.intp)
-    inside = (py >= 0) & (py < h) & (px >= 0) & (px < w)
-    out = np.zeros((h, w), dtype=bool)
-    out[inside] = mask[py[inside], px[inside]]
-    return out

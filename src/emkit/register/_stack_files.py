@@ -104,6 +104,41 @@ class FileSections:
     def damaged(self) -> list[bool]:
         return list(self.flags)
 
+    def identity(self) -> list[Any]:
+        def stamp(path: str | None) -> list[Any] | None:
+            if path is None:
+                return None
+            info = Path(path).stat()
+            return [str(Path(path).resolve()), info.st_size, info.st_mtime_ns]
+
+        if self.files is not None:
+            sections = [stamp(self.files[i]) for i in range(self.n)]
+        else:
+            sections = [stamp(self.input_path)]
+        if self.mask_files is not None:
+            masks: list[Any] = [stamp(self.mask_files[i]) for i in range(self.n)]
+        else:
+            masks = [stamp(self.mask_stack)]
+        return [sections, masks, list(self.flags)]
+
+    def only(self, indices: list[int]) -> FileSections:
+        """The same source, knowing only the files of ``indices`` (what one pair job is
+        sent: its size does not grow with the stack)."""
+
+        def pick(values: list[Any] | None) -> Any:
+            return None if values is None else {i: values[i] for i in indices}
+
+        return FileSections(
+            self.input_path,
+            pick(self.files),
+            pick(self.mask_files),
+            self.mask_stack,
+            self.section_shape,
+            self.section_dtype,
+            {i: self.flags[i] for i in indices},  # type: ignore[arg-type]
+            {i: self.section_names[i] for i in indices},  # type: ignore[arg-type]
+        )
+
 
 def _folder_sections(path: Path) -> tuple[list[str], tuple[int, int], np.dtype]:
     """The folder's section files, checked one at a time (2D, one size, finite)."""
@@ -118,6 +153,14 @@ def _folder_sections(path: Path) -> tuple[list[str], tuple[int, int], np.dtype]:
     shape, dtype = (int(first.shape[0]), int(first.shape[1])), first.dtype
     for f in files[1:]:
         data = read_section(f, "section").data
+        if data.dtype != dtype:
+            raise MismatchError(
+                with_path(
+                    f,
+                    f"holds {data.dtype} pixels but {files[0].name} holds {dtype}; give "
+                    "sections of one pixel type (convert them, e.g. with emkit convert)",
+                )
+            )
         if data.shape != shape:
             raise MismatchError(
                 with_path(
@@ -154,9 +197,13 @@ def _mask_folder(
     masks: Path, input_path: Path, names: list[str], shape: tuple[int, int]
 ) -> tuple[list[str | None], list[bool]]:
     """Masks named like the sections (a folder input) or one per section in name order."""
-    from emkit.errors import MismatchError, with_path
+    from emkit.errors import InputError, MismatchError, with_path
 
     files = {p.stem: p for p in list_sections(masks)}
+    if not files:
+        raise InputError(
+            with_path(masks, "holds no mask images (.png, .tif, ...); give the masks folder")
+        )
     if is_section_folder(input_path):
         stems = {Path(n).stem: i for i, n in enumerate(names)}
         for stem, mask_file in files.items():
@@ -263,7 +310,11 @@ class StackSink:
         size = (max(1, round(w * scale)), max(1, round(h * scale)))
         small = cv2.resize(aligned.astype(np.float32), size, interpolation=cv2.INTER_AREA)
         small_valid = cv2.resize(valid.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST)
-        self.thumbnails[index] = (small, small_valid.astype(bool))
+        # Kept as 8 bit (about 65 kB a section): the overlays rescale each thumbnail anyway.
+        inside = small[small_valid > 0] if small_valid.any() else small.ravel()
+        lo, hi = (float(v) for v in np.percentile(inside, [0.5, 99.5]))
+        small8 = np.clip((small - lo) * (255.0 / max(hi - lo, 1e-6)), 0, 255).astype(np.uint8)
+        self.thumbnails[index] = (small8, small_valid.astype(bool))
 
 
 def prepare_work_dir(work_dir: Path, *, resume: bool) -> Path:
@@ -334,9 +385,10 @@ def json_safe(value: Any) -> Any:
 
 
 def scratch_path(output: Path) -> Path:
+    from emkit.io import file_stem
     from emkit.io._tempfiles import temp_name
 
-    return temp_name(output.with_name(output.name.split(".")[0] + "-aligned.zarr"))
+    return temp_name(output.with_name(file_stem(output) + "-aligned.zarr"))
 
 
 def remove_scratch(path: Path) -> None:

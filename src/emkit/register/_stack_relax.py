@@ -109,37 +109,29 @@ def anchor_order(anchors: dict[int, int]) -> list[int]:
     """Damaged sections in an order where each one's anchor comes first."""
     done: list[int] = []
     placed: set[int] = set()
-
-    def place(d: int) -> None:
-        if d in placed:
-            return
-        if anchors[d] in anchors:
-            place(anchors[d])
-        placed.add(d)
-        done.append(d)
-
     for d in sorted(anchors):
-        place(d)
+        chain = []
+        while d in anchors and d not in placed:  # walk to an undamaged or placed anchor
+            chain.append(d)
+            d = anchors[d]
+        for x in reversed(chain):
+            placed.add(x)
+            done.append(x)
     return done
 
 
 def _read_pair(grid: Grid, pair: PairGrid, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``F_st`` and its validity read at pixel positions ``(2, gh, gw)`` of section ``s``."""
+    """``F_st`` and its validity read at pixel positions ``(2, gh, gw)`` of section ``s``
+    (bilinear; beyond the grid the edge values continue: the fields are smooth)."""
     c = (grid.spacing - 1) / 2.0
     coords = (positions - c) / grid.spacing
     gh, gw = grid.shape
-    inside = (
-        (coords[0] >= -0.5)
-        & (coords[0] <= gh - 0.5)
-        & (coords[1] >= -0.5)
-        & (coords[1] <= gw - 0.5)
-    )
     coords = np.stack([np.clip(coords[0], 0, gh - 1), np.clip(coords[1], 0, gw - 1)])
     values = np.stack(
         [ndimage.map_coordinates(pair.field[k], coords, order=1, mode="nearest") for k in range(2)]
     )
     trusted = ndimage.map_coordinates(pair.valid.astype(np.float32), coords, order=1) > 0.999
-    return values, inside & trusted
+    return values, trusted
 
 
 def relax_stack(

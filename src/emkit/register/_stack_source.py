@@ -40,6 +40,20 @@ class StackSource(Protocol):
 
     def damaged(self) -> list[bool]: ...
 
+    def identity(self) -> list[Any]:
+        """What a resume must match besides names and sizes: the sections' and masks'
+        contents (hashes) or files (size, modification time)."""
+        ...
+
+
+def _digest(array: Any) -> str | None:
+    import hashlib
+
+    if array is None:
+        return None
+    data = np.ascontiguousarray(np.asarray(array))
+    return hashlib.sha1(data.tobytes()).hexdigest()[:16] + f":{data.dtype.str}"
+
 
 @dataclass
 class ArraySections:
@@ -75,6 +89,9 @@ class ArraySections:
 
     def damaged(self) -> list[bool]:
         return [m is not None and bool(np.any(m)) for m in self.masks]
+
+    def identity(self) -> list[Any]:
+        return [[_digest(self.images[i]), _digest(self.masks[i])] for i in range(self.n)]
 
     def only(self, indices: Sequence[int]) -> ArraySections:
         """The same source holding only ``indices`` (what one pair job is sent)."""

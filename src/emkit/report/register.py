@@ -134,13 +134,14 @@ def save_field_figure(
 def save_stack_report(
     folder: str | os.PathLike[str],
     thumbnails: dict[int, tuple[np.ndarray, np.ndarray]],
-    residual_px: np.ndarray,
+    residual_px: np.ndarray | None,
 ) -> Path:
     """A stack's report: one overlay thumbnail per section and a per-section residual plot.
 
     ``overlay_NNNN.png`` shows aligned section ``N - 1`` (magenta) over section ``N``
     (green); ``residuals.png`` plots, per section, the RMS misfit of the global solution
-    to the pairs that touch it (damaged sections, which follow their anchor, have none).
+    to the pairs that touch it (damaged sections, which follow their anchor, have none;
+    ``residual_px`` None, as for a chained stack: no plot).
     Sections whose overlays are grey where both have tissue line up.
     """
     from emkit.io import make_output_folder
@@ -151,6 +152,8 @@ def save_stack_report(
         a, va = thumbnails[prev]
         b, vb = thumbnails[cur]
         save_overlay(out / f"overlay_{cur:04d}.png", a, b, valid=va & vb, max_size=1024)
+    if residual_px is None:
+        return out  # chaining: no global solution, no misfit to plot
     residual = np.asarray(residual_px, dtype=float)
     fig, ax = new_figure(figsize=(7, 3.2), dpi=120)
     index = np.arange(residual.size)
