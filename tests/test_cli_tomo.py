@@ -20,8 +20,8 @@ def simulated(tmp_path_factory):
 
 def test_sim_writes_stack_angles_truth_and_volume(simulated):
     names = sorted(p.name for p in simulated.iterdir())
-    assert names == [".emkit", "emkit-run.json", "tiltseries.mrc", "tiltseries.tlt",
-                     "tiltseries_true.xf", "tiltseries_volume.mrc"]
+    assert names == [".emkit", "emkit-run.json", "report.html", "tiltseries.mrc",
+                     "tiltseries.tlt", "tiltseries_true.xf", "tiltseries_volume.mrc"]
     with mrcfile.open(simulated / "tiltseries.mrc") as mrc:
         assert mrc.data.shape == (21, 48, 48)
         assert float(mrc.voxel_size.x) == pytest.approx(8.0)

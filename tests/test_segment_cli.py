@@ -32,7 +32,7 @@ def model(cell, tmp_path_factory):
 
 def test_sim_cell_writes_tomogram_and_integer_labels(cell):
     assert sorted(p.name for p in cell.iterdir()) == [".emkit", "cell.mrc", "cell_labels.mrc",
-                                                      "emkit-run.json"]
+                                                      "emkit-run.json", "report.html"]
     with mrcfile.open(cell / "cell_labels.mrc") as mrc:
         assert mrc.data.dtype == np.int8 and mrc.data.shape == (24, 48, 48)
         assert float(mrc.voxel_size.x) == pytest.approx(300.0)
@@ -42,7 +42,7 @@ def test_sim_cell_writes_tomogram_and_integer_labels(cell):
 def test_train_writes_model_folder_log_and_curves(model):
     names = sorted(p.name for p in model.iterdir())
     assert names == [".emkit", "config.json", "emkit-run.json", "model.safetensors",
-                     "training_curves.png", "training_log.csv"]
+                     "report.html", "training_curves.png", "training_log.csv"]
     config = json.loads((model / "config.json").read_text())
     assert config["voxel_size_A"] == pytest.approx(300.0)
     assert config["extra"]["training"]["slices"] == [6, 12, 18]
