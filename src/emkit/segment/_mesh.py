@@ -60,8 +60,14 @@ def _volume_matching_level(
 
     values = np.sort(field.reshape(-1))[::-1]
     n_voxels = int(round(target_A3 / float(np.prod(voxel_size))))
-    level = float(np.clip(values[min(n_voxels, values.size) - 1], 0.05, 0.95))
-    lo, hi = 0.02, 0.98
+    # marching_cubes needs a level strictly inside the field's range: a small component
+    # smoothed flat may never reach 0.5 (or 0.05).
+    low, high = float(values[-1]), float(values[0])
+    margin = 1e-3 * max(high - low, 1e-12)
+    lo, hi = max(0.02, low + margin), min(0.98, high - margin)
+    if lo >= hi:
+        return 0.5 * (low + high)
+    level = float(np.clip(values[min(n_voxels, values.size) - 1], lo, hi))
     for _ in range(12):
         verts, faces, _, _ = marching_cubes(field, level=level, spacing=tuple(voxel_size))
         volume = _signed_volume(verts, faces)
