@@ -175,8 +175,10 @@ def _write_outputs(
     workers: int,
     extra: dict[str, Any],
     positions_csv: str | None,
+    overlays: list[tuple[str, Path, str]] | None = None,
 ) -> tuple[int, int]:
-    """Pyramid, DeepZoom, atlas.json (and positions.csv); return (levels, DeepZoom tiles)."""
+    """Pyramid, DeepZoom, atlas.json (and positions.csv, overlays/); return (levels,
+    DeepZoom tiles)."""
     import zarr
 
     from emkit.atlas._deepzoom import dzi_xml, max_level, write_deepzoom
@@ -199,7 +201,7 @@ def _write_outputs(
         "pixel_size_nm": pixel_size_nm,
         "levels": levels,
         "source": str(source),
-        "overlays": [],
+        "overlays": _copy_overlays(out, overlays or []),
         "deepzoom": {
             "tile_size": 254,
             "overlap": 1,
@@ -212,6 +214,56 @@ def _write_outputs(
     return levels, info.n_tiles
 
 
+_OVERLAY_SUFFIXES = {"mask": (".png",), "outlines": (".png", ".json"), "points": (".csv", ".json")}
+
+
+def _check_overlays(
+    overlays: list[tuple[str, str | os.PathLike[str], str | None]], out: Path
+) -> list[tuple[str, Path, str]]:
+    """Each overlay's kind, file and name, checked before any work (one line each)."""
+    from emkit.errors import InputError, MissingFileError, with_path
+    from emkit.io import check_not_input
+
+    checked: list[tuple[str, Path, str]] = []
+    names: set[str] = set()
+    for kind, file, name in overlays:
+        path = Path(file)
+        if kind not in _OVERLAY_SUFFIXES:
+            raise InputError(
+                f"overlay kind {kind!r}: give mask, outlines or points (e.g. mask:defects.png)"
+            )
+        if not path.is_file():
+            raise MissingFileError(with_path(path, "no such overlay file; check the path"))
+        if path.suffix.lower() not in _OVERLAY_SUFFIXES[kind]:
+            allowed = " or ".join(_OVERLAY_SUFFIXES[kind])
+            raise InputError(with_path(path, f"a {kind} overlay must be {allowed}"))
+        check_not_input(out, [path])
+        label = (name or path.stem).strip() or path.stem
+        if label in names:
+            raise InputError(with_path(path, f"a second overlay named {label!r}; name each one"))
+        names.add(label)
+        checked.append((kind, path, label))
+    return checked
+
+
+def _copy_overlays(out: Path, overlays: list[tuple[str, Path, str]]) -> list[dict[str, Any]]:
+    """Copy the overlay files into ``out/overlays/``; their atlas.json entries."""
+    import shutil
+
+    from emkit.io import atomic_output, make_output_folder
+
+    if not overlays:
+        return []
+    folder = make_output_folder(out / "overlays")
+    entries = []
+    for i, (kind, path, name) in enumerate(overlays):
+        target = folder / f"{i:02d}_{path.name}"
+        with atomic_output(target) as tmp:
+            shutil.copyfile(path, tmp)
+        entries.append({"name": name, "kind": kind, "file": f"overlays/{target.name}"})
+    return entries
+
+
 def build_atlas(
     input_path: str | os.PathLike[str],
     output_dir: str | os.PathLike[str],
@@ -222,6 +274,7 @@ def build_atlas(
     search_px: int = 64,
     progress: bool = False,
     require_memory: Any = None,
+    overlays: list[tuple[str, str | os.PathLike[str], str | None]] | None = None,
 ) -> AtlasResult:
     """Build a multiscale atlas from one huge image or a list of overlapping tiles.
 
@@ -246,6 +299,12 @@ def build_atlas(
     require_memory : callable, optional
         ``require_memory(n_bytes, what, hint)`` refuses a run that needs more memory than
         there is (the CLI passes :func:`emkit.cli._options.require_memory`).
+    overlays : list of (kind, file, name or None), optional
+        Layers the viewer can toggle, copied into ``overlays/`` and listed in
+        ``atlas.json``: ``"mask"`` (a PNG, nonzero = shown, e.g. a registration defect
+        mask), ``"outlines"`` (a label PNG, e.g. a segmentation, or JSON polygons),
+        ``"points"`` (a CSV ``x,y[,radius]`` in atlas pixels, or JSON, e.g. picked
+        particles). See :mod:`emkit.atlas._web` for the formats.
 
     Raises
     ------
@@ -258,6 +317,7 @@ def build_atlas(
     source = Path(input_path)
     out = Path(output_dir)
     n_workers = _workers(workers)
+    layers = _check_overlays(overlays or [], out)
     if pixel_size_nm is not None and not (math.isfinite(pixel_size_nm) and pixel_size_nm > 0):
         raise InputError(f"pixel size {pixel_size_nm} nm: give a positive number")
     if not source.exists():
@@ -289,7 +349,9 @@ def build_atlas(
                 f"stitching the {tile_set.n} tiles of {source.name}",
                 "use fewer --workers",
             )
-        return _build_from_tiles(tile_set, out, n_workers, scheduler, search_px, progress)
+        return _build_from_tiles(
+            tile_set, out, n_workers, scheduler, search_px, progress, overlays=layers
+        )
     data, file_ps = _open_image(source)
     ps = pixel_size_nm or file_ps
     if require_memory is not None:
@@ -306,6 +368,7 @@ def build_atlas(
         workers=n_workers,
         extra={},
         positions_csv=None,
+        overlays=layers,
     )
     h, w = (int(n) for n in data.shape)
     while _OPEN_FILES:
@@ -314,7 +377,14 @@ def build_atlas(
 
 
 def _build_from_tiles(
-    tile_set: TileSet, out: Path, workers: int, scheduler: Any, search_px: int, progress: bool
+    tile_set: TileSet,
+    out: Path,
+    workers: int,
+    scheduler: Any,
+    search_px: int,
+    progress: bool,
+    *,
+    overlays: list[tuple[str, Path, str]] | None = None,
 ) -> AtlasResult:
     from emkit.atlas._pyramid import MosaicRender
     from emkit.atlas._stitch import stitch
@@ -350,6 +420,7 @@ def _build_from_tiles(
         workers=workers,
         extra=extra,
         positions_csv="\n".join(lines) + "\n",
+        overlays=overlays,
     )
     return AtlasResult(
         out,

@@ -15,6 +15,7 @@ import argparse
 
 from emkit.cli._common import add_subcommand, write_run_record
 from emkit.cli._options import (
+    OptionType,
     file_path,
     float_range,
     int_range,
@@ -61,6 +62,24 @@ Examples
 """
 
 
+def _overlay_convert(text: str) -> tuple[str, str, str | None]:
+    kind, _, rest = text.partition(":")
+    if kind not in ("mask", "outlines", "points") or not rest.strip():
+        raise argparse.ArgumentTypeError(
+            f"must be KIND:FILE[:NAME] with KIND mask, outlines or points (got {text!r})"
+        )
+    file, _, name = rest.partition(":")
+    return kind, file, name or None
+
+
+_OVERLAY = OptionType(
+    "overlay",
+    _overlay_convert,
+    "KIND:FILE[:NAME] with KIND mask, outlines or points",
+    ["abc", "mask", "mask:", "circle:x.png", ""],
+)
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Add ``emkit atlas`` with ``build`` (and the viewer's ``serve``/``export``)."""
     parser = add_subcommand(subparsers, "atlas", __doc__, func=None)
@@ -86,6 +105,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="PX",
         help="largest error of a tile's position relative to a neighbour, 4 to 4096 px "
         "(default 64)",
+    )
+    build.add_argument(
+        "--overlay",
+        type=_OVERLAY,
+        action="append",
+        metavar="KIND:FILE[:NAME]",
+        help="a layer the page can toggle, repeatable: mask:defects.png (nonzero shown), "
+        "outlines:labels.png (a label image) or points:particles.csv (x,y[,radius] in atlas px)",
     )
     build.add_argument("--workers", type=positive_int, help="threads, >= 1 (default: cores)")
     build.add_argument(
@@ -160,6 +187,7 @@ def run_build(args: argparse.Namespace) -> int:
         search_px=args.search,
         progress=show_progress(args.quiet),
         require_memory=require_memory,
+        overlays=args.overlay,
     )
     write_run_record(args.output, args, results=result.record)
     line = f"atlas {result.width}x{result.height} px, {result.levels} levels -> {args.output}"
