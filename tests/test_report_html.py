@@ -303,3 +303,23 @@ def test_report_in_a_browser_shows_every_figure_and_metric(runs: dict[str, Path]
         assert name in row.text and value in row.text
     assert record["command_line"] in body and record["emkit_version"] in body
     assert browser.title.startswith("emkit register pair")
+
+
+def test_atlas_report_lists_its_pyramid_tiles_as_one_folder(tmp_path):
+    """An atlas run's DeepZoom tiles are one output, not hundreds of figures."""
+    import numpy as np
+
+    from emkit.cli.main import main
+    from emkit.io import write_volume
+
+    write_volume(
+        tmp_path / "section.png", (np.arange(600 * 500) % 251).astype(np.uint8).reshape(600, 500)
+    )
+    out = tmp_path / "atlas"
+    assert (
+        main(["atlas", "build", str(tmp_path / "section.png"), "--output", str(out), "--quiet"])
+        == 0
+    )
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert 'href="atlas_files"' in page
+    assert "data:image/png;base64" not in page  # no pyramid tile embedded as a figure

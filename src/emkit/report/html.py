@@ -68,7 +68,9 @@ _RECORD_KEYS = (
     "inputs",
     "outputs",
 )
-_SKIP_DIR_SUFFIXES = (".zarr",)
+# Zarr stores and DeepZoom tile folders (``atlas_files/`` beside ``atlas.dzi``) are one
+# output each, listed as a folder: their files are chunks and pyramid tiles, not figures.
+_SKIP_DIR_SUFFIXES = (".zarr", "_files")
 
 
 # --------------------------------------------------------------------------- inputs
