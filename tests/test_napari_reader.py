@@ -131,6 +131,7 @@ def test_manifest_declares_the_reader() -> None:
         "s.mrcs",
         "p.star",
         "t_particles.tsv",
+        "particles.tsv",
         "m.ply",
         "m.obj",
         "m.stl",

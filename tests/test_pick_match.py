@@ -84,7 +84,8 @@ def test_cli_match_writes_the_picker_outputs(tmp_path: Path) -> None:
     assert main(["pick", "match", str(sim / "tomogram.mrc"), "--template", "1ake", "3enl",
                  "--rotations", "4", "--output", str(out), "--quiet"]) == 0
     for name in ("tomogram_particles.star", "tomogram_particles.tsv",
-                 "tomogram_instances.mrc", "tomogram_scores.mrc", "emkit-run.json"):
+                 "tomogram_instances.mrc", "tomogram_scores.mrc", "emkit-run.json",
+                 "report.html"):
         assert (out / name).is_file(), name
     picks = read_particle_list(out / "tomogram_particles.star")
     assert len(picks) > 0 and set(picks.classes) <= {1, 2}

@@ -64,10 +64,70 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             str(root / "sec" / "true_field.npy"),
         ],
     ]
+    commands += [
+        [
+            "sim",
+            "mosaic",
+            "--output",
+            str(root / "mosaic"),
+            "--size",
+            "300",
+            "300",
+            "--tile",
+            "128",
+            "--overlap",
+            "40",
+            "--seed",
+            "2",
+        ],
+        [
+            "atlas",
+            "build",
+            str(root / "mosaic" / "positions.csv"),
+            "--output",
+            str(root / "atlas"),
+            "--quiet",
+        ],
+        [
+            "sim",
+            "tiltseries",
+            "--output",
+            str(root / "tilt"),
+            "--shape",
+            "8",
+            "32",
+            "32",
+            "--tilt-step",
+            "10",
+            "--snr",
+            "4",
+        ],
+        [
+            "tomo",
+            "reconstruct",
+            str(root / "tilt" / "tiltseries.mrc"),
+            "--thickness",
+            "8",
+            "--output",
+            str(root / "rec" / "rec.mrc"),
+        ],
+    ]
     for argv in commands:
         with mock.patch.object(sys, "argv", ["emkit", *argv]):  # as from a shell
             assert main(argv) == 0
-    return {"sim": root / "sec", "register": root / "reg"}
+    return {
+        "sim": root / "sec",
+        "register": root / "reg",
+        "mosaic": root / "mosaic",
+        "atlas": root / "atlas",
+        "tilt": root / "tilt",
+        "tomo": root / "rec",
+    }
+
+
+def test_every_run_folder_holds_its_report(runs: dict[str, Path]) -> None:
+    for name, folder in runs.items():
+        assert (folder / "report.html").is_file(), name
 
 
 def _record(folder: Path) -> dict[str, Any]:
@@ -284,10 +344,13 @@ return imgs.map(i => [i.alt, i.complete, i.naturalWidth, i.naturalHeight]);
 """
 
 
-def test_report_in_a_browser_shows_every_figure_and_metric(runs: dict[str, Path], browser) -> None:
+@pytest.mark.parametrize("run", ["register", "atlas", "tomo"])
+def test_report_in_a_browser_shows_every_figure_and_metric(
+    runs: dict[str, Path], browser, run: str
+) -> None:
     from selenium.webdriver.common.by import By
 
-    folder = runs["register"]
+    folder = runs[run]
     record = _record(folder)
     browser.get((folder / "report.html").resolve().as_uri())
     images = {alt: (complete, w, h) for alt, complete, w, h in browser.execute_script(_IMAGES_JS)}
@@ -302,7 +365,8 @@ def test_report_in_a_browser_shows_every_figure_and_metric(runs: dict[str, Path]
         # .text of a row below the fold is still its rendered text
         assert name in row.text and value in row.text
     assert record["command_line"] in body and record["emkit_version"] in body
-    assert browser.title.startswith("emkit register pair")
+    command = {"register": "register pair", "atlas": "atlas build", "tomo": "tomo reconstruct"}
+    assert browser.title.startswith(f"emkit {command[run]}")
 
 
 def test_atlas_report_lists_its_pyramid_tiles_as_one_folder(tmp_path):

@@ -21,7 +21,8 @@ LayerData = tuple[Any, dict[str, Any], str]
 
 VOLUME_SUFFIXES = (".mrc", ".mrcs", ".map", ".rec", ".st", ".ali")
 MESH_SUFFIXES = (".ply", ".obj", ".stl", ".glb")
-PARTICLE_TSV_ENDING = "_particles.tsv"
+# emkit's particle tables: <stem>_particles.tsv (detect, match) and particles.tsv (sim).
+PARTICLE_TSV_ENDING = "particles.tsv"
 
 # Colours of classes 1, 2, ... (RGBA, cycled), the tab10 palette.
 CLASS_COLOURS = np.array(
