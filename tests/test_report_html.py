@@ -387,3 +387,12 @@ def test_atlas_report_lists_its_pyramid_tiles_as_one_folder(tmp_path):
     page = (out / "report.html").read_text(encoding="utf-8")
     assert 'href="atlas_files"' in page
     assert "data:image/png;base64" not in page  # no pyramid tile embedded as a figure
+
+
+def test_atlas_run_checksums_its_tiles(runs: dict[str, Path]) -> None:
+    """A tile list's tiles are inputs too: each one gets a size and a SHA-256."""
+    inputs = _record(runs["atlas"])["inputs"]
+    tiles = [e for e in inputs if e["path"].endswith((".tif", ".png"))]
+    n_tiles = len(list((runs["mosaic"] / "tiles").iterdir()))
+    assert len(tiles) == n_tiles and n_tiles >= 4
+    assert all(e["sha256"] and len(e["sha256"]) == 64 for e in tiles)

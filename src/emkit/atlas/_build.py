@@ -35,6 +35,7 @@ class AtlasResult:
     pairs_measured: int = 0
     pairs_used: int = 0
     residual_px: dict[str, float] = field(default_factory=dict)
+    tile_files: list[Path] = field(default_factory=list)  # the tiles read (for checksums)
 
     @property
     def record(self) -> dict[str, Any]:
@@ -434,4 +435,5 @@ def _build_from_tiles(
         len(solved.pairs),
         int(used.sum()),
         residual,
+        [t.path for t in tile_set.tiles],
     )

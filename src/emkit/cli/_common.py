@@ -17,12 +17,20 @@ from emkit import __version__
 logger = logging.getLogger(__name__)
 
 
-def write_run_record(out_dir: str | Path, args: argparse.Namespace, **extra: Any) -> Path:
+def write_run_record(
+    out_dir: str | Path,
+    args: argparse.Namespace,
+    *,
+    more_inputs: list[Path] | None = None,
+    **extra: Any,
+) -> Path:
     """Write ``emkit-run.json`` and ``report.html`` beside a command's outputs.
 
     The record holds the command line, version, parameters, host, times, the inputs (size
     and SHA-256, see :func:`emkit.report.html.describe_inputs`) and the outputs of the run;
-    ``extra`` holds results worth keeping with the run (e.g. final residuals). The page
+    ``extra`` holds results worth keeping with the run (e.g. final residuals);
+    ``more_inputs`` are files the command read that its options do not name (the tiles of
+    a tile list), checksummed like the others. The page
     (:func:`emkit.report.html.write_run_report`) is drawn from it; a page that cannot be
     drawn is logged as a warning and never fails the run.
     """
@@ -58,7 +66,7 @@ def write_run_record(out_dir: str | Path, args: argparse.Namespace, **extra: Any
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(_COMMAND_START[0])),
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(now)),
         "wall_seconds": round(now - _COMMAND_START[0], 2),
-        "inputs": describe_inputs(inputs),
+        "inputs": describe_inputs([*inputs, *(more_inputs or [])]),
         **extra,
     }
     outputs = set(run_outputs(out)) | {RECORD_NAME, REPORT_NAME}

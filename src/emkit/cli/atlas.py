@@ -189,7 +189,7 @@ def run_build(args: argparse.Namespace) -> int:
         require_memory=require_memory,
         overlays=args.overlay,
     )
-    write_run_record(args.output, args, results=result.record)
+    write_run_record(args.output, args, more_inputs=result.tile_files, results=result.record)
     line = f"atlas {result.width}x{result.height} px, {result.levels} levels -> {args.output}"
     if result.n_tiles > 1:
         line += (
