@@ -471,19 +471,7 @@ def _run_stack_global(
         write_volume(output, aligned, voxel_size=voxel_size)
     finally:
         sf.remove_scratch(scratch_path)
-    _finish_fields(fields, sink.written, result.reference, source.names)
-    record = sf.record_of(result, source.names, fields, "global")
-    return StackFilesResult(
-        output,
-        fields,
-        source.n,
-        result.reference,
-        sf.json_safe(record),
-        sink.thumbnails,
-        result.residual_px,
-        work,
-        report,
-    )
+    return _finish_stack(source, result, sink, output, fields, work, report, "global")
 
 
 def _run_stack_chain(
@@ -517,18 +505,21 @@ def _run_stack_chain(
     sink = sf.StackSink({}, fields)
     for i in range(source.n):
         sink(i, result.aligned[i], result.fields[i], result.valid[i])
+    return _finish_stack(source, result, sink, output, fields, None, report, "chain")
+
+
+def _finish_stack(
+    source: Any, result: Any, sink: Any, output: Path, fields: Path, work: Path | None,
+    report: Path, relax: str,
+) -> StackFilesResult:
+    """index.json and the fields clean-up; the run record's numbers and what the report draws."""
+    from emkit.register import _stack_files as sf
+
     _finish_fields(fields, sink.written, result.reference, source.names)
-    record = sf.record_of(result, source.names, fields, "chain")
+    record = sf.record_of(result, source.names, fields, relax)
     return StackFilesResult(
-        output,
-        fields,
-        source.n,
-        result.reference,
-        sf.json_safe(record),
-        sink.thumbnails,
-        result.residual_px,
-        None,
-        report,
+        output, fields, source.n, result.reference, sf.json_safe(record), sink.thumbnails,
+        result.residual_px, work, report,
     )
 
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from emkit.register._pair import Method, Refine
 
 from emkit.register._files import (
     MemoryCheck,
@@ -121,7 +124,7 @@ def run_register_demo(out_dir: Path, *, seed: int) -> RegisterDemo:
     write_volume(out / "defect_mask.png", damaged.defect_mask)
     demo = RegisterDemo(out, fixed, damaged.moving, damaged.defect_mask)
     results = demo.numbers
-    variants = (
+    variants: tuple[tuple[Method, Refine, str], ...] = (
         ("expected-affine", "elastic", "expected_affine_elastic"),
         ("expected-affine", "none", "expected_affine"),
         ("global-affine", "none", "global_affine"),
@@ -131,8 +134,8 @@ def run_register_demo(out_dir: Path, *, seed: int) -> RegisterDemo:
             fixed,
             damaged.moving,
             defect_mask=damaged.defect_mask,
-            method=method,  # type: ignore[arg-type]
-            refine=refine,  # type: ignore[arg-type]
+            method=method,
+            refine=refine,
             seed=seed,
         )
         scored = reg.valid & damaged.true_valid

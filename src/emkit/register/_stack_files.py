@@ -49,7 +49,7 @@ class FileSections:
     """
 
     input_path: str
-    files: list[str] | None
+    files: list[str | None] | None
     mask_files: list[str | None] | None
     mask_stack: str | None
     section_shape: tuple[int, int]
@@ -86,7 +86,9 @@ class FileSections:
 
     def section(self, index: int) -> np.ndarray:
         if self.files is not None:
-            data = read_section(Path(self.files[index]), "section").data
+            path = self.files[index]
+            assert path is not None, f"section {index} was not given to this pair's source"
+            data = read_section(Path(path), "section").data
         else:
             data = np.asarray(self._array(self.input_path)[index])
         return np.asarray(data, dtype=self.dtype) if data.dtype != self.dtype else data
@@ -123,10 +125,13 @@ class FileSections:
 
     def only(self, indices: list[int]) -> FileSections:
         """The same source, knowing only the files of ``indices`` (what one pair job is
-        sent: its size does not grow with the stack)."""
+        sent: the other entries are None, so its size hardly grows with the stack)."""
+        keep = set(indices)
 
-        def pick(values: list[Any] | None) -> Any:
-            return None if values is None else {i: values[i] for i in indices}
+        def pick(values: list[Any] | None, empty: Any = None) -> Any:
+            if values is None:
+                return None
+            return [v if i in keep else empty for i, v in enumerate(values)]
 
         return FileSections(
             self.input_path,
@@ -135,8 +140,8 @@ class FileSections:
             self.mask_stack,
             self.section_shape,
             self.section_dtype,
-            {i: self.flags[i] for i in indices},  # type: ignore[arg-type]
-            {i: self.section_names[i] for i in indices},  # type: ignore[arg-type]
+            list(self.flags),
+            pick(self.section_names, ""),
         )
 
 
@@ -278,8 +283,9 @@ def open_file_sections(input_path: Path, masks: Path | None) -> tuple[FileSectio
         else:
             mask_stack = str(masks)
             flags = _mask_stack(masks, len(names), shape)
+    listed: list[str | None] | None = None if files is None else list(files)
     source = FileSections(
-        str(input_path), files, mask_files, mask_stack, shape, dtype.str, flags, names
+        str(input_path), listed, mask_files, mask_stack, shape, dtype.str, flags, names
     )
     return source, voxel_size
 

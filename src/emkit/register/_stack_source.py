@@ -59,7 +59,7 @@ def _digest(array: Any) -> str | None:
 class ArraySections:
     """Sections (and optional defect masks) already in memory."""
 
-    images: Sequence[np.ndarray]
+    images: Sequence[np.ndarray | None]  # None: not given to this pair's source (only())
     masks: Sequence[np.ndarray | None]
     section_names: list[str]
 
@@ -67,21 +67,26 @@ class ArraySections:
     def n(self) -> int:
         return len(self.images)
 
+    def _first(self) -> np.ndarray:
+        return np.asarray(next(im for im in self.images if im is not None))
+
     @property
     def shape(self) -> tuple[int, int]:
-        h, w = np.shape(self.images[0])[:2]
+        h, w = self._first().shape[:2]
         return int(h), int(w)
 
     @property
     def dtype(self) -> np.dtype:
-        return np.asarray(self.images[0]).dtype
+        return self._first().dtype
 
     @property
     def names(self) -> list[str]:
         return self.section_names
 
     def section(self, index: int) -> np.ndarray:
-        return np.asarray(self.images[index])
+        image = self.images[index]
+        assert image is not None, f"section {index} was not given to this pair's source"
+        return np.asarray(image)
 
     def mask(self, index: int) -> np.ndarray | None:
         mask = self.masks[index]
@@ -95,9 +100,10 @@ class ArraySections:
 
     def only(self, indices: Sequence[int]) -> ArraySections:
         """The same source holding only ``indices`` (what one pair job is sent)."""
-        images = {i: self.images[i] for i in indices}
-        masks = {i: self.masks[i] for i in indices}
-        return ArraySections(images, masks, self.section_names)  # type: ignore[arg-type]
+        keep = set(indices)
+        images = [im if i in keep else None for i, im in enumerate(self.images)]
+        masks = [m if i in keep else None for i, m in enumerate(self.masks)]
+        return ArraySections(images, masks, self.section_names)
 
 
 def as_source(

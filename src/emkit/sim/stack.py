@@ -47,7 +47,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 from scipy import ndimage
@@ -321,7 +321,7 @@ def iter_section_stack(
         cells_z_elongation=cells_z_elongation,
     )
     spacing = record["texture"]["section_spacing_px"]
-    damage = {int(i): kind for i, kind in record["damaged"]}
+    damage: dict[int, Literal["fold", "crack"]] = {int(i): kind for i, kind in record["damaged"]}
     texture = _Texture3D(seed, float(cell_size_px), float(cells_z_elongation))
     for i in range(int(n_sections)):
         yield _make_section(
@@ -373,7 +373,7 @@ def _make_section(
     *,
     thickness: float,
     seed: int,
-    kind: str | None,
+    kind: Literal["fold", "crack"] | None,
     elastic_px: float,
     shift_px: float,
     rotation_deg: float,
@@ -447,7 +447,7 @@ def _make_section(
         damage_seed = int(rng.integers(0, 2**31 - 1))
         damaged = simulate_damaged_section(
             clean,
-            kind=kind,  # type: ignore[arg-type]
+            kind=kind,
             seed=damage_seed,
             elastic_px=0.0,
             noise=0.0,
