@@ -183,14 +183,16 @@ def bench_forward(args: argparse.Namespace) -> dict[str, Any]:
 # ---------------------------------------------------------------- streamed WBP
 def _stream_series(folder: Path, n_tilts: int, size: int) -> tuple[Path, np.ndarray]:
     """A seeded int16 series on disk and random (fractional) aligning shifts up to 10 px."""
-    from emkit.io import write_volume
+    import mrcfile
 
     path = folder / "series.mrc"
     rng = np.random.default_rng(1)
-    stack = np.empty((n_tilts, size, size), np.int16)
-    for i in range(n_tilts):
-        stack[i] = (rng.random((size, size), dtype=np.float32) * 400 + 800).astype(np.int16)
-    write_volume(path, stack, stack=True, voxel_size=2.0)
+    # written image by image into a mapped file: a 4096^2 series (2 GiB) is never in memory
+    with mrcfile.new_mmap(str(path), shape=(n_tilts, size, size), mrc_mode=1) as mrc:
+        mrc.set_image_stack()
+        mrc.voxel_size = 2.0
+        for i in range(n_tilts):
+            mrc.data[i] = (rng.random((size, size), dtype=np.float32) * 400 + 800).astype(np.int16)
     return path, rng.uniform(-10, 10, (n_tilts, 2))
 
 

@@ -10,6 +10,7 @@ from scipy import ndimage
 
 from emkit.errors import InputError
 from emkit.io import read_volume, write_volume
+from emkit.io._zarr import read_zarr, zarr_levels
 from emkit.tomo import StreamOptions, TiltSeriesSource, reconstruct, run_reconstruct_files
 from emkit.tomo._files import beer_lambert
 from emkit.tomo._stream import _rows_needed, make_plan, reconstruct_to_zarr, stream_memory_bytes
@@ -119,6 +120,16 @@ def test_files_and_two_workers(series, tmp_path):
     assert result.shape_zyx == ref.shape and result.record["streamed"]["slabs"] == 10
     assert got.voxel_size == pytest.approx((8.0, 8.0, 8.0))
     np.testing.assert_allclose(got.data, ref, rtol=0, atol=1e-6 * np.abs(ref).max())
+    # The workers also built the lower levels, block by block: the same pyramid as an
+    # OME-Zarr written in one process from the same level 0.
+    whole = tmp_path / "whole.ome.zarr"
+    write_volume(whole, got.data, voxel_size=8.0)
+    levels = zarr_levels(out)
+    assert len(levels) == len(zarr_levels(whole)) >= 2
+    for level in range(1, len(levels)):
+        np.testing.assert_array_equal(read_zarr(out, level=level).data,
+                                      read_zarr(whole, level=level).data)
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
 def test_refusals(series, tmp_path):

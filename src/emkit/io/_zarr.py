@@ -461,23 +461,35 @@ def create_zarr_array(
     return _create_array(Path(path), None, shape, dtype, chunks or _default_chunks(shape))
 
 
-def _tiles(shape: Sequence[int], chunks: Sequence[int], bytes_per_element: int) -> Any:
+def _tiles(
+    shape: Sequence[int],
+    chunks: Sequence[int],
+    bytes_per_element: int,
+    rows: tuple[int, int] | None = None,
+) -> Any:
     """Chunk-aligned tiles (tuples of slices) of about ``_SLAB_BYTES`` or less.
 
     One chunk thick along axis 0, a whole number of chunks along axis 1, full length along
-    the rest: memory stays bounded however large the image's cross-section is.
+    the rest: memory stays bounded however large the image's cross-section is. ``rows``
+    keeps only the tiles inside that range of the second-last axis (y).
     """
     rest = int(np.prod(shape[2:], dtype=np.int64)) if len(shape) > 2 else 1
     c0 = int(chunks[0])
     c1 = int(chunks[1]) if len(shape) > 1 else 1
     per_chunk_row = max(1, c0 * c1 * rest * bytes_per_element)
     rows1 = max(1, _SLAB_BYTES // per_chunk_row) * c1 if len(shape) > 1 else 1
-    for start0 in range(0, shape[0], c0):
+    lo = [0] * len(shape)
+    hi = [int(n) for n in shape]
+    if rows is not None:
+        y = len(shape) - 2
+        lo[y], hi[y] = max(0, int(rows[0])), min(hi[y], int(rows[1]))
+    for start0 in range(lo[0], hi[0], c0):
+        stop0 = min(start0 + c0, hi[0])
         if len(shape) == 1:
-            yield (slice(start0, start0 + c0),)
+            yield (slice(start0, stop0),)
             continue
-        for start1 in range(0, shape[1], rows1):
-            yield (slice(start0, start0 + c0), slice(start1, start1 + rows1))
+        for start1 in range(lo[1], hi[1], rows1):
+            yield (slice(start0, stop0), slice(start1, min(start1 + rows1, hi[1])))
 
 
 def _copy_in_slabs(dst: Any, src: Any) -> None:
@@ -503,11 +515,12 @@ def _block_mean(block: np.ndarray, factors: Sequence[int], dtype: np.dtype) -> n
     return mean.astype(dtype)
 
 
-def _downsample_into(dst: Any, src: Any) -> None:
+def _downsample_into(dst: Any, src: Any, rows: tuple[int, int] | None = None) -> None:
+    """``dst`` (or its y ``rows``, the second-last axis) = 2x block mean of ``src``."""
     factors = [2 if n >= 2 else 1 for n in src.shape]
     # A destination tile reads 2^ndim times as many source elements (+ float64 mean).
     per_element = (2 ** len(factors)) * (np.dtype(src.dtype).itemsize + 8)
-    for tile in _tiles(dst.shape, dst.chunks, per_element):
+    for tile in _tiles(dst.shape, dst.chunks, per_element, rows):
         src_tile = tuple(
             slice(t.start * f, min(t.stop, n_dst) * f)
             for t, f, n_dst in zip(tile, factors, dst.shape)
@@ -549,6 +562,93 @@ def write_zarr(
     _copy_in_slabs(arr, data)
 
 
+def create_ome_zarr(
+    path: PathLike,
+    shape: Sequence[int],
+    dtype: Any,
+    *,
+    voxel_size: tuple[float, float, float] | None,
+    origin: tuple[float, float, float],
+    n_levels: int | None = None,
+    chunks: tuple[int, ...] | None = None,
+    name: str | None = None,
+) -> list[tuple[int, ...]]:
+    """An empty OME-NGFF 0.4 multiscale image (Zarr format 2) at ``path``: every level's
+    array and the metadata, to be filled by :func:`fill_ome_zarr_level` (or by writers of
+    level 0 that work in parallel, one chunk row each). Returns the levels' shapes.
+
+    The arguments are as for :func:`write_ome_zarr`; level ``k`` has the chunks of level 0
+    clipped to its shape, so a block of level-``k`` chunk rows reads whole chunk rows of
+    level ``k - 1``.
+    """
+    ndim = len(shape)
+    if ndim not in (2, 3):
+        raise ShapeError(
+            with_path(path, f"OME-Zarr from emkit holds 2D or 3D images, not {ndim}D data")
+        )
+    shape = tuple(int(n) for n in shape)
+    levels = max(1, int(n_levels if n_levels is not None else _auto_levels(shape)))
+    names = ["z", "y", "x"][-ndim:]
+    axes: list[dict[str, str]] = [{"name": n, "type": "space"} for n in names]
+    base_scale = [1.0] * ndim if voxel_size is None else [float(v) for v in voxel_size][-ndim:]
+    if voxel_size is not None:
+        for axis in axes:
+            axis["unit"] = "angstrom"
+    base_origin = [float(v) for v in origin][-ndim:]
+
+    group = open_group_for_write(path)
+    chunk_shape = tuple(int(c) for c in (chunks or _default_chunks(shape)))
+    _create_array(group, "0", shape, dtype, chunk_shape)
+    shapes, datasets = [shape], []
+    factor = [1] * ndim
+    for level in range(levels):
+        if level > 0:
+            new_shape = _halved_shape(shapes[-1])
+            if new_shape == shapes[-1]:
+                break
+            factor = [f * (2 if n >= 2 else 1) for f, n in zip(factor, shapes[-1])]
+            level_chunks = tuple(min(c, n) for c, n in zip(chunk_shape, new_shape))
+            _create_array(group, str(level), new_shape, dtype, level_chunks)
+            shapes.append(new_shape)
+        scale = [s * f for s, f in zip(base_scale, factor)]
+        # A block mean's first voxel centre sits half a block minus half a voxel further on.
+        translation = [o + s * (f - 1) / 2.0 for o, s, f in zip(base_origin, base_scale, factor)]
+        datasets.append(
+            {
+                "path": str(level),
+                "coordinateTransformations": [
+                    {"type": "scale", "scale": scale},
+                    {"type": "translation", "translation": translation},
+                ],
+            }
+        )
+    group.attrs["multiscales"] = [
+        {
+            "version": "0.4",
+            "name": name or Path(path).name.split(".")[0],
+            "axes": axes,
+            "datasets": datasets,
+            "type": "mean",
+            "metadata": {
+                "description": "level k+1 = 2x block mean of level k",
+                "emkit_version": __version__,
+            },
+        }
+    ]
+    return shapes
+
+
+def fill_ome_zarr_level(path: PathLike, level: int, rows: tuple[int, int] | None = None) -> None:
+    """Fill level ``level`` (>= 1) of an OME-Zarr made by :func:`create_ome_zarr` with the
+    2x block mean of level ``level - 1``: all of it, or only ``rows`` (along y, the
+    second-last axis). Tasks given disjoint blocks of whole chunk rows may run at once."""
+    import zarr
+
+    src = zarr.open_array(str(Path(path) / str(level - 1)), mode="r")
+    dst = zarr.open_array(str(Path(path) / str(level)), mode="r+")
+    _downsample_into(dst, src, rows)
+
+
 def write_ome_zarr(
     path: PathLike,
     data: Any,
@@ -571,66 +671,13 @@ def write_ome_zarr(
         Resolution levels including the full one; default: halve until the longest axis
         is at most 64 (at most 8 levels).
     """
+    shapes = create_ome_zarr(path, tuple(np.shape(data)), data.dtype, voxel_size=voxel_size,
+                             origin=origin, n_levels=n_levels, chunks=chunks, name=name)
+    import zarr
 
-    ndim = np.ndim(data)
-    if ndim not in (2, 3):
-        raise ShapeError(
-            with_path(path, f"OME-Zarr from emkit holds 2D or 3D images, not {ndim}D data")
-        )
-    shape = tuple(int(n) for n in data.shape)
-    levels = n_levels if n_levels is not None else _auto_levels(shape)
-    levels = max(1, int(levels))
-    names = ["z", "y", "x"][-ndim:]
-    axes: list[dict[str, str]] = [{"name": n, "type": "space"} for n in names]
-    base_scale = [1.0] * ndim if voxel_size is None else [float(v) for v in voxel_size][-ndim:]
-    if voxel_size is not None:
-        for axis in axes:
-            axis["unit"] = "angstrom"
-    base_origin = [float(v) for v in origin][-ndim:]
-
-    group = open_group_for_write(path)
-    chunk_shape = chunks or _default_chunks(shape)
-    current = _create_array(group, "0", shape, data.dtype, chunk_shape)
-    _copy_in_slabs(current, data)
-    datasets = []
-    factor = [1] * ndim
-    level_shape = shape
-    for level in range(levels):
-        if level > 0:
-            new_shape = _halved_shape(level_shape)
-            if new_shape == level_shape:
-                break
-            factor = [f * (2 if n >= 2 else 1) for f, n in zip(factor, level_shape)]
-            level_chunks = tuple(min(c, n) for c, n in zip(chunk_shape, new_shape))
-            nxt = _create_array(group, str(level), new_shape, data.dtype, level_chunks)
-            _downsample_into(nxt, current)
-            current, level_shape = nxt, new_shape
-        scale = [s * f for s, f in zip(base_scale, factor)]
-        # A block mean's first voxel centre sits half a block minus half a voxel further on.
-        translation = [o + s * (f - 1) / 2.0 for o, s, f in zip(base_origin, base_scale, factor)]
-        datasets.append(
-            {
-                "path": str(level),
-                "coordinateTransformations": [
-                    {"type": "scale", "scale": scale},
-                    {"type": "translation", "translation": translation},
-                ],
-            }
-        )
-    multiscales: list[dict[str, Any]] = [
-        {
-            "version": "0.4",
-            "name": name or Path(path).name.split(".")[0],
-            "axes": axes,
-            "datasets": datasets,
-            "type": "mean",
-            "metadata": {
-                "description": "level k+1 = 2x block mean of level k",
-                "emkit_version": __version__,
-            },
-        }
-    ]
-    group.attrs["multiscales"] = multiscales
+    _copy_in_slabs(zarr.open_array(str(Path(path) / "0"), mode="r+"), data)
+    for level in range(1, len(shapes)):
+        fill_ome_zarr_level(path, level)
 
 
 def zarr_levels(path: PathLike) -> list[dict[str, Any]]:

@@ -16,7 +16,9 @@ from the whole image's by ``0.268 ** 24`` (1e-14) relative at the margin kept.
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,7 +80,7 @@ class StreamResult:
     n_slabs: int
     slab_seconds: list[float]
     reconstruct_s: float
-    write_s: float
+    write_s: float  # the lower resolution levels (level 0 is written by the slab tasks)
 
 
 # --------------------------------------------------------------------------- reading
@@ -261,22 +263,6 @@ def slab_bounds(rows: tuple[int, int], slab_rows: int) -> list[tuple[int, int]]:
     return [(a, min(a + slab_rows, y1)) for a in range(y0, y1, slab_rows)]
 
 
-def _scratch_store(output: Path, shape: tuple[int, int, int], slab_rows: int) -> Path:
-    """A chunked Zarr array beside ``output``, one chunk row per slab (no two tasks share a
-    chunk); its temporary name is removed by the next run if this process dies."""
-    from emkit.io import create_zarr_array
-    from emkit.io._tempfiles import require_free_space, temp_name
-
-    nz, ny, nx = shape
-    # the float32 scratch plus the OME-Zarr written from it (level 0 and the smaller
-    # levels, at most 1/7 more), both uncompressed at worst: refused before any slab runs
-    voxels = nz * ny * nx
-    require_free_space(output.parent, 4 * voxels + 4 * voxels * 8 // 7)
-    path = temp_name(output.with_name(output.name.split(".")[0] + "-slabs.zarr"))
-    create_zarr_array(path, shape, np.float32, chunks=(min(nz, 64), slab_rows, min(nx, 256)))
-    return path
-
-
 def run_slabs(
     plan: StreamPlan,
     slabs: list[tuple[int, int]],
@@ -326,6 +312,23 @@ def threads_per_worker(options: StreamOptions) -> int:
     return max(1, cores // max(1, options.n_workers or cores))
 
 
+def _pyramid_tasks(path: Path, shapes: list[tuple[int, ...]], slab_rows: int, level: int
+                   ) -> list[tuple[str, int, int, int]]:
+    """Tasks filling level ``level`` in blocks of whole chunk rows (``slab_rows`` of its y)."""
+    ny = shapes[level][1]
+    return [(str(path), level, y0, min(y0 + slab_rows, ny)) for y0 in range(0, ny, slab_rows)]
+
+
+def fill_pyramid_block(task: tuple[str, int, int, int]) -> float:
+    """One block of a lower resolution level (a Dask task of one picklable argument)."""
+    from emkit.io._zarr import fill_ome_zarr_level
+
+    path, level, y0, y1 = task
+    start = time.perf_counter()
+    fill_ome_zarr_level(path, level, (y0, y1))
+    return time.perf_counter() - start
+
+
 def reconstruct_to_zarr(
     plan: StreamPlan,
     output: Path,
@@ -336,33 +339,57 @@ def reconstruct_to_zarr(
 ) -> StreamResult:
     """Run every slab of binned ``rows`` and write the OME-Zarr ``output`` (atomically).
 
-    The slabs go into a scratch Zarr array beside ``output``; the OME-Zarr (levels and
-    metadata) is then written from it a chunk row at a time, and the scratch is removed.
+    The workers write their slabs straight into level 0 of the OME-Zarr (one chunk row
+    per slab, so no two tasks share a chunk), then fill the lower levels block by block,
+    in parallel too; the folder gets its final name only when all of it is written.
     """
-    from emkit.io import write_volume
-    from emkit.io._tempfiles import remove_path
+    import dataclasses
+
+    from emkit.io import atomic_output
+    from emkit.io._zarr import create_ome_zarr
+    from emkit.parallel import map_inputs
 
     shape = (plan.nz, rows[1] - rows[0], plan.binned_shape[1])
-    store = _scratch_store(output, shape, options.rows_per_slab)
-    try:
-        import dataclasses
-
-        plan = dataclasses.replace(
-            plan, store=str(store), first_row=rows[0], threads=threads_per_worker(options)
+    slab_rows = options.rows_per_slab
+    voxels = int(np.prod(shape, dtype=np.int64))
+    # level 0 and the smaller levels (at most 1/7 more), uncompressed at worst
+    with atomic_output(output, directory=True, size_bytes=4 * voxels * 8 // 7) as tmp:
+        shapes = create_ome_zarr(
+            tmp, shape, np.float32, voxel_size=(voxel_size_A,) * 3, origin=(0.0, 0.0, 0.0),
+            chunks=(min(plan.nz, 64), slab_rows, min(shape[2], 256)),
+            name=output.name.split(".")[0],
         )
-        slabs = slab_bounds(rows, options.rows_per_slab)
-        t0 = time.perf_counter()
-        seconds = run_slabs(plan, slabs, scheduler=options.scheduler,
-                            n_workers=options.n_workers, progress=options.progress)
-        t1 = time.perf_counter()
-        import zarr
-
-        scratch: Any = zarr.open_array(str(store), mode="r")  # sliced a chunk row at a time
-        write_volume(output, scratch, voxel_size=voxel_size_A)
-        t2 = time.perf_counter()
-    finally:
-        remove_path(store)
+        plan = dataclasses.replace(
+            plan, store=str(tmp / "0"), first_row=rows[0], threads=threads_per_worker(options)
+        )
+        slabs = slab_bounds(rows, slab_rows)
+        with _one_cluster(options, len(slabs)) as scheduler:
+            t0 = time.perf_counter()
+            seconds = run_slabs(plan, slabs, scheduler=scheduler,
+                                n_workers=options.n_workers, progress=options.progress)
+            t1 = time.perf_counter()
+            for level in range(1, len(shapes)):
+                map_inputs(fill_pyramid_block, _pyramid_tasks(tmp, shapes, slab_rows, level),
+                           scheduler=scheduler, n_workers=options.n_workers)
+            t2 = time.perf_counter()
     return StreamResult(shape, len(slabs), list(seconds), t1 - t0, t2 - t1)
+
+
+@contextlib.contextmanager
+def _one_cluster(options: StreamOptions, n_tasks: int) -> Iterator[Any]:
+    """The scheduler every step of the run shares: one local cluster (started once, not per
+    step), the given scheduler, or "sync" for work in this process (one worker)."""
+    from emkit.parallel import dask_client, default_n_workers
+
+    if options.scheduler is not None:
+        yield options.scheduler
+        return
+    workers = min(options.n_workers or default_n_workers(), n_tasks)
+    if workers <= 1:
+        yield "sync"
+        return
+    with dask_client(None, n_workers=workers) as client:
+        yield client
 
 
 def make_plan(
