@@ -206,17 +206,71 @@ def simulate_damaged_section(
     >>> damaged.true_field.shape
     (2, 256, 256)
     """
-    import cv2
-
     fixed = np.asarray(fixed)
+    _check_damage_options(fixed, kind, elastic_px)
+    rng = np.random.default_rng(seed)
+    h, w = fixed.shape
+    length, elastic = _side_warps(seed, (h, w), elastic_px, elastic_length_px)
+    centre = np.array([(w - 1) / 2.0, (h - 1) / 2.0])
+    curve = _draw_curve(rng, (h, w), centre)
+    band, b_side, elastic = _side_affines(
+        rng,
+        curve,
+        elastic,
+        (h, w),
+        centre,
+        kind=kind,
+        band_px=band_px,
+        shift_px=shift_px,
+        rotation_deg=rotation_deg,
+        shear=shear,
+    )
+    moving, defect = _render_moving(fixed, curve, b_side, elastic, rng, kind=kind, noise=noise)
+    true_field, true_valid, defect_fixed = _true_field(curve, b_side, elastic, defect)
+    params = {
+        "kind": kind,
+        "seed": seed,
+        "band_px": float(band),
+        "elastic_px": float(elastic_px),
+        "elastic_length_px": float(length) if elastic_px > 0 else None,
+        "side_affines_xy": [b[:2].tolist() for b in b_side],
+        "curve": {
+            "through_xy": curve.through.tolist(),
+            "normal_xy": curve.normal.tolist(),
+            "wave_amplitude_px": float(curve.wave_amp),
+            "wave_length_px": float(curve.wave_len),
+            "wave_phase_rad": float(curve.wave_phase),
+        },
+    }
+    return DamagedSection(
+        moving=_to_dtype(moving.astype(np.float32), fixed.dtype, like=fixed),
+        defect_mask=defect,
+        true_field=true_field,
+        true_valid=true_valid,
+        defect_mask_fixed=defect_fixed,
+        params=params,
+    )
+
+
+def _check_damage_options(fixed: np.ndarray, kind: str, elastic_px: float) -> None:
+    """The errors :func:`simulate_damaged_section` raises for its inputs."""
     if fixed.ndim != 2 or min(fixed.shape) < 64:
         raise ShapeError(f"need a 2D image of at least 64x64 pixels, got shape {fixed.shape}")
     if kind not in ("fold", "crack"):
         raise InputError(f"unknown defect kind {kind!r}; use 'fold' or 'crack'")
     if not np.isfinite(elastic_px) or elastic_px < 0:
         raise InputError(f"elastic_px must be >= 0, got {elastic_px}")
-    rng = np.random.default_rng(seed)
-    h, w = fixed.shape
+
+
+def _side_warps(
+    seed: int,
+    shape: tuple[int, int],
+    elastic_px: float,
+    elastic_length_px: float | None,
+) -> tuple[float, list[np.ndarray | None]]:
+    """The correlation length and each side's smooth non-affine warp (None when
+    ``elastic_px`` is 0)."""
+    h, w = shape
     # Drawn from their own generator so that elastic_px = 0 leaves every other draw as it was.
     elastic_rng = np.random.default_rng([seed, 7])
     length = float(elastic_length_px) if elastic_length_px else 0.25 * min(h, w)
@@ -224,9 +278,34 @@ def simulate_damaged_section(
         smooth_random_field((h, w), elastic_px, length, elastic_rng) if elastic_px > 0 else None
         for _ in range(2)
     ]
-    centre = np.array([(w - 1) / 2.0, (h - 1) / 2.0])
+    return length, elastic
 
-    # The fold line in the fixed frame: a wavy curve through the central part of the image.
+
+@dataclass
+class _Curve:
+    """The fold line in the fixed frame: a wavy curve through ``through``."""
+
+    through: np.ndarray
+    normal: np.ndarray
+    tangent: np.ndarray
+    wave_amp: float
+    wave_len: float
+    wave_phase: float
+
+    def side(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Signed distance-like value of points ``(x, y)``: negative on side 1, >= 0 on side 2."""
+        dx, dy = x - self.through[0], y - self.through[1]
+        t = dx * self.tangent[0] + dy * self.tangent[1]
+        return (
+            dx * self.normal[0]
+            + dy * self.normal[1]
+            + self.wave_amp * np.sin(2 * np.pi * t / self.wave_len + self.wave_phase)
+        )
+
+
+def _draw_curve(rng: np.random.Generator, shape: tuple[int, int], centre: np.ndarray) -> _Curve:
+    """The fold line in the fixed frame: a wavy curve through the central part of the image."""
+    h, w = shape
     angle = rng.uniform(0.0, np.pi)
     normal = np.array([np.cos(angle), np.sin(angle)])
     tangent = np.array([-normal[1], normal[0]])
@@ -234,16 +313,26 @@ def simulate_damaged_section(
     wave_amp = rng.uniform(0.02, 0.06) * min(h, w)
     wave_len = rng.uniform(0.8, 1.6) * max(h, w)
     wave_phase = rng.uniform(0, 2 * np.pi)
+    return _Curve(through, normal, tangent, wave_amp, wave_len, wave_phase)
 
-    def side_function(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        dx, dy = x - through[0], y - through[1]
-        t = dx * tangent[0] + dy * tangent[1]
-        return (
-            dx * normal[0]
-            + dy * normal[1]
-            + wave_amp * np.sin(2 * np.pi * t / wave_len + wave_phase)
-        )
 
+def _side_affines(
+    rng: np.random.Generator,
+    curve: _Curve,
+    elastic: list[np.ndarray | None],
+    shape: tuple[int, int],
+    centre: np.ndarray,
+    *,
+    kind: str,
+    band_px: tuple[float, float],
+    shift_px: float,
+    rotation_deg: float,
+    shear: float,
+) -> tuple[float, list[np.ndarray], list[np.ndarray | None]]:
+    """The band width and each side's affine (3x3, moving -> fixed ``(x, y)``), with the
+    side warps, damped until the band is open along all of the visible curve."""
+    h, w = shape
+    through, normal, tangent = curve.through, curve.normal, curve.tangent
     # Global affine (moving -> fixed) shared by both sides, then a different one per side.
     glob = _affine(
         rotation_rad=np.deg2rad(rng.uniform(-1, 1) * rotation_deg),
@@ -263,9 +352,9 @@ def simulate_damaged_section(
     shears = rng.uniform(-1, 1, 2) * shear
     along = rng.uniform(-1, 1, 2) * shift_px
     t_curve = np.linspace(-1.0, 1.0, 401) * np.hypot(h, w)
-    curve = through[:, None] + tangent[:, None] * t_curve[None, :]
-    visible = (curve[0] >= 0) & (curve[0] <= w - 1) & (curve[1] >= 0) & (curve[1] <= h - 1)
-    curve = curve[:, visible]
+    points = through[:, None] + tangent[:, None] * t_curve[None, :]
+    visible = (points[0] >= 0) & (points[0] <= w - 1) & (points[1] >= 0) & (points[1] <= h - 1)
+    points = points[:, visible]
     b_side: list[np.ndarray] = []
     for _ in range(20):
         b_side = []
@@ -280,10 +369,10 @@ def simulate_damaged_section(
             b_side.append(glob @ local)
         # Width of the band where the curve is: separation of the two sides' moving
         # positions across the curve, positive for overlap (fold), negative for a gap.
-        p1 = _invert_side(b_side[0], elastic[0], curve)
-        p2 = _invert_side(b_side[1], elastic[1], curve)
+        p1 = _invert_side(b_side[0], elastic[0], points)
+        p2 = _invert_side(b_side[1], elastic[1], points)
         width = direction * (normal @ (p1 - p2))
-        if curve.shape[1] == 0 or width.min() >= min(4.0, 0.5 * band):
+        if points.shape[1] == 0 or width.min() >= min(4.0, 0.5 * band):
             break
         rotations *= 0.7
         shears *= 0.7
@@ -291,7 +380,24 @@ def simulate_damaged_section(
             # Pull the two sides' warps towards their mean: they differ less across the curve.
             mean = 0.5 * (elastic[0] + elastic[1])
             elastic = [mean + 0.7 * (e - mean) for e in elastic]
+    return band, b_side, elastic
 
+
+def _render_moving(
+    fixed: np.ndarray,
+    curve: _Curve,
+    b_side: list[np.ndarray],
+    elastic: list[np.ndarray | None],
+    rng: np.random.Generator,
+    *,
+    kind: str,
+    noise: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The moving image (float, before conversion to the input dtype) and its defect mask
+    (grown by one pixel)."""
+    import cv2
+
+    h, w = fixed.shape
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     mapped = []
     for b, e in zip(b_side, elastic):
@@ -301,8 +407,8 @@ def simulate_damaged_section(
             fy += e[0]
             fx += e[1]
         mapped.append((fx, fy))
-    phi1 = side_function(*mapped[0])
-    phi2 = side_function(*mapped[1])
+    phi1 = curve.side(*mapped[0])
+    phi2 = curve.side(*mapped[1])
     covers = [phi1 < 0, phi2 >= 0]
     both = covers[0] & covers[1]
     neither = ~covers[0] & ~covers[1]
@@ -329,10 +435,20 @@ def simulate_damaged_section(
     moving = moving + noise * rng.standard_normal(moving.shape)
     # Bilinear reads beside the band blend in band values; count one pixel more as defect.
     defect = ndimage.binary_dilation(defect, iterations=1)
+    return moving, defect
 
+
+def _true_field(
+    curve: _Curve,
+    b_side: list[np.ndarray],
+    elastic: list[np.ndarray | None],
+    defect: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(true_field, true_valid, defect_mask_fixed)`` of a damaged section."""
+    h, w = defect.shape
     # True field: each fixed pixel goes with its side's affine, inverted.
     fyy, fxx = np.mgrid[0:h, 0:w].astype(np.float64)
-    side2 = side_function(fxx, fyy) >= 0
+    side2 = curve.side(fxx, fyy) >= 0
     true_field = np.empty((2, h, w), np.float32)
     px = np.empty((h, w))
     py = np.empty((h, w))
@@ -348,29 +464,7 @@ def simulate_damaged_section(
     dilated = ndimage.binary_dilation(defect, iterations=1)
     defect_fixed = inside & dilated[iy, ix]
     true_valid = inside & ~defect_fixed
-    params = {
-        "kind": kind,
-        "seed": seed,
-        "band_px": float(band),
-        "elastic_px": float(elastic_px),
-        "elastic_length_px": float(length) if elastic_px > 0 else None,
-        "side_affines_xy": [b[:2].tolist() for b in b_side],
-        "curve": {
-            "through_xy": through.tolist(),
-            "normal_xy": normal.tolist(),
-            "wave_amplitude_px": float(wave_amp),
-            "wave_length_px": float(wave_len),
-            "wave_phase_rad": float(wave_phase),
-        },
-    }
-    return DamagedSection(
-        moving=_to_dtype(moving.astype(np.float32), fixed.dtype, like=fixed),
-        defect_mask=defect,
-        true_field=true_field,
-        true_valid=true_valid,
-        defect_mask_fixed=defect_fixed,
-        params=params,
-    )
+    return true_field, true_valid, defect_fixed
 
 
 def smooth_random_field(
