@@ -231,16 +231,11 @@ def register_pair(
     >>> result.field.shape
     (2, 384, 384)
     """
-    import cv2
-
     fixed = np.asarray(fixed)
     moving = np.asarray(moving)
     mask = _check_inputs(fixed, moving, defect_mask)
     fmask = None if fixed_mask is None else _check_mask(fixed_mask, fixed.shape, "fixed")
-    if method not in ("expected-affine", "global-affine"):
-        raise InputError(f"unknown method {method!r}; use 'expected-affine' or 'global-affine'")
-    if refine not in ("elastic", "none"):
-        raise InputError(f"unknown refinement {refine!r}; use 'elastic' or 'none'")
+    _check_choices(method, refine)
     h, w = fixed.shape
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -261,8 +256,77 @@ def register_pair(
         timings=timings,
         t0=t0,
     )
-    t1 = time.perf_counter()
+    affines, fld, converged, forward_field = _fit_model(
+        matches,
+        blocked,
+        global_affine,
+        (h, w),
+        method=method,
+        forward=forward,
+        n_clusters=n_clusters,
+        max_clusters=max_clusters,
+        matches_per_cluster=matches_per_cluster,
+        min_inliers=min_inliers,
+        knn=knn,
+        ransac_threshold_px=ransac_threshold_px,
+        refine_iterations=refine_iterations,
+        grid_cells=grid_cells,
+        seed=seed,
+        info=info,
+        timings=timings,
+    )
+    return _refine_and_warp(
+        fixed,
+        moving,
+        fld,
+        converged,
+        mask,
+        fmask,
+        affines=affines,
+        forward_field=forward_field,
+        refine=refine,
+        elastic=elastic,
+        fill_value=fill_value,
+        info=info,
+        timings=timings,
+        t0=t0,
+    )
 
+
+def _check_choices(method: str, refine: str) -> None:
+    """The errors :func:`register_pair` raises for an unknown method or refinement."""
+    if method not in ("expected-affine", "global-affine"):
+        raise InputError(f"unknown method {method!r}; use 'expected-affine' or 'global-affine'")
+    if refine not in ("elastic", "none"):
+        raise InputError(f"unknown refinement {refine!r}; use 'elastic' or 'none'")
+
+
+def _fit_model(
+    matches: Matches,
+    blocked: np.ndarray,
+    global_affine: np.ndarray,
+    shape: tuple[int, int],
+    *,
+    method: str,
+    forward: bool,
+    n_clusters: int | None,
+    max_clusters: int,
+    matches_per_cluster: int,
+    min_inliers: int,
+    knn: int,
+    ransac_threshold_px: float,
+    refine_iterations: int,
+    grid_cells: int,
+    seed: int,
+    info: dict[str, Any],
+    timings: dict[str, float],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """``(affines, field, converged, forward_field)`` of the method's model: one global
+    affine, or the expected affine (whose numbers are added to ``info``)."""
+    import cv2
+
+    h, w = shape
+    t1 = time.perf_counter()
     forward_field = None
     if method == "global-affine":
         affines = global_affine[None]
@@ -291,22 +355,7 @@ def register_pair(
         info.update(model_info)
         if forward:
             forward_field = forward_map_field(amap, (h, w))
-    return _refine_and_warp(
-        fixed,
-        moving,
-        fld,
-        converged,
-        mask,
-        fmask,
-        affines=affines,
-        forward_field=forward_field,
-        refine=refine,
-        elastic=elastic,
-        fill_value=fill_value,
-        info=info,
-        timings=timings,
-        t0=t0,
-    )
+    return affines, fld, converged, forward_field
 
 
 def _match_and_fit_global(
