@@ -360,7 +360,7 @@ def _digest(array: np.ndarray | None) -> str | None:
     if array is None:
         return None
     data = np.ascontiguousarray(array)
-    return hashlib.sha256(memoryview(data).cast("B")).hexdigest()[:16]
+    return hashlib.sha256(data.data.cast("B")).hexdigest()[:16]
 
 
 def _fingerprint_differences(saved: str, wanted: str) -> list[str]:
@@ -404,6 +404,422 @@ def _load_checkpoint(path: Path, fingerprint: str) -> dict[str, Any]:
             )
         )
     return state
+
+
+def _check_arguments(
+    stack: np.ndarray,
+    tilt_angles_deg: np.ndarray,
+    *,
+    thickness: int,
+    initial_shifts_px: np.ndarray | None,
+    lam: float,
+    iterations: int | Sequence[int],
+    binning_levels: Sequence[int],
+    masks: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray, list[int], list[int], np.ndarray]:
+    """The checked ``stack, angles``, the levels, the iterations per level and a copy of
+    the initial shifts (zeros if none)."""
+    stack, angles = check_tilt_series(stack, tilt_angles_deg)
+    n = len(stack)
+    levels = [int(f) for f in binning_levels]
+    if not levels or min(levels) < 1:
+        raise InputError(f"binning levels must be positive integers, got {binning_levels}")
+    per_level = (
+        [int(iterations)] * len(levels)
+        if isinstance(iterations, (int, np.integer))
+        else [int(k) for k in iterations]
+    )
+    if len(per_level) != len(levels):
+        raise InputError(
+            f"{len(per_level)} iteration counts for {len(levels)} binning levels; give one "
+            "number or one per level"
+        )
+    if thickness // max(levels) < 1:
+        raise InputError(f"thickness {thickness} is thinner than the coarsest binning")
+    if lam < 0:
+        raise InputError(f"lam must be >= 0, got {lam}")
+    shifts = (
+        np.zeros((n, 2))
+        if initial_shifts_px is None
+        else np.array(initial_shifts_px, dtype=np.float64, copy=True)
+    )
+    if shifts.shape != (n, 2):
+        raise MismatchError(f"{shifts.shape[0]} initial shifts for {n} images")
+    if masks is not None and masks.shape != stack.shape:
+        raise MismatchError(f"masks of shape {masks.shape} for a stack of shape {stack.shape}")
+    return stack, angles, levels, per_level, shifts
+
+
+def _prepare_data(
+    stack: np.ndarray,
+    angles: np.ndarray,
+    shifts: np.ndarray,
+    tilt_axis_angle_deg: float,
+    gauge: str,
+) -> tuple[np.ndarray, float, np.ndarray | None, np.ndarray]:
+    """The background-free stack turned onto the y axis, its scale, the field of view
+    of the turn (None: not turned) and the shifts without their gauge."""
+    n = len(stack)
+    # Background-free and in units of the data's spread, before the rotation fills the
+    # corners: nothing below depends on a constant offset or the intensity scale.
+    stack, _, scale = remove_background(stack)
+    fov = None
+    if tilt_axis_angle_deg:
+        fov = validity_masks(stack.shape, np.zeros((n, 2)),
+                             tilt_axis_angle_deg=tilt_axis_angle_deg, margin_px=0.0)
+        stack = transform_images(stack, np.zeros((n, 2)), tilt_axis_angle_deg=tilt_axis_angle_deg)
+    if gauge not in ("rigid", "offset"):
+        raise InputError(f"gauge must be 'rigid' or 'offset', got {gauge!r}")
+    shifts = remove_gauge(shifts, angles, gauge=gauge)
+    return stack, scale, fov, shifts
+
+
+@dataclass
+class _Settings:
+    """What stays fixed over a run of :func:`align_joint` (the names of its arguments)."""
+
+    stack: np.ndarray  # background-free and turned onto the y axis
+    angles: np.ndarray
+    fov: np.ndarray | None
+    scale: float
+    masks: np.ndarray | None
+    thickness: int
+    lam: float
+    levels: list[int]
+    per_level: list[int]
+    inner_iterations: int
+    cg_iterations: int
+    update_shifts: bool
+    preconditioned: bool
+    max_step_px: float
+    shift_smoothing_px: float
+    gauge: str
+    tolerance_px: float
+    measure_tilt_axis: bool
+    tilt_axis_angle_deg: float
+    device: str | None
+    callback: Callable[[dict[str, Any], np.ndarray, np.ndarray], None] | None
+    ckpt_path: Path | None
+    fingerprint: str = ""  # see _run_fingerprint
+
+
+def _run_fingerprint(cfg: _Settings, lam: float, shifts: np.ndarray) -> str:
+    """Everything that shapes the result (``lam`` as given, ``shifts`` the gauge-free
+    initial ones): a checkpoint from other inputs is refused on resume."""
+    return _fingerprint(
+        shape=cfg.stack.shape,
+        angles=np.round(cfg.angles, 6).tolist(),
+        tilt_series=_digest(cfg.stack),
+        mask=_digest(cfg.masks),
+        initial_shifts=_digest(np.round(shifts, 6)),
+        max_step_px=cfg.max_step_px,
+        shift_smoothing_px=cfg.shift_smoothing_px,
+        tolerance_px=cfg.tolerance_px,
+        thickness=cfg.thickness,
+        lam=lam,
+        iterations=cfg.per_level,
+        inner=cfg.inner_iterations,
+        cg=cfg.cg_iterations,
+        levels=cfg.levels,
+        update_shifts=cfg.update_shifts,
+        preconditioned=cfg.preconditioned,
+        gauge=cfg.gauge,
+        axis=cfg.tilt_axis_angle_deg,
+    )
+
+
+@dataclass
+class _Progress:
+    """What the outer iterations carry on (and a checkpoint holds)."""
+
+    shifts: np.ndarray
+    # One offset per projection (unbinned data units): the data less their median are not
+    # zero where there is no specimen in a slab; solved exactly after every volume step.
+    offsets: np.ndarray
+    history: list[dict[str, float]] = field(default_factory=list)
+    volume: np.ndarray = field(default_factory=lambda: np.zeros(1, dtype=np.float32))
+    start_level: int = 0
+    start_iter: int = 0
+    # The loaded checkpoint until the level it resumes is set up.
+    state: dict[str, Any] | None = None
+
+
+def _start_progress(
+    shifts: np.ndarray, levels: list[int], fingerprint: str, ckpt_path: Path | None,
+    resume: bool,
+) -> _Progress:
+    """Where the run starts: at the beginning, or where the checkpoint says on ``resume``."""
+    run = _Progress(shifts=shifts, offsets=np.zeros(len(shifts)))
+    if resume and ckpt_path is not None and ckpt_path.exists():
+        state = _load_checkpoint(ckpt_path, fingerprint)
+        run.state = state
+        run.start_level, run.start_iter = int(state["level_index"]), int(state["next_iteration"])
+        run.shifts = np.asarray(state["shifts_px"], dtype=np.float64)
+        run.offsets = np.asarray(state["offsets"], dtype=np.float64)
+        run.history = json.loads(str(state["history"]))
+        log.info("resuming at level %d iteration %d", levels[run.start_level], run.start_iter)
+    elif resume:
+        log.warning("no checkpoint at %s to resume from; starting from the beginning", ckpt_path)
+    return run
+
+
+def _progress_bar(show: bool, per_level: list[int], run: _Progress) -> Any:
+    """A tqdm bar advanced to where the run starts (None if not ``show``)."""
+    if not show:
+        return None
+    from tqdm import tqdm
+
+    bar = tqdm(total=sum(per_level), desc="align", unit="it")
+    bar.update(sum(per_level[:run.start_level]) + run.start_iter)
+    return bar
+
+
+@dataclass
+class _LevelState:
+    """One level under way: its data, primal-dual variables and step sizes."""
+
+    level: _Level
+    data: np.ndarray  # the level's data resampled with the current shifts
+    mask: np.ndarray
+    u: Any
+    u_bar: Any
+    p: Any
+    q: Any
+    sigma_p: Any
+    sigma_q: Any
+    tau: Any
+    work: _Workspace
+    previous: float = float("nan")  # the objective of the level's previous iteration
+
+
+def _step_sizes(level: _Level, preconditioned: bool) -> tuple[Any, Any, Any]:
+    """The primal-dual steps ``sigma_p`` (data dual), ``sigma_q`` (TV dual) and ``tau``."""
+    import torch
+
+    from emkit.ops import GRADIENT_NORM_3D
+
+    tdev, tdtype = level.device, level.projector.dtype
+    if preconditioned:
+        # Diagonal preconditioning (Pock & Chambolle 2011, alpha = 1): sigma = 1 / row
+        # sums and tau = 1 / column sums of |K| for K = [A; grad]; this guarantees
+        # convergence and makes the data part of each step as effective as SIRT's.
+        ray = torch.from_numpy(level.projector.ray_sums()[:, None, :]).to(tdev, tdtype)
+        sigma_p: Any = 1.0 / torch.clamp(ray, min=1e-3)
+        sigma_q = 0.5
+        cols = torch.from_numpy(level.projector.voxel_sums()[:, None, :]).to(tdev, tdtype)
+        tau: Any = 1.0 / (cols + 2.0 * len(level.shape))
+    else:
+        # Scalar steps from the computed operator norm: L^2 = ||A||^2 + ||grad||^2 and
+        # tau = sigma = 0.99 / L, so tau sigma L^2 < 1.
+        lipschitz = float(np.sqrt(level.projector.operator_norm() ** 2 + GRADIENT_NORM_3D**2))
+        sigma_p = sigma_q = tau = 0.99 / lipschitz
+    return sigma_p, sigma_q, tau
+
+
+def _start_level(cfg: _Settings, run: _Progress, li: int) -> tuple[_LevelState, int]:
+    """Set up level ``li``: its steps and start volume (CGLS, the previous level's volume
+    or the checkpoint's iterates). Returns it and its first iteration."""
+    import torch
+
+    level = _Level(cfg.stack, cfg.angles, cfg.levels[li], cfg.thickness, cfg.masks, cfg.device,
+                   cfg.fov)
+    tdev, tdtype = level.device, level.projector.dtype
+    sigma_p, sigma_q, tau = _step_sizes(level, cfg.preconditioned)
+    data, mask = level.resample(run.shifts)
+    state = run.state
+    if state is not None and li == run.start_level and run.start_iter > 0:
+        u = torch.from_numpy(state["u"]).to(tdev, tdtype)
+        u_bar = torch.from_numpy(state["u_bar"]).to(tdev, tdtype)
+        p = torch.from_numpy(state["p"]).to(tdev, tdtype)
+        q = torch.from_numpy(state["q"]).to(tdev, tdtype)
+        first = run.start_iter
+    else:
+        if state is not None and li == run.start_level and state["u"].ndim == 3:
+            # Resuming at a level boundary: the checkpoint holds the finished level's
+            # volume, which an uninterrupted run would upsample here.
+            run.volume = np.asarray(state["u"], dtype=np.float32)
+        if li == 0 or run.volume.ndim != 3:
+            u0 = reconstruct_cgls(
+                data,
+                cfg.angles,
+                thickness=level.shape[0],
+                iterations=cfg.cg_iterations,
+                masks=mask,
+                device=cfg.device,
+            )
+        else:
+            # Continue from the previous level's (regularised) volume: a fresh CGLS
+            # start would be noisier and cost the level its first iterations.
+            u0 = _upsample(run.volume, level.shape)
+        u = torch.from_numpy(u0).to(tdev, tdtype)
+        u_bar = u.clone()
+        p = torch.zeros(level.data.shape, device=tdev, dtype=tdtype)
+        q = torch.zeros((3, *level.shape), device=tdev, dtype=tdtype)
+        first = 0
+    work = _Workspace(level.shape, tdev, tdtype)
+    return _LevelState(level, data, mask, u, u_bar, p, q, sigma_p, sigma_q, tau, work), first
+
+
+def _volume_steps(cfg: _Settings, ls: _LevelState, level_offsets: np.ndarray) -> None:
+    """The primal-dual volume steps of one outer iteration, on the data less the offsets."""
+    import torch
+
+    level = ls.level
+    tdev, tdtype = level.device, level.projector.dtype
+    b = torch.from_numpy(ls.data - level_offsets).to(tdev, tdtype)
+    m = torch.from_numpy(ls.mask).to(tdev, tdtype)
+    for _ in range(cfg.inner_iterations):
+        _primal_dual_step(
+            level.projector, ls.u, ls.u_bar, ls.p, ls.q, ls.work, b, m, ls.sigma_p, ls.sigma_q,
+            ls.tau, cfg.lam,
+        )
+
+
+def _model_and_residual(
+    run: _Progress, ls: _LevelState, level_offsets: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The model projections ``A u`` and the residual after the offset step (which updates
+    ``run.offsets``)."""
+    level = ls.level
+    model = np.asarray(level.projector.forward(ls.u).cpu().numpy(), dtype=np.float32)
+    residual = ls.data - level_offsets - model
+    offset_step = _offset_step(residual, ls.mask)
+    run.offsets += offset_step * level.factor
+    residual -= offset_step.astype(np.float32)[:, None, None]
+    return model, residual
+
+
+def _measured_axis_step(
+    cfg: _Settings, ls: _LevelState, model: np.ndarray, residual: np.ndarray
+) -> float:
+    """The tilt-axis step that the residual asks for (see :func:`_axis_step`)."""
+    level = ls.level
+    derivative = _axis_derivative(model, ls.u.cpu().numpy(), level.projector)
+    # low-passed by at least one pixel of the level: the noise the volume has
+    # fitted otherwise biases the step (by up to a degree at SNR 0.5)
+    return _axis_step(model, residual, ls.mask, derivative,
+                      smooth_px=max(1.0, cfg.shift_smoothing_px / level.factor))
+
+
+def _update_shifts(
+    cfg: _Settings, run: _Progress, ls: _LevelState, model: np.ndarray, residual: np.ndarray
+) -> float:
+    """One shift step (gauge removed) and the data resampled with the new shifts. Returns
+    the largest shift change in unbinned pixels."""
+    level = ls.level
+    delta = (
+        _shift_step(
+            model,
+            residual,
+            ls.mask,
+            max_step=cfg.max_step_px,
+            # at least one pixel of the level: the TV volume's own errors
+            # (lost contrast, flattened edges) otherwise read as misalignment
+            # and large slabs swing by pixels between iterations
+            smooth_px=max(1.0, cfg.shift_smoothing_px / level.factor),
+        )
+        * level.factor
+    )
+    new_shifts = remove_gauge(run.shifts + delta, cfg.angles, gauge=cfg.gauge)
+    change = float(np.max(np.abs(new_shifts - run.shifts)))
+    run.shifts = new_shifts
+    ls.data, ls.mask = level.resample(run.shifts)
+    return change
+
+
+def _outer_iteration(
+    cfg: _Settings, run: _Progress, ls: _LevelState, k: int, last: bool
+) -> dict[str, float]:
+    """Iteration ``k`` of a level (``last``: its last one): volume steps, offsets, the
+    measures, the axis and shift steps. Returns its history record."""
+    from emkit.ops import tv_norm
+
+    level = ls.level
+    level_offsets = (run.offsets / level.factor).astype(np.float32)[:, None, None]
+    _volume_steps(cfg, ls, level_offsets)
+    model, residual = _model_and_residual(run, ls, level_offsets)
+    data_residual = 0.5 * float(np.sum((residual * ls.mask).astype(np.float64) ** 2))
+    signal = float(np.sum(((ls.data - level_offsets) * ls.mask).astype(np.float64) ** 2))
+    tv = float(tv_norm(ls.u))
+    objective = data_residual + cfg.lam * tv
+    relative = (objective - ls.previous) / abs(ls.previous) if ls.previous else float("nan")
+    ls.previous = objective
+    change = 0.0
+    axis_step = float("nan")
+    if cfg.measure_tilt_axis and last:
+        axis_step = _measured_axis_step(cfg, ls, model, residual)
+    if cfg.update_shifts:
+        change = _update_shifts(cfg, run, ls, model, residual)
+    record = {
+        "level": float(level.factor),
+        "iteration": float(k),
+        "data_residual": data_residual,
+        "tv": tv,
+        "objective": objective,
+        "residual_fraction": 2 * data_residual / signal if signal > 0 else float("nan"),
+        "relative_change": relative,
+        "max_shift_change_px": change,
+    }
+    if cfg.measure_tilt_axis:
+        record["tilt_axis_step_deg"] = axis_step
+    return record
+
+
+def _checkpoint_arrays(
+    cfg: _Settings, run: _Progress, level_index: int, next_iteration: int, u_bar: np.ndarray,
+    p: np.ndarray, q: np.ndarray,
+) -> dict[str, Any]:
+    """The arrays of a checkpoint (``u`` is ``run.volume``)."""
+    return {
+        "version": np.array(_CHECKPOINT_VERSION),
+        "fingerprint": np.array(cfg.fingerprint),
+        "level_index": np.array(level_index),
+        "next_iteration": np.array(next_iteration),
+        "shifts_px": run.shifts,
+        "offsets": run.offsets,
+        "u": run.volume,
+        "u_bar": u_bar,
+        "p": p,
+        "q": q,
+        "history": np.array(json.dumps(run.history)),
+    }
+
+
+def _finish_iteration(
+    cfg: _Settings, run: _Progress, ls: _LevelState, li: int, k: int, record: dict[str, float],
+    bar: Any,
+) -> None:
+    """Record iteration ``k`` of level ``li``: history, log, callback, bar, checkpoint."""
+    level = ls.level
+    change, data_residual = record["max_shift_change_px"], record["data_residual"]
+    run.history.append(record)
+    log.info(
+        "bin %d it %d: objective change %.3g, residual %.4g of the data, max shift "
+        "change %.3f px", level.factor, k, record["relative_change"], record["residual_fraction"],
+        change,
+    )
+    run.volume = ls.u.cpu().numpy()
+    if cfg.callback is not None:
+        cfg.callback(record, run.shifts.copy(), run.volume * np.float32(cfg.scale))
+    if bar is not None:
+        bar.update(1)
+        bar.set_postfix(bin=level.factor, res=f"{data_residual:.3g}", ds=f"{change:.3f}")
+    if cfg.ckpt_path is not None:
+        _save_checkpoint(
+            cfg.ckpt_path,
+            _checkpoint_arrays(cfg, run, li, k + 1, ls.u_bar.cpu().numpy(), ls.p.cpu().numpy(),
+                               ls.q.cpu().numpy()),
+        )
+
+
+def _finish_level(cfg: _Settings, run: _Progress, ls: _LevelState, li: int) -> None:
+    """Keep the level's volume and, before a next level, checkpoint that this one is done."""
+    run.volume = ls.u.cpu().numpy()
+    run.state = None
+    if cfg.ckpt_path is not None and li + 1 < len(cfg.levels):
+        # Record that this level is done, with its volume: the next level starts from it.
+        none = np.zeros(1, np.float32)
+        _save_checkpoint(cfg.ckpt_path, _checkpoint_arrays(cfg, run, li + 1, 0, none, none, none))
 
 
 def align_joint(
@@ -516,260 +932,38 @@ def align_joint(
     >>> joint = align_joint(stack, angles, thickness=64,
     ...                     initial_shifts_px=pre.shifts_px)                # doctest: +SKIP
     """
-    import torch
-
-    from emkit.ops import GRADIENT_NORM_3D, tv_norm
-
-    stack, angles = check_tilt_series(stack, tilt_angles_deg)
-    n = len(stack)
-    levels = [int(f) for f in binning_levels]
-    if not levels or min(levels) < 1:
-        raise InputError(f"binning levels must be positive integers, got {binning_levels}")
-    per_level = (
-        [int(iterations)] * len(levels)
-        if isinstance(iterations, (int, np.integer))
-        else [int(k) for k in iterations]
+    stack, angles, levels, per_level, shifts = _check_arguments(
+        stack, tilt_angles_deg, thickness=thickness, initial_shifts_px=initial_shifts_px,
+        lam=lam, iterations=iterations, binning_levels=binning_levels, masks=masks,
     )
-    if len(per_level) != len(levels):
-        raise InputError(
-            f"{len(per_level)} iteration counts for {len(levels)} binning levels; give one "
-            "number or one per level"
-        )
-    if thickness // max(levels) < 1:
-        raise InputError(f"thickness {thickness} is thinner than the coarsest binning")
-    if lam < 0:
-        raise InputError(f"lam must be >= 0, got {lam}")
-    shifts = (
-        np.zeros((n, 2))
-        if initial_shifts_px is None
-        else np.array(initial_shifts_px, dtype=np.float64, copy=True)
+    stack, scale, fov, shifts = _prepare_data(stack, angles, shifts, tilt_axis_angle_deg, gauge)
+    cfg = _Settings(
+        stack=stack, angles=angles, fov=fov, scale=scale, masks=masks, thickness=thickness,
+        lam=float(lam), levels=levels, per_level=per_level, inner_iterations=inner_iterations,
+        cg_iterations=cg_iterations, update_shifts=update_shifts, preconditioned=preconditioned,
+        max_step_px=max_step_px, shift_smoothing_px=shift_smoothing_px, gauge=gauge,
+        tolerance_px=tolerance_px, measure_tilt_axis=measure_tilt_axis,
+        tilt_axis_angle_deg=tilt_axis_angle_deg, device=device, callback=callback,
+        ckpt_path=None if checkpoint is None else Path(checkpoint),
     )
-    if shifts.shape != (n, 2):
-        raise MismatchError(f"{shifts.shape[0]} initial shifts for {n} images")
-    if masks is not None and masks.shape != stack.shape:
-        raise MismatchError(f"masks of shape {masks.shape} for a stack of shape {stack.shape}")
-    # Background-free and in units of the data's spread, before the rotation fills the
-    # corners: nothing below depends on a constant offset or the intensity scale.
-    stack, _, scale = remove_background(stack)
-    fov = None
-    if tilt_axis_angle_deg:
-        fov = validity_masks(stack.shape, np.zeros((n, 2)),
-                             tilt_axis_angle_deg=tilt_axis_angle_deg, margin_px=0.0)
-        stack = transform_images(stack, np.zeros((n, 2)), tilt_axis_angle_deg=tilt_axis_angle_deg)
-    if gauge not in ("rigid", "offset"):
-        raise InputError(f"gauge must be 'rigid' or 'offset', got {gauge!r}")
-    shifts = remove_gauge(shifts, angles, gauge=gauge)
-    lam_abs = float(lam)
-    # One offset per projection (unbinned data units): the data less their median are not
-    # zero where there is no specimen in a slab; solved exactly after every volume step.
-    offsets = np.zeros(n)
+    cfg.fingerprint = _run_fingerprint(cfg, lam, shifts)
+    run = _start_progress(shifts, levels, cfg.fingerprint, cfg.ckpt_path, resume)
+    bar = _progress_bar(progress, per_level, run)
 
-    # Everything that shapes the result: a checkpoint from other inputs is refused on resume.
-    fingerprint = _fingerprint(
-        shape=stack.shape,
-        angles=np.round(angles, 6).tolist(),
-        tilt_series=_digest(stack),
-        mask=_digest(masks),
-        initial_shifts=_digest(np.round(shifts, 6)),
-        max_step_px=max_step_px,
-        shift_smoothing_px=shift_smoothing_px,
-        tolerance_px=tolerance_px,
-        thickness=thickness,
-        lam=lam,
-        iterations=per_level,
-        inner=inner_iterations,
-        cg=cg_iterations,
-        levels=levels,
-        update_shifts=update_shifts,
-        preconditioned=preconditioned,
-        gauge=gauge,
-        axis=tilt_axis_angle_deg,
-    )
-    ckpt_path = None if checkpoint is None else Path(checkpoint)
-    start_level, start_iter = 0, 0
-    state: dict[str, Any] | None = None
-    history: list[dict[str, float]] = []
-    if resume and ckpt_path is not None and ckpt_path.exists():
-        state = _load_checkpoint(ckpt_path, fingerprint)
-        start_level, start_iter = int(state["level_index"]), int(state["next_iteration"])
-        shifts = np.asarray(state["shifts_px"], dtype=np.float64)
-        offsets = np.asarray(state["offsets"], dtype=np.float64)
-        history = json.loads(str(state["history"]))
-        log.info("resuming at level %d iteration %d", levels[start_level], start_iter)
-    elif resume:
-        log.warning("no checkpoint at %s to resume from; starting from the beginning", ckpt_path)
-
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=sum(per_level), desc="align", unit="it")
-        bar.update(sum(per_level[:start_level]) + start_iter)
-
-    volume = np.zeros(1, dtype=np.float32)
-    for li in range(start_level, len(levels)):
-        level = _Level(stack, angles, levels[li], thickness, masks, device, fov)
-
-        tdev, tdtype = level.device, level.projector.dtype
-        if preconditioned:
-            # Diagonal preconditioning (Pock & Chambolle 2011, alpha = 1): sigma = 1 / row
-            # sums and tau = 1 / column sums of |K| for K = [A; grad]; this guarantees
-            # convergence and makes the data part of each step as effective as SIRT's.
-            ray = torch.from_numpy(level.projector.ray_sums()[:, None, :]).to(tdev, tdtype)
-            sigma_p: Any = 1.0 / torch.clamp(ray, min=1e-3)
-            sigma_q = 0.5
-            cols = torch.from_numpy(level.projector.voxel_sums()[:, None, :]).to(tdev, tdtype)
-            tau: Any = 1.0 / (cols + 2.0 * len(level.shape))
-        else:
-            # Scalar steps from the computed operator norm: L^2 = ||A||^2 + ||grad||^2 and
-            # tau = sigma = 0.99 / L, so tau sigma L^2 < 1.
-            lipschitz = float(np.sqrt(level.projector.operator_norm() ** 2 + GRADIENT_NORM_3D**2))
-            sigma_p = sigma_q = tau = 0.99 / lipschitz
-        data, mask = level.resample(shifts)
-        if state is not None and li == start_level and start_iter > 0:
-            u = torch.from_numpy(state["u"]).to(tdev, tdtype)
-            u_bar = torch.from_numpy(state["u_bar"]).to(tdev, tdtype)
-            p = torch.from_numpy(state["p"]).to(tdev, tdtype)
-            q = torch.from_numpy(state["q"]).to(tdev, tdtype)
-            first = start_iter
-        else:
-            if state is not None and li == start_level and state["u"].ndim == 3:
-                # Resuming at a level boundary: the checkpoint holds the finished level's
-                # volume, which an uninterrupted run would upsample here.
-                volume = np.asarray(state["u"], dtype=np.float32)
-            if li == 0 or volume.ndim != 3:
-                u0 = reconstruct_cgls(
-                    data,
-                    angles,
-                    thickness=level.shape[0],
-                    iterations=cg_iterations,
-                    masks=mask,
-                    device=device,
-                )
-            else:
-                # Continue from the previous level's (regularised) volume: a fresh CGLS
-                # start would be noisier and cost the level its first iterations.
-                u0 = _upsample(volume, level.shape)
-            u = torch.from_numpy(u0).to(tdev, tdtype)
-            u_bar = u.clone()
-            p = torch.zeros(level.data.shape, device=tdev, dtype=tdtype)
-            q = torch.zeros((3, *level.shape), device=tdev, dtype=tdtype)
-            first = 0
-        work = _Workspace(level.shape, tdev, tdtype)
-        previous = float("nan")
+    for li in range(run.start_level, len(levels)):
+        ls, first = _start_level(cfg, run, li)
         for k in range(first, per_level[li]):
-            level_offsets = (offsets / level.factor).astype(np.float32)[:, None, None]
-            b = torch.from_numpy(data - level_offsets).to(tdev, tdtype)
-            m = torch.from_numpy(mask).to(tdev, tdtype)
-            for _ in range(inner_iterations):
-                _primal_dual_step(
-                    level.projector, u, u_bar, p, q, work, b, m, sigma_p, sigma_q, tau, lam_abs
-                )
-            model = np.asarray(level.projector.forward(u).cpu().numpy(), dtype=np.float32)
-            residual = data - level_offsets - model
-            offset_step = _offset_step(residual, mask)
-            offsets += offset_step * level.factor
-            residual -= offset_step.astype(np.float32)[:, None, None]
-            data_residual = 0.5 * float(np.sum((residual * mask).astype(np.float64) ** 2))
-            signal = float(np.sum(((data - level_offsets) * mask).astype(np.float64) ** 2))
-            tv = float(tv_norm(u))
-            objective = data_residual + lam_abs * tv
-            relative = (objective - previous) / abs(previous) if previous else float("nan")
-            previous = objective
-            change = 0.0
-            axis_step = float("nan")
-            if measure_tilt_axis and k == per_level[li] - 1:
-                derivative = _axis_derivative(model, u.cpu().numpy(), level.projector)
-                # low-passed by at least one pixel of the level: the noise the volume has
-                # fitted otherwise biases the step (by up to a degree at SNR 0.5)
-                axis_step = _axis_step(model, residual, mask, derivative,
-                                       smooth_px=max(1.0, shift_smoothing_px / level.factor))
-            if update_shifts:
-                delta = (
-                    _shift_step(
-                        model,
-                        residual,
-                        mask,
-                        max_step=max_step_px,
-                        # at least one pixel of the level: the TV volume's own errors
-                        # (lost contrast, flattened edges) otherwise read as misalignment
-                        # and large slabs swing by pixels between iterations
-                        smooth_px=max(1.0, shift_smoothing_px / level.factor),
-                    )
-                    * level.factor
-                )
-                new_shifts = remove_gauge(shifts + delta, angles, gauge=gauge)
-                change = float(np.max(np.abs(new_shifts - shifts)))
-                shifts = new_shifts
-                data, mask = level.resample(shifts)
-            record = {
-                "level": float(level.factor),
-                "iteration": float(k),
-                "data_residual": data_residual,
-                "tv": tv,
-                "objective": objective,
-                "residual_fraction": 2 * data_residual / signal if signal > 0 else float("nan"),
-                "relative_change": relative,
-                "max_shift_change_px": change,
-            }
-            if measure_tilt_axis:
-                record["tilt_axis_step_deg"] = axis_step
-            history.append(record)
-            log.info(
-                "bin %d it %d: objective change %.3g, residual %.4g of the data, max shift "
-                "change %.3f px", level.factor, k, relative, record["residual_fraction"], change,
-            )
-            volume = u.cpu().numpy()
-            if callback is not None:
-                callback(record, shifts.copy(), volume * np.float32(scale))
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(bin=level.factor, res=f"{data_residual:.3g}", ds=f"{change:.3f}")
-            if ckpt_path is not None:
-                _save_checkpoint(
-                    ckpt_path,
-                    {
-                        "version": np.array(_CHECKPOINT_VERSION),
-                        "fingerprint": np.array(fingerprint),
-                        "level_index": np.array(li),
-                        "next_iteration": np.array(k + 1),
-                        "shifts_px": shifts,
-                        "offsets": offsets,
-                        "u": volume,
-                        "u_bar": u_bar.cpu().numpy(),
-                        "p": p.cpu().numpy(),
-                        "q": q.cpu().numpy(),
-                        "history": np.array(json.dumps(history)),
-                    },
-                )
-            if update_shifts and tolerance_px > 0 and change < tolerance_px:
+            record = _outer_iteration(cfg, run, ls, k, last=k == per_level[li] - 1)
+            _finish_iteration(cfg, run, ls, li, k, record, bar)
+            if update_shifts and tolerance_px > 0 and record["max_shift_change_px"] < tolerance_px:
                 break
-        volume = u.cpu().numpy()
-        state = None
-        if ckpt_path is not None and li + 1 < len(levels):
-            # Record that this level is done, with its volume: the next level starts from it.
-            _save_checkpoint(
-                ckpt_path,
-                {
-                    "version": np.array(_CHECKPOINT_VERSION),
-                    "fingerprint": np.array(fingerprint),
-                    "level_index": np.array(li + 1),
-                    "next_iteration": np.array(0),
-                    "shifts_px": shifts,
-                    "offsets": offsets,
-                    "u": volume,
-                    "u_bar": np.zeros(1, np.float32),
-                    "p": np.zeros(1, np.float32),
-                    "q": np.zeros(1, np.float32),
-                    "history": np.array(json.dumps(history)),
-                },
-            )
+        _finish_level(cfg, run, ls, li)
     if bar is not None:
         bar.close()
     return JointAlignment(
-        shifts_px=shifts,
-        volume=np.asarray(volume, dtype=np.float32) * np.float32(scale),
-        history=history,
+        shifts_px=run.shifts,
+        volume=np.asarray(run.volume, dtype=np.float32) * np.float32(scale),
+        history=run.history,
         tilt_axis_angle_deg=float(tilt_axis_angle_deg),
         binning=levels[-1],
     )
