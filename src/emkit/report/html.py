@@ -505,8 +505,22 @@ def render_run_report(run_dir: str | os.PathLike[str], record: dict[str, Any]) -
         + " | ".join(f'<a href="#{s.replace(" ", "-")}">{s}</a>' for s in sections)
         + "</p>"
     )
+    body += _what_ran_section(record)
+    body += _parameters_section(record)
+    body += _inputs_section(record)
+    body += _timings_and_metrics_sections(record)
+    body += _figures_section(files)
+    body += _outputs_section(files)
+    stamp = datetime.datetime.now().astimezone().strftime("%Y-%m-%dT%H:%M:%S%z")
+    body.append(
+        f'<p class="note">Page written {_e(stamp)} from '
+        f'<a href="{_href(RECORD_NAME)}">{RECORD_NAME}</a>.</p>'
+    )
+    return _page(f"{title} - emkit run report", body)
 
-    # what ran
+
+def _what_ran_section(record: dict[str, Any]) -> list[str]:
+    """The page's "What ran" section: command line, versions, host, start and end."""
     ran = [
         ("command line", str(record.get("command_line", ""))),
         ("emkit version", str(record.get("emkit_version", ""))),
@@ -515,15 +529,17 @@ def render_run_report(run_dir: str | os.PathLike[str], record: dict[str, Any]) -
         ("started", str(record.get("started", ""))),
         ("finished", str(record.get("finished", ""))),
     ]
-    body += [
+    return [
         '<h2 id="what-ran">What ran</h2>',
         _table(("", ""), [r for r in ran if r[1]], cls=("", "num")),
     ]
 
-    # parameters
+
+def _parameters_section(record: dict[str, Any]) -> list[str]:
+    """The page's "Parameters" section: one row per parameter."""
     params = record.get("parameters") or {}
-    body.append('<h2 id="parameters">Parameters</h2>')
-    body.append(
+    return [
+        '<h2 id="parameters">Parameters</h2>',
         _table(
             ("parameter", "value"),
             [
@@ -541,12 +557,14 @@ def render_run_report(run_dir: str | os.PathLike[str], record: dict[str, Any]) -
             cls=("", "num"),
         )
         if params
-        else '<p class="note">none recorded</p>'
-    )
+        else '<p class="note">none recorded</p>',
+    ]
 
-    # inputs
+
+def _inputs_section(record: dict[str, Any]) -> list[str]:
+    """The page's "Inputs" section: each input file with its size and SHA-256."""
     inputs = record.get("inputs")
-    body.append('<h2 id="inputs">Inputs</h2>')
+    body = ['<h2 id="inputs">Inputs</h2>']
     if isinstance(inputs, list) and inputs:
         body.append(
             _table(
@@ -567,10 +585,13 @@ def render_run_report(run_dir: str | os.PathLike[str], record: dict[str, Any]) -
         )
     else:
         body.append('<p class="note">none recorded</p>')
+    return body
 
-    # timings and metrics
+
+def _timings_and_metrics_sections(record: dict[str, Any]) -> list[str]:
+    """The page's "Timings" and "Metrics" sections (at most :data:`MAX_METRIC_ROWS` rows)."""
     timings, metrics = metric_rows(record)
-    body.append('<h2 id="timings">Timings</h2>')
+    body = ['<h2 id="timings">Timings</h2>']
     body.append(
         _table(("step", "seconds"), timings, attr="data-timing", cls=("", "num"))
         if timings
@@ -587,9 +608,13 @@ def render_run_report(run_dir: str | os.PathLike[str], record: dict[str, Any]) -
             )
     else:
         body.append('<p class="note">none recorded</p>')
+    return body
 
-    # figures
-    body.append('<h2 id="figures">Figures</h2>')
+
+def _figures_section(files: list[tuple[str, Path]]) -> list[str]:
+    """The page's "Figures" section: figures embedded up to :data:`MAX_FIGURES` and
+    :data:`MAX_EMBEDDED_BYTES`, the others linked."""
+    body = ['<h2 id="figures">Figures</h2>']
     figures = [(n, p) for n, p in files if n.lower().endswith(FIGURE_SUFFIXES)]
     embedded = 0
     linked: list[str] = []
@@ -620,9 +645,12 @@ def render_run_report(run_dir: str | os.PathLike[str], record: dict[str, Any]) -
         )
     if not figures:
         body.append('<p class="note">this run wrote no figures</p>')
+    return body
 
-    # outputs
-    body.append('<h2 id="outputs">Outputs</h2>')
+
+def _outputs_section(files: list[tuple[str, Path]]) -> list[str]:
+    """The page's "Outputs" section: each output linked, with its size."""
+    body = ['<h2 id="outputs">Outputs</h2>']
     rows = []
     for name, path in files:
         try:
@@ -638,12 +666,7 @@ def render_run_report(run_dir: str | os.PathLike[str], record: dict[str, Any]) -
         if rows
         else '<p class="note">none found</p>'
     )
-    stamp = datetime.datetime.now().astimezone().strftime("%Y-%m-%dT%H:%M:%S%z")
-    body.append(
-        f'<p class="note">Page written {_e(stamp)} from '
-        f'<a href="{_href(RECORD_NAME)}">{RECORD_NAME}</a>.</p>'
-    )
-    return _page(f"{title} - emkit run report", body)
+    return body
 
 
 def read_run_record(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
