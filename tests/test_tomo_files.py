@@ -140,6 +140,8 @@ def test_align_with_auto_axis_records_the_search(small_series, tmp_path):
     results = json.loads((out / "emkit-run.json").read_text())["results"]
     search = results["tilt_axis_search"]
     assert search["binning"] == 1 and len(search["trials"]) >= 2
+    # the coarse root and the level it was refined at (a 1-px coarse level: no finer one)
+    assert search["fine_binning"] == 1 and "coarse_angle_deg" in search
     assert results["tilt_axis_angle_deg"] == pytest.approx(search["angle_deg"])
 
 

@@ -203,12 +203,16 @@ def _start_alignment(
     if refine_axis or axis_option == "auto":
         found = search_tilt_axis(series.stack, series.angles, thickness=thickness,
                                  start_deg=pre.tilt_axis_angle_deg, masks=masks, device=device)
+        coarse = found.coarse_angle_deg
         search = {"start_deg": found.start_deg, "angle_deg": found.angle_deg,
                   "binning": found.binning, "converged": found.converged,
+                  "coarse_angle_deg": round(coarse, 4) if np.isfinite(coarse) else None,
+                  "fine_binning": found.fine_binning,
                   "trials": [[round(a, 4), s] for a, s in found.evaluations]}
         if verbose:
             print(f"tilt axis: {found.angle_deg:.2f} deg (from {found.start_deg:.2f}, "
-                  f"{len(found.evaluations)} trial angles at bin {found.binning})", flush=True)
+                  f"{len(found.evaluations)} trial angles at bin {found.binning}, refined "
+                  f"at bin {found.fine_binning})", flush=True)
         pre = prealign(series.stack, series.angles, binning=pre_bin,
                        tilt_axis_angle_deg=found.angle_deg, progress=False)
     if verbose:
@@ -362,7 +366,11 @@ def run_align_files(
         paths["tomogram"], result.volume, voxel_size=series.pixel_size_A * result.binning
     )
     # The checkpoint goes only once the outputs are in place: a failed commit can resume.
-    on_commit(lambda: (checkpoint.unlink(missing_ok=True), start_file.unlink(missing_ok=True)))
+    def remove_resume_files() -> None:
+        checkpoint.unlink(missing_ok=True)
+        start_file.unlink(missing_ok=True)
+
+    on_commit(remove_resume_files)
     record = _align_record(series, paths, begin, result.history, time.perf_counter() - start)
     return AlignFilesResult(paths, record, result.history)
 
