@@ -67,8 +67,8 @@ def test_root_finder_brackets_and_converges_on_a_known_function():
 def test_search_finds_the_axis_from_a_start_degrees_off(axis_deg, start_deg, seed):
     """61 tilts, shifts up to 10 px, SNR 1, a 40-px slab; the start is 9 and 12 degrees off.
 
-    At 128^2 and this noise the search is biased by up to a degree (docs/tomo.md: a
-    noise-times-noise term), not within the issue's 0.3: this checks that it converges
+    At 128^2 and this noise the search is biased by up to a degree (docs/tomo.md, a bias
+    that grows with the noise), not within the issue's 0.3: this checks that it converges
     from far and that the refinement stays at the coarse level here."""
     sim = simulate_tilt_series(shape=(40, 128, 128), tilt_range_deg=(-60.0, 60.0),
                                tilt_step_deg=2.0, max_shift_px=10.0, snr=1.0,
