@@ -230,3 +230,19 @@ def test_an_odd_map_id_is_named(tmp_path, caplog):
     volume, lines = _read_with_log(tmp_path / "odd.mrc", caplog)
     np.testing.assert_array_equal(volume.data, data)
     assert len(lines) == 1 and "map id b'map\\x00', not 'MAP '" in lines[0]
+
+
+def test_unsigned_counts_found_in_a_large_mapped_file_from_a_few_pages(tmp_path):
+    """Above ~1 M values the check reads 64 contiguous runs, not a stride through every
+    page: a mapped 4096^2 series is then not pulled into memory by opening it."""
+    from emkit.io._mrc_variants import unsigned_offset_median
+
+    rng = np.random.default_rng(5)
+    counts = rng.integers(800, 1200, size=(5, 700, 700))  # 2.45 M values
+    stored = (counts - 32768).astype(np.int16)
+    path = tmp_path / "big.npy"
+    np.save(path, stored)
+    mapped = np.load(path, mmap_mode="r")
+    median = unsigned_offset_median(mapped)
+    assert median is not None and -32768 + 800 <= median <= -32768 + 1200
+    assert unsigned_offset_median((counts - 1000).astype(np.int16)) is None  # signed data

@@ -346,11 +346,17 @@ class _SlabProduct:
         self.indices = np.empty(nnz, dtype=index_dtype)
         self.indptrs = []
         offset = 0
-        for column0, block in blocks:
+        # Each block is dropped once copied: the empty arrays take memory only as they are
+        # written, so the peak is about one matrix and one block, not two matrices.
+        blocks.reverse()
+        while blocks:
+            column0, block = blocks.pop()
             self.data[offset : offset + block.nnz] = block.data
-            self.indices[offset : offset + block.nnz] = block.indices + column0
+            self.indices[offset : offset + block.nnz] = block.indices
+            self.indices[offset : offset + block.nnz] += column0
             self.indptrs.append((block.indptr + offset).astype(index_dtype))
             offset += block.nnz
+            del block
         return self
 
     def _gather_block(

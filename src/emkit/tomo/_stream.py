@@ -31,8 +31,9 @@ from emkit.tomo._reconstruct import reconstruct_sirt, reconstruct_wbp, reconstru
 # The cubic spline prefilter's response falls by 0.268 per pixel: 24 px of margin around
 # the rows a slab needs make a cropped image's interpolation equal the whole image's to 1e-14.
 _SPLINE_MARGIN_PX = 24
-# Images read at once by the pre-pass over the stack (per-image background and mean).
-_IMAGES_PER_READ = 4
+# Float32 bytes the pre-pass over the stack reads at once (per-image background and mean):
+# 4 images of 2048^2, one of 4096^2 (it holds a few copies of them).
+_PREPASS_BYTES = 64 << 20
 STREAM_METHODS = ("wbp", "sirt")
 
 
@@ -114,8 +115,10 @@ def image_statistics(
     background = np.zeros(n_images)
     fill = np.zeros(n_images)
     log_i0 = np.ones(n_images) if log else None
-    for start in range(0, n_images, _IMAGES_PER_READ):
-        part = slice(start, min(n_images, start + _IMAGES_PER_READ))
+    image_bytes = 4 * int(np.prod(read_volume(path, mmap=True).data.shape[1:], dtype=np.int64))
+    per_read = max(1, _PREPASS_BYTES // max(1, image_bytes))
+    for start in range(0, n_images, per_read):
+        part = slice(start, min(n_images, start + per_read))
         # A fresh mapping per read, dropped after it: resident pages do not pile up.
         raw = np.asarray(read_volume(path, mmap=True).data[part], dtype=np.float32)
         require_finite(raw, path, "tilt series")
@@ -447,19 +450,23 @@ def stream_memory_bytes(
     slab_rows: int,
     largest_shift_px: float = 0.0,
 ) -> int:
-    """Peak bytes of one worker: the projector matrices (built once per worker process) and
+    """Peak bytes of one worker: the projector matrix (built once per worker process) and
     one slab's raw rows, aligned images and volumes.
 
-    The matrices ``A`` and ``A.T`` take about 48 bytes per (tilt x z x x) voxel with their
-    construction (see :func:`emkit.tomo._files.require_tomo_memory`); a slab reads
-    ``slab_rows * binning`` rows plus the shift and the spline margin from every image and
-    holds about three float32 copies of them, and 3 (WBP) or 5 (SIRT) volumes of the slab.
+    ``A.T`` holds about 16 bytes per (tilt x z x x) voxel and is built a group of tilts at
+    a time, each group dropped once copied: 24 bytes per voxel covers the build (measured:
+    a 61 x 4096^2 series to bin 2 peaks at 1.69 GB per worker, this says 2.3 GB); SIRT
+    holds ``A`` too (48 bytes per voxel); a slab
+    reads ``slab_rows * binning`` rows plus the shift and the spline margin from every
+    image and holds about three float32 copies of them, and 3 (WBP) or 5 (SIRT) volumes of
+    the slab.
     """
     n, ny, nx = raw_shape
     nz, nxb = thickness // binning, nx // binning
     raw_rows = min(ny, slab_rows * binning + 2 * (_SPLINE_MARGIN_PX + int(largest_shift_px) + 1))
     volumes = 3 if method == "wbp" else 5
-    return int(48 * n * nz * nxb + 4 * 3 * n * raw_rows * nx
+    matrix = 24 if method == "wbp" else 48  # SIRT also holds A
+    return int(matrix * n * nz * nxb + 4 * 3 * n * raw_rows * nx
                + 4 * volumes * nz * slab_rows * nxb)
 
 
