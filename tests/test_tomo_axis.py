@@ -114,3 +114,19 @@ def test_search_keeps_the_start_where_nothing_can_be_measured(caplog):
     assert "too few valid pixels" in caplog.text
     with pytest.raises(InputError):
         search_tilt_axis(stack, angles, thickness=8, start_deg=0.0, iterations=0)
+
+
+def test_a_refinement_that_finds_no_root_keeps_the_coarse_one(monkeypatch, caplog):
+    """The fine level asking to turn the same way everywhere must not read as refined."""
+    import emkit.tomo._axis as axis_module
+
+    def step(stack, angles, angle_deg, *, binning, **kwargs):
+        return 3.0 - angle_deg if binning == 4 else 1.0
+
+    monkeypatch.setattr(axis_module, "_axis_step_at", step)
+    stack = np.zeros((3, 16, 16), np.float32)
+    found = search_tilt_axis(stack, np.zeros(3), thickness=8, start_deg=0.0, binning=4,
+                             fine_binning=2)
+    assert found.converged and found.angle_deg == pytest.approx(3.0, abs=0.05)
+    assert found.coarse_angle_deg == found.angle_deg and found.fine_binning == 0
+    assert "keeping that angle" in caplog.text

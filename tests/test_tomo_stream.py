@@ -161,3 +161,18 @@ def test_too_little_disk_for_the_scratch_and_the_output_is_refused_first(series,
         run_reconstruct_files(TiltSeriesSource(path), tmp_path / "big.ome.zarr", thickness=600,
                               stream=StreamOptions(n_workers=1))
     assert not any(tmp_path.iterdir())
+
+
+def test_a_plain_zarr_output_is_one_array(series, tmp_path):
+    """``.zarr`` is one array everywhere in emkit (``.ome.zarr`` the multiscale image): a
+    streamed run keeps to it and writes the same values as level 0 of an OME-Zarr."""
+    import zarr
+
+    path, _, shifts = series
+    plain = _streamed(path, tmp_path / "plain.zarr", (0, 150), method="wbp", thickness=8,
+                      shifts_px=shifts)
+    ome = _streamed(path, tmp_path / "multi.ome.zarr", (0, 150), method="wbp", thickness=8,
+                    shifts_px=shifts)
+    assert isinstance(zarr.open(str(tmp_path / "plain.zarr"), mode="r"), zarr.Array)
+    np.testing.assert_array_equal(plain, ome)
+    assert read_volume(tmp_path / "plain.zarr").voxel_size == pytest.approx((1.0, 1.0, 1.0))

@@ -271,7 +271,8 @@ def unsigned_offset_median(data: np.ndarray) -> float | None:
     """
     if data.dtype != np.int16 or data.size == 0:
         return None
-    flat = data.reshape(-1)
+    # a view also of a transposed map (reshape would copy it whole); order is irrelevant
+    flat = data.ravel(order="K")
     runs, run_length = 64, 16_384
     if flat.size <= runs * run_length:
         sample = np.asarray(flat, dtype=np.float64)

@@ -536,6 +536,33 @@ def _auto_levels(shape: Sequence[int]) -> int:
     return levels
 
 
+def create_plain_zarr(
+    path: PathLike,
+    shape: Sequence[int],
+    dtype: Any,
+    *,
+    voxel_size: tuple[float, float, float] | None,
+    origin: tuple[float, float, float],
+    chunks: tuple[int, ...] | None = None,
+) -> Any:
+    """An empty chunked Zarr (format 2) array with emkit metadata attributes at ``path``,
+    for writers that fill it chunk row by chunk row (see :func:`write_zarr`)."""
+    if len(shape) not in (2, 3):
+        raise ShapeError(
+            with_path(path, f"emkit writes 2D or 3D Zarr arrays, not {len(shape)}D data")
+        )
+    shape = tuple(int(n) for n in shape)
+    attrs = {
+        "emkit": {
+            "axes": "zyx" if len(shape) == 3 else "yx",
+            "voxel_size_A": None if voxel_size is None else [float(v) for v in voxel_size],
+            "origin_A": [float(v) for v in origin],
+            "emkit_version": __version__,
+        }
+    }
+    return _create_array(path, None, shape, dtype, chunks or _default_chunks(shape), attrs)
+
+
 def write_zarr(
     path: PathLike,
     data: Any,
@@ -545,20 +572,8 @@ def write_zarr(
     chunks: tuple[int, ...] | None = None,
 ) -> None:
     """Write ``data`` as one chunked Zarr (format 2) array with emkit metadata attributes."""
-    if np.ndim(data) not in (2, 3):
-        raise ShapeError(
-            with_path(path, f"emkit writes 2D or 3D Zarr arrays, not {np.ndim(data)}D data")
-        )
-    shape = tuple(int(n) for n in data.shape)
-    attrs = {
-        "emkit": {
-            "axes": "zyx" if len(shape) == 3 else "yx",
-            "voxel_size_A": None if voxel_size is None else [float(v) for v in voxel_size],
-            "origin_A": [float(v) for v in origin],
-            "emkit_version": __version__,
-        }
-    }
-    arr = _create_array(path, None, shape, data.dtype, chunks or _default_chunks(shape), attrs)
+    arr = create_plain_zarr(path, tuple(np.shape(data)), data.dtype, voxel_size=voxel_size,
+                            origin=origin, chunks=chunks)
     _copy_in_slabs(arr, data)
 
 

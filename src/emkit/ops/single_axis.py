@@ -354,7 +354,7 @@ class _SlabProduct:
             self.data[offset : offset + block.nnz] = block.data
             self.indices[offset : offset + block.nnz] = block.indices
             self.indices[offset : offset + block.nnz] += column0
-            self.indptrs.append((block.indptr + offset).astype(index_dtype))
+            self.indptrs.append(block.indptr.astype(index_dtype) + offset)
             offset += block.nnz
             del block
         return self

@@ -62,7 +62,8 @@ class TiltAxisSearch:
         Every trial angle (degrees) with the axis step the data asked for there, at the
         coarse level and then at the fine one.
     fine_binning : int
-        The level the root was refined at (0: no refinement ran).
+        The level the root was refined at (0: no refinement ran, or it found no root and
+        the coarse one stands).
     coarse_angle_deg : float
         The root found at the coarse level, where the refinement started.
     converged : bool
@@ -151,7 +152,6 @@ def _axis_step_at(
     return step
 
 
-
 def search_tilt_axis(
     stack: np.ndarray,
     tilt_angles_deg: np.ndarray,
@@ -195,7 +195,7 @@ def search_tilt_axis(
     max_evaluations : int
         Trial angles at the coarse level (the refinement has as many of its own).
     fine_binning : int, optional
-        The level the coarse root is refined at (default: :func:`fine_binning`); 0 skips
+        The level the coarse root is refined at (default: :func:`fine_binning_for`); 0 skips
         the refinement.
     fine_iterations : int
         Joint-alignment iterations per trial angle of the refinement.
@@ -209,6 +209,8 @@ def search_tilt_axis(
     stack = np.asarray(stack)
     _check_search(stack, tolerance_deg, bracket_step_deg, max_offset_deg, iterations,
                   max_evaluations)
+    if fine_iterations < 1 or (fine_binning is not None and fine_binning < 0):
+        raise InputError("fine_iterations must be >= 1 and fine_binning >= 0")
     factor = _default_binning(stack.shape, thickness) if binning is None else int(binning)
     evaluations: list[tuple[float, float]] = []
 
@@ -236,8 +238,8 @@ def search_tilt_axis(
         refined = _find_root(at_level(int(fine), fine_iterations), angle,
                              bracket_step_deg / 4, max(1.0, 2 * bracket_step_deg),
                              tolerance_deg / 2.5, max_evaluations, int(fine))
-        result.fine_binning = int(fine)
-        angle = angle if refined is None else refined
+        if refined is not None:  # else the coarse root stands (a warning said why)
+            result.fine_binning, angle = int(fine), refined
     # the same line, on the start's side: a start of 85 finds 92.9, not -87.1
     result.angle_deg = float(start_deg) + wrap_axis_deg(angle - float(start_deg))
     log.info("tilt-axis search: %.3f deg from a start at %.3f deg (%d trial angles at bin %d, "

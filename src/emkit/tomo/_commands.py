@@ -210,9 +210,10 @@ def _start_alignment(
                   "fine_binning": found.fine_binning,
                   "trials": [[round(a, 4), s] for a, s in found.evaluations]}
         if verbose:
+            refined = f", refined at bin {found.fine_binning}" if found.fine_binning else ""
             print(f"tilt axis: {found.angle_deg:.2f} deg (from {found.start_deg:.2f}, "
-                  f"{len(found.evaluations)} trial angles at bin {found.binning}, refined "
-                  f"at bin {found.fine_binning})", flush=True)
+                  f"{len(found.evaluations)} trial angles at bin {found.binning}{refined})",
+                  flush=True)
         pre = prealign(series.stack, series.angles, binning=pre_bin,
                        tilt_axis_angle_deg=found.angle_deg, progress=False)
     if verbose:

@@ -4,9 +4,10 @@ With a single tilt axis along y every y-slice of the tomogram depends only on th
 of the aligned projections, so WBP and SIRT of a slab of rows are exactly the slab of the
 whole reconstruction. Each task reads the raw rows its slab needs (plus a margin for the
 shift/rotation and the cubic spline), aligns, bins, filters and back-projects them, and
-writes its rows of the tomogram into a Zarr array; no task holds more than its slab. The
-tasks run on a local Dask cluster or a running scheduler (:mod:`emkit.parallel`); the
-workers read the input and write the scratch array by path, so with a remote scheduler they
+writes its rows of the tomogram into level 0 of the output (under its temporary name);
+later tasks fill the lower resolution levels block by block; no task holds more than its
+slab. The tasks run on a local Dask cluster or a running scheduler (:mod:`emkit.parallel`);
+the workers read the input and write the output by path, so with a remote scheduler they
 need the same file system.
 
 A slab gives the in-memory :func:`emkit.tomo.reconstruct` result to float rounding: the
@@ -344,26 +345,34 @@ def reconstruct_to_zarr(
 
     The workers write their slabs straight into level 0 of the OME-Zarr (one chunk row
     per slab, so no two tasks share a chunk), then fill the lower levels block by block,
-    in parallel too; the folder gets its final name only when all of it is written.
+    in parallel too; the folder gets its final name only when all of it is written. An
+    ``output`` ending in ``.zarr`` but not ``.ome.zarr`` is one plain array (no levels).
     """
     import dataclasses
 
     from emkit.io import atomic_output
-    from emkit.io._zarr import create_ome_zarr
+    from emkit.io._zarr import create_ome_zarr, create_plain_zarr
     from emkit.parallel import map_inputs
 
     shape = (plan.nz, rows[1] - rows[0], plan.binned_shape[1])
     slab_rows = options.rows_per_slab
     voxels = int(np.prod(shape, dtype=np.int64))
     # level 0 and the smaller levels (at most 1/7 more), uncompressed at worst
+    chunks = (min(plan.nz, 64), slab_rows, min(shape[2], 256))
+    ome = output.name.lower().endswith(".ome.zarr")  # else one plain array, as write_volume
     with atomic_output(output, directory=True, size_bytes=4 * voxels * 8 // 7) as tmp:
-        shapes = create_ome_zarr(
-            tmp, shape, np.float32, voxel_size=(voxel_size_A,) * 3, origin=(0.0, 0.0, 0.0),
-            chunks=(min(plan.nz, 64), slab_rows, min(shape[2], 256)),
-            name=output.name.split(".")[0],
-        )
+        if ome:
+            shapes = create_ome_zarr(
+                tmp, shape, np.float32, voxel_size=(voxel_size_A,) * 3,
+                origin=(0.0, 0.0, 0.0), chunks=chunks, name=output.name.split(".")[0],
+            )
+        else:
+            create_plain_zarr(tmp, shape, np.float32, voxel_size=(voxel_size_A,) * 3,
+                              origin=(0.0, 0.0, 0.0), chunks=chunks)
+            shapes = [shape]
         plan = dataclasses.replace(
-            plan, store=str(tmp / "0"), first_row=rows[0], threads=threads_per_worker(options)
+            plan, store=str(tmp / "0") if ome else str(tmp), first_row=rows[0],
+            threads=threads_per_worker(options),
         )
         slabs = slab_bounds(rows, slab_rows)
         with _one_cluster(options, len(slabs)) as scheduler:
