@@ -77,3 +77,16 @@ def test_an_address_that_is_not_a_dask_scheduler_is_a_user_error():
             pass
     finally:
         server.close()
+
+
+def test_shared_scheduler_runs_here_or_passes_the_given_one_on():
+    from emkit.parallel import map_inputs, shared_scheduler
+
+    with shared_scheduler(None, n_workers=1, n_jobs=5) as scheduler:
+        assert scheduler == "sync"
+        assert map_inputs(abs, [-1, 2], scheduler=scheduler) == [1, 2]
+    with shared_scheduler(None, n_workers=4, n_jobs=1) as scheduler:
+        assert scheduler == "sync"  # one job: no cluster to start
+    given = object()
+    with shared_scheduler(given, n_workers=4, n_jobs=9) as scheduler:
+        assert scheduler is given

@@ -163,6 +163,27 @@ def _sigint_ignored() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
+@contextlib.contextmanager
+def shared_scheduler(
+    scheduler: Any = None, *, n_workers: int | None = None, n_jobs: int
+) -> Iterator[Any]:
+    """One scheduler for several :func:`map_inputs` calls of a run: a local cluster started
+    once (not once per call), the given scheduler as is, or ``"sync"`` when at most one
+    local worker would run (``n_workers`` 1, or a single job).
+
+    Pass what it yields as ``scheduler`` to each call.
+    """
+    if scheduler is not None:
+        yield scheduler
+        return
+    workers = min(n_workers or default_n_workers(), n_jobs)
+    if workers <= 1:
+        yield "sync"
+        return
+    with dask_client(None, n_workers=workers) as client:
+        yield client
+
+
 def map_inputs(
     func: Callable[[T], R],
     items: Iterable[T],

@@ -17,9 +17,7 @@ from the whole image's by ``0.268 ** 24`` (1e-14) relative at the margin kept.
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -352,7 +350,7 @@ def reconstruct_to_zarr(
 
     from emkit.io import atomic_output
     from emkit.io._zarr import create_ome_zarr, create_plain_zarr
-    from emkit.parallel import map_inputs
+    from emkit.parallel import map_inputs, shared_scheduler
 
     shape = (plan.nz, rows[1] - rows[0], plan.binned_shape[1])
     slab_rows = options.rows_per_slab
@@ -375,7 +373,8 @@ def reconstruct_to_zarr(
             threads=threads_per_worker(options),
         )
         slabs = slab_bounds(rows, slab_rows)
-        with _one_cluster(options, len(slabs)) as scheduler:
+        with shared_scheduler(options.scheduler, n_workers=options.n_workers,
+                              n_jobs=len(slabs)) as scheduler:
             t0 = time.perf_counter()
             seconds = run_slabs(plan, slabs, scheduler=scheduler,
                                 n_workers=options.n_workers, progress=options.progress)
@@ -385,23 +384,6 @@ def reconstruct_to_zarr(
                            scheduler=scheduler, n_workers=options.n_workers)
             t2 = time.perf_counter()
     return StreamResult(shape, len(slabs), list(seconds), t1 - t0, t2 - t1)
-
-
-@contextlib.contextmanager
-def _one_cluster(options: StreamOptions, n_tasks: int) -> Iterator[Any]:
-    """The scheduler every step of the run shares: one local cluster (started once, not per
-    step), the given scheduler, or "sync" for work in this process (one worker)."""
-    from emkit.parallel import dask_client, default_n_workers
-
-    if options.scheduler is not None:
-        yield options.scheduler
-        return
-    workers = min(options.n_workers or default_n_workers(), n_tasks)
-    if workers <= 1:
-        yield "sync"
-        return
-    with dask_client(None, n_workers=workers) as client:
-        yield client
 
 
 def make_plan(
