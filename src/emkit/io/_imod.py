@@ -263,41 +263,9 @@ def read_aln(path: PathLike) -> dict[str, Any]:
         if not text:
             continue
         if text.startswith("#"):
-            body = text.lstrip("#").strip()
-            key, eq, value = body.partition("=")
-            key = key.strip().lower()
-            try:
-                if "local alignment" in body.lower():
-                    in_local = True
-                elif eq and key == "rawsize":
-                    nx, ny, n = (int(float(v)) for v in value.split()[:3])
-                    info["raw_size"] = (nx, ny, n)
-                elif eq and key == "darkframe":
-                    f, s, t = value.split()[:3]
-                    dark.append((int(f), int(s), float(t)))
-                elif eq and key == "alphaoffset":
-                    info["alpha_offset_deg"] = float(value.split()[0])
-                elif eq and key == "betaoffset":
-                    info["beta_offset_deg"] = float(value.split()[0])
-                elif eq and key == "thickness":
-                    info["thickness_px"] = float(value.split()[0])
-                elif eq and key == "numpatches":
-                    info["num_patches"] = int(float(value.split()[0]))
-            except ValueError:
-                raise FileFormatError(
-                    with_path(path, f"line {number}: cannot read header {text[:60]!r}")
-                ) from None
+            in_local = _read_aln_header(path, number, text, info, dark) or in_local
             continue
-        try:
-            values = [float(v) for v in re.split(r"\s+", text)]
-        except ValueError:
-            raise FileFormatError(
-                with_path(
-                    path,
-                    f"line {number}: {text[:60]!r} is not a row of numbers; is this "
-                    "an AreTomo .aln file?",
-                )
-            ) from None
+        values = _aln_numbers(path, number, text)
         if in_local:
             local.append(values)
         elif len(values) == len(_ALN_COLUMNS):
@@ -310,6 +278,62 @@ def read_aln(path: PathLike) -> dict[str, Any]:
                     f"({' '.join(c.upper() for c in _ALN_COLUMNS)}), got {len(values)}",
                 )
             )
+    return _aln_result(path, rows, local, dark, info)
+
+
+def _read_aln_header(
+    path: PathLike, number: int, text: str, info: dict[str, Any], dark: list[tuple[int, int, float]]
+) -> bool:
+    """Read one ``#`` line of an .aln into ``info``/``dark``; True if it opens the local block."""
+    body = text.lstrip("#").strip()
+    key, eq, value = body.partition("=")
+    key = key.strip().lower()
+    try:
+        if "local alignment" in body.lower():
+            return True
+        if eq and key == "rawsize":
+            nx, ny, n = (int(float(v)) for v in value.split()[:3])
+            info["raw_size"] = (nx, ny, n)
+        elif eq and key == "darkframe":
+            f, s, t = value.split()[:3]
+            dark.append((int(f), int(s), float(t)))
+        elif eq and key == "alphaoffset":
+            info["alpha_offset_deg"] = float(value.split()[0])
+        elif eq and key == "betaoffset":
+            info["beta_offset_deg"] = float(value.split()[0])
+        elif eq and key == "thickness":
+            info["thickness_px"] = float(value.split()[0])
+        elif eq and key == "numpatches":
+            info["num_patches"] = int(float(value.split()[0]))
+    except ValueError:
+        raise FileFormatError(
+            with_path(path, f"line {number}: cannot read header {text[:60]!r}")
+        ) from None
+    return False
+
+
+def _aln_numbers(path: PathLike, number: int, text: str) -> list[float]:
+    """The numbers of one table row of an .aln (line ``number``)."""
+    try:
+        return [float(v) for v in re.split(r"\s+", text)]
+    except ValueError:
+        raise FileFormatError(
+            with_path(
+                path,
+                f"line {number}: {text[:60]!r} is not a row of numbers; is this "
+                "an AreTomo .aln file?",
+            )
+        ) from None
+
+
+def _aln_result(
+    path: PathLike,
+    rows: list[list[float]],
+    local: list[list[float]],
+    dark: list[tuple[int, int, float]],
+    info: dict[str, Any],
+) -> dict[str, Any]:
+    """Assemble :func:`read_aln`'s dict from the global rows, local rows and header values."""
     if not rows:
         raise FileFormatError(with_path(path, "holds no alignment rows; is this an AreTomo .aln?"))
     table = np.asarray(rows, dtype=np.float64)

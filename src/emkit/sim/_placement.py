@@ -184,6 +184,72 @@ def place_particles(
     MismatchError
         If templates carry different voxel sizes.
     """
+    shape, arrays, probs = _check_placement(
+        volume_shape,
+        templates,
+        n_particles=n_particles,
+        volume_fraction=volume_fraction,
+        min_distance=min_distance,
+        class_weights=class_weights,
+        interpolation_order=interpolation_order,
+    )
+    radii = _fitting_radii(arrays, shape)
+    dims = np.array(shape, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    target = None if n_particles is None else int(n_particles)
+    sphere_volume = 4.0 / 3.0 * math.pi * radii**3
+    wanted_volume = None if volume_fraction is None else volume_fraction * float(np.prod(dims))
+
+    centres: list[NDArray[np.float64]] = []
+    classes: list[int] = []
+    filled = 0.0
+    while True:
+        if target is not None and len(centres) >= target:
+            break
+        if wanted_volume is not None and filled >= wanted_volume:
+            break
+        k = int(rng.choice(len(arrays), p=probs))
+        centre = _find_free_centre(
+            rng, k, radii, dims, centres, classes, min_distance, max_attempts
+        )
+        if centre is not None:
+            centres.append(centre)
+            classes.append(k)
+            filled += float(sphere_volume[k])
+            continue
+        if target is not None:
+            raise InputError(
+                f"could place only {len(centres)} of {target} particles without overlap in "
+                f"a volume of shape {shape}; lower n_particles or min_distance, or use a "
+                "bigger volume"
+            )
+        logger.info("volume full after %d particles", len(centres))
+        break
+
+    n = len(centres)
+    centres_zyx = np.asarray(centres, dtype=np.float64).reshape(n, 3)
+    class_ids = np.asarray(classes, dtype=np.int64)
+    if rotate and n > 0:
+        rotations = random_rotations(n, seed=int(rng.integers(2**31)))
+    else:
+        rotations = np.broadcast_to(np.eye(3), (n, 3, 3)).copy()
+    volume = np.zeros(shape, dtype=np.float32)
+    for i in range(n):
+        _render(volume, arrays[class_ids[i]], centres_zyx[i], rotations[i], interpolation_order)
+    return PlacedParticles(volume, centres_zyx, class_ids, rotations)
+
+
+def _check_placement(
+    volume_shape: Sequence[int],
+    templates: Sequence[NDArray | Volume] | NDArray | Volume,
+    *,
+    n_particles: int | None,
+    volume_fraction: float | None,
+    min_distance: float | None,
+    class_weights: Sequence[float] | None,
+    interpolation_order: int,
+) -> tuple[tuple[int, ...], list[NDArray[np.float32]], NDArray[np.float64]]:
+    """Validate the arguments of :func:`place_particles`: shape, templates, class probabilities."""
     try:
         shape = tuple(int(s) for s in volume_shape)
     except (TypeError, ValueError):
@@ -216,7 +282,13 @@ def place_particles(
         probs = probs / probs.sum()
     if interpolation_order not in (0, 1, 2, 3, 4, 5):
         raise InputError(f"interpolation_order must be 0..5, got {interpolation_order!r}")
+    return shape, arrays, probs
 
+
+def _fitting_radii(
+    arrays: list[NDArray[np.float32]], shape: tuple[int, ...]
+) -> NDArray[np.float64]:
+    """The templates' radii, checking that each template fits in the volume."""
     radii = np.array([_template_radius(t) for t in arrays])
     dims = np.array(shape, dtype=np.float64)
     for k, r in enumerate(radii):
@@ -225,56 +297,31 @@ def place_particles(
                 f"template {k} (radius {r:.1f} voxels) does not fit in a volume of shape "
                 f"{shape}; use a bigger volume or a coarser voxel size"
             )
-    rng = np.random.default_rng(seed)
-    target = None if n_particles is None else int(n_particles)
-    sphere_volume = 4.0 / 3.0 * math.pi * radii**3
-    wanted_volume = None if volume_fraction is None else volume_fraction * float(np.prod(dims))
+    return radii
 
-    centres: list[NDArray[np.float64]] = []
-    classes: list[int] = []
-    filled = 0.0
-    while True:
-        if target is not None and len(centres) >= target:
-            break
-        if wanted_volume is not None and filled >= wanted_volume:
-            break
-        k = int(rng.choice(n_classes, p=probs))
-        placed = False
-        placed_arr = np.asarray(centres).reshape(-1, 3)
-        placed_radii = radii[np.asarray(classes, dtype=np.int64)]
-        for _ in range(max(1, math.ceil(max_attempts / _CANDIDATES_PER_TRY))):
-            low = np.full(3, radii[k])
-            cand = rng.uniform(low, dims - 1.0 - low, size=(_CANDIDATES_PER_TRY, 3))
-            if len(centres) == 0:
-                ok = np.ones(len(cand), dtype=bool)
-            else:
-                dist = np.linalg.norm(cand[:, None, :] - placed_arr[None, :, :], axis=2)
-                need = placed_radii + radii[k] if min_distance is None else float(min_distance)
-                ok = np.all(dist >= need, axis=1)
-            if ok.any():
-                centres.append(cand[int(np.argmax(ok))])
-                classes.append(k)
-                filled += float(sphere_volume[k])
-                placed = True
-                break
-        if not placed:
-            if target is not None:
-                raise InputError(
-                    f"could place only {len(centres)} of {target} particles without overlap in "
-                    f"a volume of shape {shape}; lower n_particles or min_distance, or use a "
-                    "bigger volume"
-                )
-            logger.info("volume full after %d particles", len(centres))
-            break
 
-    n = len(centres)
-    centres_zyx = np.asarray(centres, dtype=np.float64).reshape(n, 3)
-    class_ids = np.asarray(classes, dtype=np.int64)
-    if rotate and n > 0:
-        rotations = random_rotations(n, seed=int(rng.integers(2**31)))
-    else:
-        rotations = np.broadcast_to(np.eye(3), (n, 3, 3)).copy()
-    volume = np.zeros(shape, dtype=np.float32)
-    for i in range(n):
-        _render(volume, arrays[class_ids[i]], centres_zyx[i], rotations[i], interpolation_order)
-    return PlacedParticles(volume, centres_zyx, class_ids, rotations)
+def _find_free_centre(
+    rng: np.random.Generator,
+    k: int,
+    radii: NDArray[np.float64],
+    dims: NDArray[np.float64],
+    centres: list[NDArray[np.float64]],
+    classes: list[int],
+    min_distance: float | None,
+    max_attempts: int,
+) -> NDArray[np.float64] | None:
+    """A random centre for class ``k`` clear of the placed particles, or None if none is found."""
+    placed_arr = np.asarray(centres).reshape(-1, 3)
+    placed_radii = radii[np.asarray(classes, dtype=np.int64)]
+    for _ in range(max(1, math.ceil(max_attempts / _CANDIDATES_PER_TRY))):
+        low = np.full(3, radii[k])
+        cand = rng.uniform(low, dims - 1.0 - low, size=(_CANDIDATES_PER_TRY, 3))
+        if len(centres) == 0:
+            ok = np.ones(len(cand), dtype=bool)
+        else:
+            dist = np.linalg.norm(cand[:, None, :] - placed_arr[None, :, :], axis=2)
+            need = placed_radii + radii[k] if min_distance is None else float(min_distance)
+            ok = np.all(dist >= need, axis=1)
+        if ok.any():
+            return cand[int(np.argmax(ok))]
+    return None

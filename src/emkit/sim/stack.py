@@ -380,26 +380,12 @@ def _make_section(
     noise: float,
 ) -> StackSection:
     """Section ``index``: render its warped slice, damage it if asked, add noise."""
-    import cv2
-
     h, w = shape
     pad = int(32 + 0.035 * max(h, w))  # room for the damage to move tissue into view
-    hp, wp = h + 2 * pad, w + 2 * pad
     rng = np.random.default_rng([_u64(seed), 23, index])
-    shift = rng.uniform(-1.0, 1.0, 2) * shift_px  # (x, y)
-    angle = np.deg2rad(rng.uniform(-1.0, 1.0) * rotation_deg)
-    elastic = (
-        smooth_random_field((hp, wp), elastic_px, 0.25 * min(h, w), rng)
-        if elastic_px > 0
-        else np.zeros((2, hp, wp), np.float32)
+    shift, angle, elastic, affine = _section_warp(
+        rng, shape, pad, elastic_px=elastic_px, shift_px=shift_px, rotation_deg=rotation_deg
     )
-    # Section (x, y) -> truth (x, y): rotate about the centre, shift; then the smooth field
-    # (sampled in the section's padded frame).
-    centre = np.array([(w - 1) / 2.0, (h - 1) / 2.0])
-    c, s = np.cos(angle), np.sin(angle)
-    lin = np.array([[c, -s], [s, c]])
-    affine = np.hstack([lin, (centre - lin @ centre + shift)[:, None]])
-
     # Render the section at the truth positions of its pixels (with the margin only where
     # the damage needs it).
     r = pad if kind is not None else 0
@@ -410,25 +396,8 @@ def _make_section(
     clean = texture.render(ty.astype(np.float32), tx.astype(np.float32), z, thickness)
     del qy, qx, ty, tx, crop
 
-    # True field: truth p -> section q solving affine(q) + elastic(q) = p (fixed point; the
-    # smooth field's gradient is far below 1).
     py, px = np.mgrid[0:h, 0:w].astype(np.float32)
-    inv = np.linalg.inv(np.vstack([affine, [0.0, 0.0, 1.0]]))[:2]
-    qx_ = inv[0, 0] * px + inv[0, 1] * py + inv[0, 2]
-    qy_ = inv[1, 0] * px + inv[1, 1] * py + inv[1, 2]
-    if elastic_px > 0:
-        elastic_hw2 = np.ascontiguousarray(np.moveaxis(elastic, 0, -1))
-        for _ in range(10):
-            e = cv2.remap(
-                elastic_hw2,
-                (qx_ + pad).astype(np.float32),
-                (qy_ + pad).astype(np.float32),
-                cv2.INTER_LINEAR,
-                borderMode=cv2.BORDER_REPLICATE,
-            )
-            rx, ry = px - e[..., 1], py - e[..., 0]
-            qx_ = inv[0, 0] * rx + inv[0, 1] * ry + inv[0, 2]
-            qy_ = inv[1, 0] * rx + inv[1, 1] * ry + inv[1, 2]
+    qy_, qx_ = _truth_in_section(py, px, affine, elastic if elastic_px > 0 else None, pad)
     section_params: dict[str, Any] = {
         "index": index,
         "z_px": float(z),
@@ -444,33 +413,9 @@ def _make_section(
         my, mx = qy_, qx_
         valid_damage = np.ones((h, w), bool)
     else:
-        damage_seed = int(rng.integers(0, 2**31 - 1))
-        damaged = simulate_damaged_section(
-            clean,
-            kind=kind,
-            seed=damage_seed,
-            elastic_px=0.0,
-            noise=0.0,
+        image, defect, my, mx, valid_damage, section_params["damage"] = _damage_section(
+            clean, kind, rng, qy_, qx_, shape, pad
         )
-        image = damaged.moving[pad : pad + h, pad : pad + w]
-        defect = damaged.defect_mask[pad : pad + h, pad : pad + w]
-        # Compose: truth p -> section q (unpadded) -> damaged section q + d(q).
-        d_hw2 = np.ascontiguousarray(np.moveaxis(damaged.true_field, 0, -1))
-        sx = (qx_ + pad).astype(np.float32)
-        sy = (qy_ + pad).astype(np.float32)
-        d = cv2.remap(d_hw2, sx, sy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        ok = cv2.remap(
-            damaged.true_valid.astype(np.float32),
-            sx,
-            sy,
-            cv2.INTER_LINEAR,
-            borderMode=cv2.BORDER_CONSTANT,
-            borderValue=0.0,
-        )
-        valid_damage = ok > 0.999
-        my, mx = qy_ + d[..., 0], qx_ + d[..., 1]
-        section_params["damage"] = {"kind": kind, "seed": damage_seed, **damaged.params}
-        del damaged
 
     true_field = np.stack([my - py, mx - px]).astype(np.float32)
     true_valid = valid_damage & (mx >= 0) & (mx <= w - 1) & (my >= 0) & (my <= h - 1)
@@ -481,6 +426,103 @@ def _make_section(
     section_params["gain"] = float(gain)
     section_params["offset"] = float(offset)
     return StackSection(index, section, defect, true_field, true_valid, section_params)
+
+
+def _section_warp(
+    rng: np.random.Generator,
+    shape: tuple[int, int],
+    pad: int,
+    *,
+    elastic_px: float,
+    shift_px: float,
+    rotation_deg: float,
+) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
+    """Draw a section's warp: shift (x, y), angle (rad), padded smooth field, affine (2, 3)."""
+    h, w = shape
+    hp, wp = h + 2 * pad, w + 2 * pad
+    shift = rng.uniform(-1.0, 1.0, 2) * shift_px  # (x, y)
+    angle = np.deg2rad(rng.uniform(-1.0, 1.0) * rotation_deg)
+    elastic = (
+        smooth_random_field((hp, wp), elastic_px, 0.25 * min(h, w), rng)
+        if elastic_px > 0
+        else np.zeros((2, hp, wp), np.float32)
+    )
+    # Section (x, y) -> truth (x, y): rotate about the centre, shift; then the smooth field
+    # (sampled in the section's padded frame).
+    centre = np.array([(w - 1) / 2.0, (h - 1) / 2.0])
+    c, s = np.cos(angle), np.sin(angle)
+    lin = np.array([[c, -s], [s, c]])
+    affine = np.hstack([lin, (centre - lin @ centre + shift)[:, None]])
+    return shift, angle, elastic, affine
+
+
+def _truth_in_section(
+    py: np.ndarray, px: np.ndarray, affine: np.ndarray, elastic: np.ndarray | None, pad: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Invert the warp: the section position ``(qy, qx)`` of each truth pixel ``(py, px)``."""
+    import cv2
+
+    # True field: truth p -> section q solving affine(q) + elastic(q) = p (fixed point; the
+    # smooth field's gradient is far below 1).
+    inv = np.linalg.inv(np.vstack([affine, [0.0, 0.0, 1.0]]))[:2]
+    qx_ = inv[0, 0] * px + inv[0, 1] * py + inv[0, 2]
+    qy_ = inv[1, 0] * px + inv[1, 1] * py + inv[1, 2]
+    if elastic is not None:
+        elastic_hw2 = np.ascontiguousarray(np.moveaxis(elastic, 0, -1))
+        for _ in range(10):
+            e = cv2.remap(
+                elastic_hw2,
+                (qx_ + pad).astype(np.float32),
+                (qy_ + pad).astype(np.float32),
+                cv2.INTER_LINEAR,
+                borderMode=cv2.BORDER_REPLICATE,
+            )
+            rx, ry = px - e[..., 1], py - e[..., 0]
+            qx_ = inv[0, 0] * rx + inv[0, 1] * ry + inv[0, 2]
+            qy_ = inv[1, 0] * rx + inv[1, 1] * ry + inv[1, 2]
+    return qy_, qx_
+
+
+def _damage_section(
+    clean: np.ndarray,
+    kind: Literal["fold", "crack"],
+    rng: np.random.Generator,
+    qy_: np.ndarray,
+    qx_: np.ndarray,
+    shape: tuple[int, int],
+    pad: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+    """Fold or crack the padded section: image, defect, truth->damaged ``my, mx``, valid, record."""
+    import cv2
+
+    h, w = shape
+    damage_seed = int(rng.integers(0, 2**31 - 1))
+    damaged = simulate_damaged_section(
+        clean,
+        kind=kind,
+        seed=damage_seed,
+        elastic_px=0.0,
+        noise=0.0,
+    )
+    image = damaged.moving[pad : pad + h, pad : pad + w]
+    defect = damaged.defect_mask[pad : pad + h, pad : pad + w]
+    # Compose: truth p -> section q (unpadded) -> damaged section q + d(q).
+    d_hw2 = np.ascontiguousarray(np.moveaxis(damaged.true_field, 0, -1))
+    sx = (qx_ + pad).astype(np.float32)
+    sy = (qy_ + pad).astype(np.float32)
+    d = cv2.remap(d_hw2, sx, sy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    ok = cv2.remap(
+        damaged.true_valid.astype(np.float32),
+        sx,
+        sy,
+        cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=0.0,
+    )
+    valid_damage = ok > 0.999
+    my, mx = qy_ + d[..., 0], qx_ + d[..., 1]
+    record = {"kind": kind, "seed": damage_seed, **damaged.params}
+    return image, defect, my, mx, valid_damage, record
 
 
 # --------------------------------------------------------------------------- the 3D texture

@@ -184,59 +184,19 @@ def simulate_tilt_series(
     >>> sim.stack.shape, sim.shifts_px.shape
     ((31, 64, 64), (31, 2))
     """
-    from emkit.ops import SingleAxisProjector, bin_image, bin_volume
-
     if noise not in ("gaussian", "poisson"):
         raise InputError(f"noise must be 'gaussian' or 'poisson', got {noise!r}")
     if snr is not None and not snr > 0:
         raise InputError(f"snr must be positive, got {snr}")
-    if tilt_step_deg <= 0:
-        raise InputError(f"tilt step must be positive, got {tilt_step_deg}")
-    lo, hi = float(tilt_range_deg[0]), float(tilt_range_deg[1])
-    if not -90 < lo < hi < 90:
-        raise InputError(f"tilt range must satisfy -90 < first < last < 90, got ({lo}, {hi})")
-    angles = np.arange(lo, hi + 1e-6 * tilt_step_deg, tilt_step_deg, dtype=np.float64)
-    if len(angles) < 3:
-        raise InputError(f"{len(angles)} tilts; give a range and step with at least 3 tilts")
+    lo, hi, angles = _tilt_angles(tilt_range_deg, tilt_step_deg)
     rng = np.random.default_rng(seed)
-    if volume is not None:
-        fine = np.asarray(volume, dtype=np.float32)
-        if fine.ndim != 3:
-            raise InputError(f"volume must be 3D (z, y, x), got shape {fine.shape}")
-        oversample = 1
-        shape = (fine.shape[0], fine.shape[1], fine.shape[2])
-        truth = fine
-    else:
-        if oversample < 1:
-            raise InputError(f"oversample must be >= 1, got {oversample}")
-        shape = (int(shape[0]), int(shape[1]), int(shape[2]))
-        fine_shape = (shape[0] * oversample, shape[1] * oversample, shape[2] * oversample)
-        fine = _phantom(
-            phantom,
-            fine_shape,
-            seed=int(rng.integers(2**31)),
-            pixel_size_A=pixel_size_A / oversample,
-        )
-        truth = bin_volume(fine, oversample) if oversample > 1 else fine
+    fine, truth, shape, oversample = _volumes(volume, phantom, shape, oversample, pixel_size_A, rng)
     nz, ny, nx = shape
     n = len(angles)
     shifts = rng.uniform(-max_shift_px, max_shift_px, size=(n, 2))
-    # A wider detector, so that content shifted into the field of view is real projection.
-    margin = int(np.ceil(max_shift_px + 0.75 * abs(tilt_axis_angle_deg) / 45 * max(ny, nx))) + 2
-    nd = (nx + 2 * margin) * oversample
-    projector = SingleAxisProjector(fine.shape, angles, n_detector=nd, device="cpu")
-    fine_proj = np.asarray(projector.forward(fine), dtype=np.float32)
-    center = np.array([(fine_proj.shape[1] - 1) / 2.0, (nd - 1) / 2.0])
-    raw_fine = np.empty_like(fine_proj)
-    for i in range(n):
-        raw_fine[i] = _raw_from_aligned(
-            fine_proj[i], shifts[i] * oversample, tilt_axis_angle_deg, center
-        )
-    # Fine line integrals are in fine voxels: divide to get output-pixel units.
-    raw = bin_image(raw_fine, oversample) / np.float32(oversample)
-    clean = bin_image(fine_proj, oversample) / np.float32(oversample)
-    raw = np.ascontiguousarray(raw[:, :, margin : margin + nx], dtype=np.float32)
-    clean = np.ascontiguousarray(clean[:, :, margin : margin + nx], dtype=np.float32)
+    raw, clean = _project_and_shift(
+        fine, angles, shifts, (ny, nx), max_shift_px, tilt_axis_angle_deg, oversample
+    )
     if defocus_um is not None:
         from emkit.ops import apply_ctf
 
@@ -248,19 +208,7 @@ def simulate_tilt_series(
         )
     sigma = 0.0
     if snr is not None:
-        signal_var = float(raw.var())
-        if noise == "gaussian":
-            sigma = float(np.sqrt(signal_var / snr))
-            raw = raw + rng.normal(0.0, sigma, raw.shape).astype(np.float32)
-        else:
-            p_max = float(np.abs(raw).max()) or 1.0
-            attenuation = np.exp(-raw.astype(np.float64) / p_max)
-            # Var of -p_max ln(counts/dose) ~ p_max^2 / (dose * attenuation).
-            dose = p_max**2 * float(np.mean(1.0 / attenuation)) * snr / max(signal_var, 1e-30)
-            counts = np.maximum(rng.poisson(dose * attenuation), 1)
-            noisy = -p_max * np.log(counts / dose)
-            sigma = float(np.sqrt(np.mean(p_max**2 / (dose * attenuation))))
-            raw = noisy.astype(np.float32)
+        raw, sigma = _add_noise(raw, snr, noise, rng)
     info = {
         "phantom": "custom" if volume is not None else phantom,
         "shape_zyx": list(shape),
@@ -286,3 +234,98 @@ def simulate_tilt_series(
         noise_sigma=sigma,
         info=info,
     )
+
+
+def _tilt_angles(
+    tilt_range_deg: tuple[float, float], tilt_step_deg: float
+) -> tuple[float, float, np.ndarray]:
+    """Check the tilt step and range; the first and last angle and all the angles (degrees)."""
+    if tilt_step_deg <= 0:
+        raise InputError(f"tilt step must be positive, got {tilt_step_deg}")
+    lo, hi = float(tilt_range_deg[0]), float(tilt_range_deg[1])
+    if not -90 < lo < hi < 90:
+        raise InputError(f"tilt range must satisfy -90 < first < last < 90, got ({lo}, {hi})")
+    angles = np.arange(lo, hi + 1e-6 * tilt_step_deg, tilt_step_deg, dtype=np.float64)
+    if len(angles) < 3:
+        raise InputError(f"{len(angles)} tilts; give a range and step with at least 3 tilts")
+    return lo, hi, angles
+
+
+def _volumes(
+    volume: np.ndarray | None,
+    phantom: str,
+    shape: tuple[int, int, int],
+    oversample: int,
+    pixel_size_A: float,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int], int]:
+    """The fine (projected) volume, the truth at output voxels, the output shape, oversample."""
+    from emkit.ops import bin_volume
+
+    if volume is not None:
+        fine = np.asarray(volume, dtype=np.float32)
+        if fine.ndim != 3:
+            raise InputError(f"volume must be 3D (z, y, x), got shape {fine.shape}")
+        return fine, fine, (fine.shape[0], fine.shape[1], fine.shape[2]), 1
+    if oversample < 1:
+        raise InputError(f"oversample must be >= 1, got {oversample}")
+    shape = (int(shape[0]), int(shape[1]), int(shape[2]))
+    fine_shape = (shape[0] * oversample, shape[1] * oversample, shape[2] * oversample)
+    fine = _phantom(
+        phantom,
+        fine_shape,
+        seed=int(rng.integers(2**31)),
+        pixel_size_A=pixel_size_A / oversample,
+    )
+    truth = bin_volume(fine, oversample) if oversample > 1 else fine
+    return fine, truth, shape, oversample
+
+
+def _project_and_shift(
+    fine: np.ndarray,
+    angles: np.ndarray,
+    shifts: np.ndarray,
+    image_shape: tuple[int, int],
+    max_shift_px: float,
+    tilt_axis_angle_deg: float,
+    oversample: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Project on a wider fine detector, misalign, bin: the raw and the clean (aligned) stack."""
+    from emkit.ops import SingleAxisProjector, bin_image
+
+    ny, nx = image_shape
+    # A wider detector, so that content shifted into the field of view is real projection.
+    margin = int(np.ceil(max_shift_px + 0.75 * abs(tilt_axis_angle_deg) / 45 * max(ny, nx))) + 2
+    nd = (nx + 2 * margin) * oversample
+    projector = SingleAxisProjector(fine.shape, angles, n_detector=nd, device="cpu")
+    fine_proj = np.asarray(projector.forward(fine), dtype=np.float32)
+    center = np.array([(fine_proj.shape[1] - 1) / 2.0, (nd - 1) / 2.0])
+    raw_fine = np.empty_like(fine_proj)
+    for i in range(len(angles)):
+        raw_fine[i] = _raw_from_aligned(
+            fine_proj[i], shifts[i] * oversample, tilt_axis_angle_deg, center
+        )
+    # Fine line integrals are in fine voxels: divide to get output-pixel units.
+    raw = bin_image(raw_fine, oversample) / np.float32(oversample)
+    clean = bin_image(fine_proj, oversample) / np.float32(oversample)
+    raw = np.ascontiguousarray(raw[:, :, margin : margin + nx], dtype=np.float32)
+    clean = np.ascontiguousarray(clean[:, :, margin : margin + nx], dtype=np.float32)
+    return raw, clean
+
+
+def _add_noise(
+    raw: np.ndarray, snr: float, noise: str, rng: np.random.Generator
+) -> tuple[np.ndarray, float]:
+    """Gaussian or shot noise at signal-to-noise ratio ``snr``: the noisy stack and its sigma."""
+    signal_var = float(raw.var())
+    if noise == "gaussian":
+        sigma = float(np.sqrt(signal_var / snr))
+        return raw + rng.normal(0.0, sigma, raw.shape).astype(np.float32), sigma
+    p_max = float(np.abs(raw).max()) or 1.0
+    attenuation = np.exp(-raw.astype(np.float64) / p_max)
+    # Var of -p_max ln(counts/dose) ~ p_max^2 / (dose * attenuation).
+    dose = p_max**2 * float(np.mean(1.0 / attenuation)) * snr / max(signal_var, 1e-30)
+    counts = np.maximum(rng.poisson(dose * attenuation), 1)
+    noisy = -p_max * np.log(counts / dose)
+    sigma = float(np.sqrt(np.mean(p_max**2 / (dose * attenuation))))
+    return noisy.astype(np.float32), sigma
