@@ -44,11 +44,15 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=8)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--init", type=Path, default=None,
+                        help="continue from this model folder's weights (its width is kept)")
+    parser.add_argument("--learning-rate", type=float, default=2e-3)
     args = parser.parse_args()
 
     import torch
 
-    from emkit.nn import save_model
+    from emkit.io import make_output_folder
+    from emkit.nn import load_model, save_model
     from emkit.pick import train_picker
     from emkit.sim import simulate_tomogram
 
@@ -60,19 +64,25 @@ def main() -> None:
                               volume_fraction=s["volume_fraction"], membrane=s["membrane"],
                               n_gold=s["n_gold"]) for s in settings]
     simulated = time.perf_counter() - start
-    args.output.mkdir(parents=True, exist_ok=True)
+    # marked as emkit's before the training log lands in it, so save_model may write there
+    make_output_folder(args.output)
+    initial = load_model(args.init, task="pick") if args.init else None
+    earlier = dict(initial.extra.get("training_data", {})) if initial is not None else None
     training = train_picker(
         [s.tomogram for s in sims], [(s.centres_zyx, s.class_ids) for s in sims],
         radius_A=sims[0].radii_A, voxel_size_A=sims[0].voxel_size_A,
         class_names=sims[0].class_names, width=args.width, n_steps=args.steps,
-        validate_every=100, patience=8, seed=SEED_BASE,
+        initial_model=initial, learning_rate=args.learning_rate, validate_every=100,
+        patience=8, seed=SEED_BASE,
         checkpoint=args.output / "training.ckpt.safetensors", resume=args.resume,
         log_csv=args.output / "training_log.csv", progress=True)
     training.model.extra["training_data"] = {
         "simulations": settings, "shape_zyx": [64, 160, 160],
         "how": "python -m emkit.pick._make_model", "seconds_simulating": round(simulated, 1),
         "seconds_training": training.history.seconds,
-        "threads": args.threads}
+        "threads": args.threads, "learning_rate": args.learning_rate,
+        "continued_from": None if earlier is None else {
+            "steps": initial.extra.get("trained_steps"), "training_data": earlier}}
     save_model(args.output, training.model)
     (args.output / "training_summary.json").write_text(json.dumps({
         "steps_run": training.history.steps_run, "best_step": training.history.best_step,
