@@ -42,12 +42,14 @@ def test_prealign_align_reconstruct(simulated, tmp_path):
     for name in ("tiltseries.xf", "tiltseries_ali.mrc", "tiltseries_rec.mrc", "emkit-run.json"):
         assert (ali / name).exists()
     assert not (ali / "tiltseries_align.ckpt.npz").exists()
-    assert len(list((ali / "plots").glob("*.png"))) == 4
+    # 2 levels x 2 iterations in the alignment box, then 5 over the whole thickness
+    assert len(list((ali / "plots").glob("iter_bin?_0*.png"))) == 4
+    assert len(list((ali / "plots").glob("iter_bin1_whole_0*.png"))) == 5
     with mrcfile.open(ali / "tiltseries_rec.mrc") as mrc:
         assert mrc.data.shape == (12, 48, 48)
         assert float(mrc.voxel_size.x) == pytest.approx(8.0)
     record = json.loads((ali / "emkit-run.json").read_text())
-    assert record["results"]["iterations_run"] == 4 and len(record["history"]) == 4
+    assert record["results"]["iterations_run"] == 9 and len(record["history"]) == 9
     # Reconstruct from the written .xf, binned: voxel size doubles.
     rec = tmp_path / "rec" / "tomo.mrc"
     assert main(["tomo", "reconstruct", ts, "--angles", tlt, "--xf", str(ali / "tiltseries.xf"),

@@ -181,9 +181,12 @@ def test_align_prints_the_relative_objective_change(small_series, tmp_path, caps
                  "--thickness", "8", "--bin", "2,1", "--iterations", "2",
                  "--inner-iterations", "2", "--cg-iterations", "2", "--device", "cpu"]) == 0
     lines = [line for line in capsys.readouterr().out.splitlines() if " it " in line]
-    assert len(lines) == 4
+    # 2 levels x 2 iterations in the alignment box, then 5 over the whole thickness
+    assert len(lines) == 9
     assert "objective    start" in lines[0] and "objective    start" in lines[2]
     assert "%, unexplained" in lines[1] and "e+" not in lines[1]
+    assert all("max shift change" in line for line in lines[:4])
+    assert all(line.endswith("whole thickness, shifts fixed") for line in lines[4:])
 
 
 def test_run_record_names_the_contrast_and_header_oddities(tmp_path):
@@ -240,8 +243,9 @@ def test_resume_reuses_the_searched_tilt_axis(small_series, tmp_path, monkeypatc
     monkeypatch.setattr(axis_module, "search_tilt_axis", no_search)
     resumed = run_align_files(source, out, resume=True, **options)
     assert resumed.record["tilt_axis_search"]["binning"] == 1
-    # The checkpoint was taken (not refused as "other inputs"): 2 iterations were not redone.
-    assert resumed.record["iterations_run"] == 4
+    # The checkpoint was taken (not refused as "other inputs"): 2 iterations were not redone
+    # (2 levels x 2 iterations, then 5 over the whole thickness).
+    assert resumed.record["iterations_run"] == 4 + 5
     # Without --resume the saved start is not used: the search runs (and is refused here).
     with pytest.raises(AssertionError, match="searched again"):
         run_align_files(source, out, **options)

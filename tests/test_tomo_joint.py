@@ -47,7 +47,35 @@ def test_joint_alignment_acceptance():
     assert registered > psnr(joint.volume, sim.volume)  # the gauge correction is right
     assert joint.volume.shape == (32, 128, 128)
     levels = [h["level"] for h in joint.history]
-    assert levels[0] == 4 and levels[-1] == 1 and len(joint.history) == 30
+    # 3 levels x 10 iterations in the alignment box, then 5 over the whole thickness
+    assert levels[0] == 4 and levels[-1] == 1 and len(joint.history) == 35
+    assert [h.get("whole_thickness", 0.0) for h in joint.history] == [0.0] * 30 + [1.0] * 5
+    assert all(h["max_shift_change_px"] == 0.0 for h in joint.history[30:])
+
+
+def test_box_fraction_aligns_in_a_thinner_box_and_fills_the_whole_thickness():
+    sim = simulate_tilt_series(shape=(20, 48, 48), tilt_step_deg=6.0, max_shift_px=3.0,
+                               snr=None, seed=3)
+    angles = sim.tilt_angles_deg
+    seen = []
+
+    def callback(record, shifts, volume):
+        seen.append((record.get("whole_thickness", 0.0), volume.shape, shifts.copy()))
+
+    joint = align_joint(sim.stack, angles, thickness=20, iterations=2, binning_levels=(2, 1),
+                        box_fraction=0.8, callback=callback)
+    # 20 slices less 2 x round(20 x 0.2 / 2) = 16 in the box; the result has all 20
+    assert [shape for fill, shape, _ in seen if not fill] == [(8, 24, 24)] * 2 + [(16, 48, 48)] * 2
+    assert [shape for fill, shape, _ in seen if fill] == [(20, 48, 48)] * 5
+    assert joint.volume.shape == (20, 48, 48)
+    after_alignment = seen[3][2]
+    assert all(np.array_equal(s, after_alignment) for _, _, s in seen[4:])
+    whole = align_joint(sim.stack, angles, thickness=20, iterations=2, binning_levels=(2, 1),
+                        box_fraction=1.0)
+    assert len(whole.history) == 4 and whole.volume.shape == (20, 48, 48)
+    for bad in (0.0, -0.5, 1.5):
+        with pytest.raises(InputError, match="box_fraction"):
+            align_joint(sim.stack, angles, thickness=20, box_fraction=bad)
 
 
 @pytest.mark.slow
@@ -143,8 +171,14 @@ def test_volume_steps_decrease_the_objective(small):
     for preconditioned in (True, False):
         result = _run(small, update_shifts=False, preconditioned=preconditioned,
                       binning_levels=(1,), iterations=15, initial_shifts_px=small.shifts_px)
-        objective = [h["objective"] for h in result.history]
-        assert objective[-1] < objective[0]
+        # within the alignment box, and then within the whole thickness
+        box = [h["objective"] for h in result.history if "whole_thickness" not in h]
+        whole = [h["objective"] for h in result.history if "whole_thickness" in h]
+        assert len(box) == 15 and len(whole) == 5
+        assert box[-1] < box[0]
+        if preconditioned:  # the default carries on with the box's duals: no restart
+            assert whole[-1] < whole[0]
+        objective = whole
         assert all(h["max_shift_change_px"] == 0 for h in result.history)
         final[preconditioned] = objective[-1]
     # The diagonal preconditioning is why it is the default: same work, lower objective.

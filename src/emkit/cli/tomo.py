@@ -164,6 +164,11 @@ def _add_align_parser(sub: argparse._SubParsersAction) -> None:
         "--lam", type=nonneg_float, default=1.0, help="TV weight in units of std, >= 0 (1.0)"
     )
     ali.add_argument(
+        "--box-fraction", type=float_range(0.0, 1.0, lo_inclusive=False), default=0.8,
+        help="find the shifts in a volume box this fraction of --thickness, then fill the "
+        "whole thickness with the shifts fixed; 1 aligns in the whole box (0.8)",
+    )
+    ali.add_argument(
         "--iterations",
         type=int_list(1),
         default=[10],
@@ -387,7 +392,7 @@ def run_align(args: argparse.Namespace) -> int:
     from emkit.tomo import run_align_files
 
     result = run_align_files(
-        _source(args), args.output, thickness=args.thickness,
+        _source(args), args.output, thickness=args.thickness, box_fraction=args.box_fraction,
         lam=args.lam, iterations=list(args.iterations),
         inner_iterations=args.inner_iterations, cg_iterations=args.cg_iterations,
         binning_levels=list(args.bin), xf=args.xf, mask=args.mask, plot_dir=args.plot,

@@ -145,7 +145,7 @@ def _axis_step_at(
     joint = align_joint(
         stack, angles, thickness=thickness, initial_shifts_px=pre.shifts_px, lam=0.0,
         iterations=iterations, binning_levels=(binning,), tilt_axis_angle_deg=angle_deg,
-        masks=masks, device=device, measure_tilt_axis=True,
+        masks=masks, device=device, measure_tilt_axis=True, box_fraction=1.0,
     )
     step = float(joint.history[-1]["tilt_axis_step_deg"])
     log.info("tilt axis %.3f deg: the data ask to turn by %+.4f", angle_deg, step)

@@ -274,14 +274,17 @@ def _iteration_reporter(
         if verbose:
             change = record["relative_change"]
             change_text = "   start" if change != change else f"{100 * change:+7.3f} %"
+            what = (", whole thickness, shifts fixed" if record.get("whole_thickness") else
+                    f", max shift change {record['max_shift_change_px']:.3f} px")
             print(
                 f"bin {int(record['level'])} it {int(record['iteration']):3d}: objective "
                 f"{change_text}, unexplained {100 * record['residual_fraction']:5.1f} % of the "
-                f"data, max shift change {record['max_shift_change_px']:.3f} px",
+                f"data{what}",
                 flush=True,
             )
         if plot_dir is not None and plot_iteration is not None:
-            name = f"iter_bin{int(record['level'])}_{int(record['iteration']):03d}.png"
+            whole = "_whole" if record.get("whole_thickness") else ""
+            name = f"iter_bin{int(record['level'])}{whole}_{int(record['iteration']):03d}.png"
             plot_iteration(plot_dir / name, volume, shifts, series.angles, record=record)
 
     return report
@@ -292,6 +295,7 @@ def run_align_files(
     output_dir: Path,
     *,
     thickness: int | None = None,
+    box_fraction: float = 0.8,
     lam: float = 1.0,
     iterations: list[int] | None = None,
     inner_iterations: int = 10,
@@ -310,6 +314,9 @@ def run_align_files(
     check_device: DeviceCheck = no_device_check,
 ) -> AlignFilesResult:
     """Joint alignment and TV reconstruction; write ``<stem>.xf``, ``_ali.mrc``, ``_rec.mrc``.
+
+    ``box_fraction``: the shifts are found in a box of this fraction of ``thickness``,
+    the tomogram then filled over the whole thickness (:func:`align_joint`).
 
     ``refine_axis`` (implied by ``source.tilt_axis == "auto"``; not with ``xf``) searches
     the tilt-axis angle before the joint alignment (:func:`search_tilt_axis`). ``fill``
@@ -348,6 +355,7 @@ def run_align_files(
         series.angles,
         thickness=setup.thickness,
         initial_shifts_px=remove_gauge(shifts0, series.angles, gauge="rigid"),
+        box_fraction=box_fraction,
         lam=lam,
         iterations=setup.iterations,
         inner_iterations=inner_iterations,
