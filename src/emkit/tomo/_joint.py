@@ -830,12 +830,13 @@ def _box_thickness(thickness: int, box_fraction: float, levels: list[int]) -> in
     return thickness if cut <= 0 else max(box, max(levels))
 
 
-def _fill_thickness(cfg: _Settings, run: _Progress, box: _LevelState | None, bar: Any) -> None:
+def _fill_thickness(cfg: _Settings, run: _Progress, carried: list[Any], bar: Any) -> None:
     """The volume over the whole thickness with the final shifts fixed: the primal-dual
-    iteration of the alignment box's last level (``box``; None after a resume at the end),
-    its volume and TV dual padded with zeros above and below and its data dual kept, run
-    on for ``_FILL_ITERATIONS`` outer iterations (their history records carry
-    ``whole_thickness``)."""
+    iteration of the alignment box's last level run on for ``_FILL_ITERATIONS`` outer
+    iterations (their history records carry ``whole_thickness``), its volume and its
+    ``carried`` extrapolated volume and TV dual padded with zeros above and below, its data
+    dual kept. ``carried`` (``[u_bar, q, p]``, empty after a resume at the very end) is
+    emptied here, so the box's arrays go as soon as they are padded."""
     from dataclasses import replace
 
     fill = replace(cfg, thickness=cfg.full_thickness, levels=[cfg.levels[-1]],
@@ -847,11 +848,11 @@ def _fill_thickness(cfg: _Settings, run: _Progress, box: _LevelState | None, bar
     run.volume = np.pad(run.volume, (z_pad, (0, 0), (0, 0)))
     run.state = None
     ls, _ = _start_level(fill, run, 0, continue_volume=True)
-    if box is not None:
-        torch = ls.level.torch
-        ls.u_bar = torch.nn.functional.pad(box.u_bar, (0, 0, 0, 0, *z_pad))
-        ls.q = torch.nn.functional.pad(box.q, (0, 0, 0, 0, *z_pad))
-        ls.p = box.p
+    if carried:
+        pad_z = ls.level.torch.nn.functional.pad
+        ls.u_bar = pad_z(carried.pop(0), (0, 0, 0, 0, *z_pad))
+        ls.q = pad_z(carried.pop(0), (0, 0, 0, 0, *z_pad))
+        ls.p = carried.pop(0)
     for k in range(_FILL_ITERATIONS):
         record = _outer_iteration(fill, run, ls, k, last=k == _FILL_ITERATIONS - 1)
         record["whole_thickness"] = 1.0
@@ -1022,7 +1023,10 @@ def align_joint(
                 break
         _finish_level(cfg, run, ls, li)
     if fills:
-        _fill_thickness(cfg, run, ls, bar)
+        # only what the fill carries on stays (the box level's data and projector go)
+        carried = [] if ls is None else [ls.u_bar, ls.q, ls.p]
+        ls = None
+        _fill_thickness(cfg, run, carried, bar)
     if bar is not None:
         bar.close()
     return JointAlignment(
