@@ -53,6 +53,35 @@ def test_joint_alignment_acceptance():
     assert all(h["max_shift_change_px"] == 0.0 for h in joint.history[30:])
 
 
+@pytest.mark.parametrize(
+    ("thickness", "levels", "fraction", "box"),
+    [(20, [2, 1], 0.8, 16), (96, [4, 2, 1], 0.8, 76), (63, [4, 2, 1], 0.8, 51),
+     (64, [8, 4, 2], 0.8, 52), (7, [4, 2, 1], 0.5, 5), (9, [8, 4, 2, 1], 0.8, 9),
+     (9, [8, 4, 2, 1], 0.5, 9), (6, [3, 1], 0.5, 4), (20, [2, 1], 0.99, 20),
+     (20, [2, 1], 1.0, 20)],
+)
+def test_the_alignment_box_is_centred_and_holds_the_coarsest_level(
+    thickness, levels, fraction, box
+):
+    from emkit.tomo._joint import _box_thickness
+
+    got = _box_thickness(thickness, fraction, levels)
+    assert got == box
+    finest = levels[-1]
+    assert (thickness // finest - got // finest) % 2 == 0  # even cut: same z centre
+    assert got // max(levels) >= 1 and got <= thickness
+
+
+def test_fixed_shifts_and_axis_measurements_use_the_whole_thickness():
+    sim = simulate_tilt_series(shape=(20, 48, 48), tilt_step_deg=6.0, max_shift_px=3.0,
+                               snr=None, seed=3)
+    for options in ({"update_shifts": False}, {"measure_tilt_axis": True}):
+        joint = align_joint(sim.stack, sim.tilt_angles_deg, thickness=20, iterations=2,
+                            binning_levels=(2, 1), **options)
+        assert len(joint.history) == 4
+        assert not any("whole_thickness" in h for h in joint.history)
+
+
 def test_box_fraction_aligns_in_a_thinner_box_and_fills_the_whole_thickness():
     sim = simulate_tilt_series(shape=(20, 48, 48), tilt_step_deg=6.0, max_shift_px=3.0,
                                snr=None, seed=3)
@@ -171,14 +200,9 @@ def test_volume_steps_decrease_the_objective(small):
     for preconditioned in (True, False):
         result = _run(small, update_shifts=False, preconditioned=preconditioned,
                       binning_levels=(1,), iterations=15, initial_shifts_px=small.shifts_px)
-        # within the alignment box, and then within the whole thickness
-        box = [h["objective"] for h in result.history if "whole_thickness" not in h]
-        whole = [h["objective"] for h in result.history if "whole_thickness" in h]
-        assert len(box) == 15 and len(whole) == 5
-        assert box[-1] < box[0]
-        if preconditioned:  # the default carries on with the box's duals: no restart
-            assert whole[-1] < whole[0]
-        objective = whole
+        objective = [h["objective"] for h in result.history]
+        assert len(objective) == 15  # fixed shifts: the whole thickness, no alignment box
+        assert objective[-1] < objective[0]
         assert all(h["max_shift_change_px"] == 0 for h in result.history)
         final[preconditioned] = objective[-1]
     # The diagonal preconditioning is why it is the default: same work, lower objective.

@@ -64,10 +64,11 @@ def plot_iteration(
     ax.set_ylabel("shift (px)")
     ax.legend(fontsize=8)
     if record is not None:
+        what = ("whole thickness, shifts fixed" if record.get("whole_thickness") else
+                f"max shift change {record['max_shift_change_px']:.3f} px")
         fig.suptitle(
             f"bin {int(record['level'])} iteration {int(record['iteration'])}: residual "
-            f"{record['data_residual']:.4g}, TV {record['tv']:.4g}, max shift change "
-            f"{record['max_shift_change_px']:.3f} px",
+            f"{record['data_residual']:.4g}, TV {record['tv']:.4g}, {what}",
             fontsize=10,
         )
     fig.tight_layout()

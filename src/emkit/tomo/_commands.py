@@ -395,6 +395,9 @@ def _align_record(
         "tilt_axis_angle_deg": begin.axis_deg,
         "tilt_axis_search": begin.search,
         "final": history[-1] if history else {},
+        # the last iteration that moved shifts (after it the volume may fill the thickness)
+        "final_alignment": next((h for h in reversed(history) if "whole_thickness" not in h),
+                                {}),
         "iterations_run": len(history),
         "seconds": round(seconds, 2),
         "outputs": {k: str(v) for k, v in paths.items()},
