@@ -121,26 +121,14 @@ def whole_alignment(sim: Any, thickness_px: int) -> list[float]:
                    "--angles", str(folder / "ts.tlt"), "--output", str(folder / "ali"),
                    "--tilt-axis", "auto", "--thickness", str(thickness_px)]
         t0 = time.perf_counter()
-        subprocess.run(command, check=True, capture_output=True, text=True)
+        run = subprocess.run(command, capture_output=True, text=True)
         seconds = time.perf_counter() - t0
+        if run.returncode != 0:
+            raise RuntimeError(f"emkit tomo align failed:\n{run.stderr}")
         record = json.loads((folder / "ali" / "emkit-run.json").read_text())
         aligned = read_volume(folder / "ali" / "ts_ali.mrc").data
         rmse = aligned_stack_rmse(aligned, sim.clean, sim.tilt_angles_deg)
-    return [float(_find_key(record, "tilt_axis_angle_deg")), rmse, seconds]
-
-
-def _find_key(record: Any, key: str) -> Any:
-    """The first value stored under ``key`` anywhere in a nested run record."""
-    if isinstance(record, dict):
-        if key in record:
-            return record[key]
-        record = list(record.values())
-    if isinstance(record, list):
-        for value in record:
-            found = _find_key(value, key)
-            if found is not None:
-                return found
-    return None
+    return [float(record["results"]["tilt_axis_angle_deg"]), rmse, seconds]
 
 
 def run_haadf(path: Path, thickness_px: int) -> list[float]:

@@ -256,24 +256,15 @@ def register_pair(
         timings=timings,
         t0=t0,
     )
+    model = _ModelOptions(
+        n_clusters=n_clusters, max_clusters=max_clusters,
+        matches_per_cluster=matches_per_cluster, min_inliers=min_inliers, knn=knn,
+        ransac_threshold_px=ransac_threshold_px, refine_iterations=refine_iterations,
+        grid_cells=grid_cells, seed=seed,
+    )
     affines, fld, converged, forward_field = _fit_model(
-        matches,
-        blocked,
-        global_affine,
-        (h, w),
-        method=method,
-        forward=forward,
-        n_clusters=n_clusters,
-        max_clusters=max_clusters,
-        matches_per_cluster=matches_per_cluster,
-        min_inliers=min_inliers,
-        knn=knn,
-        ransac_threshold_px=ransac_threshold_px,
-        refine_iterations=refine_iterations,
-        grid_cells=grid_cells,
-        seed=seed,
-        info=info,
-        timings=timings,
+        matches, blocked, global_affine, (h, w), method=method, forward=forward,
+        model=model, info=info, timings=timings,
     )
     return _refine_and_warp(
         fixed,
@@ -309,15 +300,7 @@ def _fit_model(
     *,
     method: str,
     forward: bool,
-    n_clusters: int | None,
-    max_clusters: int,
-    matches_per_cluster: int,
-    min_inliers: int,
-    knn: int,
-    ransac_threshold_px: float,
-    refine_iterations: int,
-    grid_cells: int,
-    seed: int,
+    model: _ModelOptions,
     info: dict[str, Any],
     timings: dict[str, float],
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
@@ -337,20 +320,7 @@ def _fit_model(
         timings["model_s"] = time.perf_counter() - t1
     else:
         affines, fld, converged, amap, model_info = _expected_affine(
-            matches,
-            blocked,
-            global_affine,
-            (h, w),
-            n_clusters=n_clusters,
-            max_clusters=max_clusters,
-            matches_per_cluster=matches_per_cluster,
-            min_inliers=min_inliers,
-            knn=knn,
-            ransac_threshold_px=ransac_threshold_px,
-            refine_iterations=refine_iterations,
-            grid_cells=grid_cells,
-            seed=seed,
-            timings=timings,
+            matches, blocked, global_affine, (h, w), model, timings
         )
         info.update(model_info)
         if forward:
@@ -476,46 +446,46 @@ def _refine_and_warp(
     )
 
 
-def _expected_affine(
-    matches: Matches,
-    blocked: np.ndarray,
-    global_affine: np.ndarray,
-    shape: tuple[int, int],
-    *,
-    n_clusters: int | None,
-    max_clusters: int,
-    matches_per_cluster: int,
-    min_inliers: int,
-    knn: int,
-    ransac_threshold_px: float,
-    refine_iterations: int,
-    grid_cells: int,
-    seed: int,
-    timings: dict[str, float],
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, AffineMap, dict[str, Any]]:
-    """Clusters -> affines -> weights -> per-pixel affine -> inverse field."""
-    t = time.perf_counter()
-    grid = build_coarse_grid(blocked, choose_bin(shape, grid_cells))
+@dataclass(frozen=True)
+class _ModelOptions:
+    """The expected-affine model's parameters, as :func:`register_pair` takes them."""
+
+    n_clusters: int | None
+    max_clusters: int
+    matches_per_cluster: int
+    min_inliers: int
+    knn: int
+    ransac_threshold_px: float
+    refine_iterations: int
+    grid_cells: int
+    seed: int
+
+
+def _clusters(
+    grid: CoarseGrid, matches: Matches, global_affine: np.ndarray, model: _ModelOptions
+) -> tuple[ex.ClusterAffines, int]:
+    """The matches clustered by path distance and one affine fitted per cluster (the
+    global affine alone when no cluster is large enough), and the number asked for."""
     nodes = grid.nodes_of(matches.moving_xy)
-    if n_clusters is None:
+    if model.n_clusters is None:
         k = ex.choose_n_clusters(
             grid,
             nodes,
-            matches_per_cluster=matches_per_cluster,
-            max_clusters=max_clusters,
-            min_inliers=min_inliers,
+            matches_per_cluster=model.matches_per_cluster,
+            max_clusters=model.max_clusters,
+            min_inliers=model.min_inliers,
         )
     else:
-        if n_clusters < 1:
-            raise InputError(f"n_clusters is {n_clusters}; give 1 or more")
-        k = int(n_clusters)
-    labels = ex.geodesic_kmeans(grid, nodes, matches.moving_xy, k, seed=seed)
+        if model.n_clusters < 1:
+            raise InputError(f"n_clusters is {model.n_clusters}; give 1 or more")
+        k = int(model.n_clusters)
+    labels = ex.geodesic_kmeans(grid, nodes, matches.moving_xy, k, seed=model.seed)
     clusters = ex.cluster_affines(
         labels,
         matches.moving_xy,
         matches.fixed_xy,
-        threshold_px=ransac_threshold_px,
-        min_inliers=min_inliers,
+        threshold_px=model.ransac_threshold_px,
+        min_inliers=model.min_inliers,
     )
     if clusters.affines.shape[0] == 0:
         # Every cluster too small for its own affine: the global one is all there is.
@@ -525,11 +495,26 @@ def _expected_affine(
             inlier_fixed_xy=[matches.fixed_xy],
             labels=np.zeros(len(matches), dtype=np.intp),
         )
+    return clusters, k
+
+
+def _expected_affine(
+    matches: Matches,
+    blocked: np.ndarray,
+    global_affine: np.ndarray,
+    shape: tuple[int, int],
+    model: _ModelOptions,
+    timings: dict[str, float],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, AffineMap, dict[str, Any]]:
+    """Clusters -> affines -> weights -> per-pixel affine -> inverse field."""
+    t = time.perf_counter()
+    grid = build_coarse_grid(blocked, choose_bin(shape, model.grid_cells))
+    clusters, k = _clusters(grid, matches, global_affine, model)
     timings["clusters_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    weights = ex.knn_weights(grid, clusters, knn=knn, seed=seed)
+    weights = ex.knn_weights(grid, clusters, knn=model.knn, seed=model.seed)
     affines = clusters.affines
-    for _ in range(refine_iterations):
+    for _ in range(model.refine_iterations):
         residual = _match_residuals(grid, weights, affines, matches)
         affines = ex.refit_affines(
             grid,
@@ -537,7 +522,7 @@ def _expected_affine(
             matches.moving_xy,
             matches.fixed_xy,
             residual,
-            threshold_px=ransac_threshold_px,
+            threshold_px=model.ransac_threshold_px,
             old=affines,
         )
     cell_params = ex.expected_affine_grid(grid, weights, affines)
