@@ -108,7 +108,7 @@ def aligned_stack_rmse(aligned: np.ndarray, clean: np.ndarray, angles: np.ndarra
     return float(np.sqrt(np.mean(np.sum(residual ** 2, axis=1))))
 
 
-def whole_alignment(sim: Any, thickness_px: int) -> list[float]:
+def whole_alignment(sim: Any, thickness_px: int, align_args: tuple[str, ...] = ()) -> list[float]:
     """``emkit tomo align --tilt-axis auto`` on the series' files: [axis found, aligned-stack
     shift RMSE against the true projections, seconds]."""
     from emkit.io import read_volume, write_tlt, write_volume
@@ -119,7 +119,7 @@ def whole_alignment(sim: Any, thickness_px: int) -> list[float]:
         write_tlt(folder / "ts.tlt", sim.tilt_angles_deg)
         command = [sys.executable, "-m", "emkit", "tomo", "align", str(folder / "ts.mrc"),
                    "--angles", str(folder / "ts.tlt"), "--output", str(folder / "ali"),
-                   "--tilt-axis", "auto", "--thickness", str(thickness_px)]
+                   "--tilt-axis", "auto", "--thickness", str(thickness_px), *align_args]
         t0 = time.perf_counter()
         run = subprocess.run(command, capture_output=True, text=True)
         seconds = time.perf_counter() - t0
@@ -142,7 +142,8 @@ def run_haadf(path: Path, thickness_px: int) -> list[float]:
 
 
 def print_whole_alignments(
-    cases: list[tuple[float, int, int]], size_px: int, max_shift_px: float, snr: float
+    cases: list[tuple[float, int, int]], size_px: int, max_shift_px: float, snr: float,
+    align_args: tuple[str, ...] = (),
 ) -> None:
     """One table: each series through ``emkit tomo align --tilt-axis auto``."""
     rows = []
@@ -150,7 +151,7 @@ def print_whole_alignments(
         thick = thickness * size_px // 128
         sim = simulate_case(axis, seed, thick, size_px=size_px, max_shift_px=max_shift_px,
                             snr=snr)
-        found, rmse, seconds = whole_alignment(sim, thick)
+        found, rmse, seconds = whole_alignment(sim, thick, align_args)
         rows.append([f"sim {size_px} px, {thick} thick, seed {seed}", axis, found,
                      axis_error_deg(found, axis), rmse, seconds])
     print_table(["series", "true axis (deg)", "found (deg)", "error", "aligned-stack shift "
@@ -172,12 +173,16 @@ def main() -> None:
     parser.add_argument("--whole-align", action="store_true",
                         help="run `emkit tomo align --tilt-axis auto` on the simulations and "
                              "measure the aligned stacks against the true projections")
+    parser.add_argument("--align-args", default="",
+                        help="more options for `emkit tomo align` with --whole-align, e.g. "
+                             "'--box-fraction 1'")
     args = parser.parse_args()
     cases = list(DEFAULT_CASES)
     if args.seeds:
         cases = [(a, s, t) for (a, _, t), s in zip(DEFAULT_CASES, args.seeds)]
     if args.whole_align:
-        print_whole_alignments(cases, args.size, args.max_shift, args.snr)
+        print_whole_alignments(cases, args.size, args.max_shift, args.snr,
+                               tuple(args.align_args.split()))
         return
     rows = []
     for axis, seed, thickness in cases:

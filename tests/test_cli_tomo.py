@@ -38,7 +38,7 @@ def test_prealign_align_reconstruct(simulated, tmp_path):
     ali = tmp_path / "ali"
     assert main(["tomo", "align", ts, "--angles", tlt, "--output", str(ali), "--thickness",
                  "12", "--bin", "2,1", "--iterations", "2", "--inner-iterations", "3",
-                 "--plot", str(ali / "plots"), "--quiet"]) == 0
+                 "--box-fraction", "0.8", "--plot", str(ali / "plots"), "--quiet"]) == 0
     for name in ("tiltseries.xf", "tiltseries_ali.mrc", "tiltseries_rec.mrc", "emkit-run.json"):
         assert (ali / name).exists()
     assert not (ali / "tiltseries_align.ckpt.npz").exists()

@@ -47,10 +47,9 @@ def test_joint_alignment_acceptance():
     assert registered > psnr(joint.volume, sim.volume)  # the gauge correction is right
     assert joint.volume.shape == (32, 128, 128)
     levels = [h["level"] for h in joint.history]
-    # 3 levels x 10 iterations in the alignment box, then 5 over the whole thickness
-    assert levels[0] == 4 and levels[-1] == 1 and len(joint.history) == 35
-    assert [h.get("whole_thickness", 0.0) for h in joint.history] == [0.0] * 30 + [1.0] * 5
-    assert all(h["max_shift_change_px"] == 0.0 for h in joint.history[30:])
+    # 60 + 10 + 10 iterations (the default schedule) in the whole thickness (the default box)
+    assert levels == [4.0] * 60 + [2.0] * 10 + [1.0] * 10
+    assert not any("whole_thickness" in h for h in joint.history)
 
 
 @pytest.mark.parametrize(
@@ -216,6 +215,18 @@ def test_without_tv_the_volume_stays_finite(small):
     assert all(np.isfinite(h["objective"]) for h in result.history)
 
 
+@pytest.mark.parametrize("power", [2.0, 0.0, 1.0])
+def test_coarser_levels_have_a_weaker_tv_term(small, power):
+    """The objective of each record is the data term plus lam (finest / f) ** power TV."""
+    result = _run(small, binning_levels=(4, 2, 1), iterations=None, lam=0.5,
+                  coarse_lam_power=power, box_fraction=1.0)
+    levels = [h["level"] for h in result.history]
+    assert levels == [4.0] * 60 + [2.0] * 10 + [1.0] * 10  # the default schedule
+    for h in result.history:
+        weight = 0.5 * (1.0 / h["level"]) ** power
+        assert h["objective"] - h["data_residual"] == pytest.approx(weight * h["tv"], rel=1e-6)
+
+
 def test_bad_joint_parameters(small):
     with pytest.raises(InputError):
         _run(small, binning_levels=())
@@ -223,6 +234,8 @@ def test_bad_joint_parameters(small):
         _run(small, iterations=[3, 3, 3])
     with pytest.raises(InputError):
         _run(small, gauge="none")
+    with pytest.raises(InputError, match="coarse_lam_power"):
+        _run(small, coarse_lam_power=-1.0)
     with pytest.raises(MismatchError):
         _run(small, initial_shifts_px=np.zeros((3, 2)))
 

@@ -164,15 +164,16 @@ def _add_align_parser(sub: argparse._SubParsersAction) -> None:
         "--lam", type=nonneg_float, default=1.0, help="TV weight in units of std, >= 0 (1.0)"
     )
     ali.add_argument(
-        "--box-fraction", type=float_range(0.0, 1.0, lo_inclusive=False), default=0.8,
+        "--box-fraction", type=float_range(0.0, 1.0, lo_inclusive=False), default=1.0,
         help="find the shifts in a volume box this fraction of --thickness, then fill the "
-        "whole thickness with the shifts fixed; 1 aligns in the whole box (0.8)",
+        "whole thickness with the shifts fixed; 1 aligns in the whole box (1)",
     )
     ali.add_argument(
         "--iterations",
         type=int_list(1),
-        default=[10],
-        help="outer iterations per level, >= 1: one number or one per level (10)",
+        default=None,
+        help="outer iterations per level, >= 1: one number or one per level (60 at the "
+        "first level, 10 at the others)",
     )
     ali.add_argument(
         "--inner-iterations",
@@ -393,7 +394,7 @@ def run_align(args: argparse.Namespace) -> int:
 
     result = run_align_files(
         _source(args), args.output, thickness=args.thickness, box_fraction=args.box_fraction,
-        lam=args.lam, iterations=list(args.iterations),
+        lam=args.lam, iterations=None if args.iterations is None else list(args.iterations),
         inner_iterations=args.inner_iterations, cg_iterations=args.cg_iterations,
         binning_levels=list(args.bin), xf=args.xf, mask=args.mask, plot_dir=args.plot,
         plot_iteration=_plot_iteration, resume=args.resume, device=args.device, fill=args.fill,

@@ -127,7 +127,7 @@ class _AlignSetUp:
     paths: dict[str, Path]
     thickness: int
     levels: list[int]
-    iterations: int | list[int]
+    iterations: int | list[int] | None
     masks: np.ndarray | None
 
 
@@ -136,7 +136,7 @@ def _set_up_align(
     output_dir: Path,
     *,
     thickness: int | None,
-    iterations: list[int],
+    iterations: list[int] | None,
     binning_levels: list[int],
     xf: Path | None,
     mask: Path | None,
@@ -162,8 +162,8 @@ def _set_up_align(
     require_tomo_memory(series, require_memory, thickness=nz, binning=min(levels), n_volumes=12)
     if nz // max(levels) < 1:
         raise InputError(f"--thickness {nz} is thinner than the coarsest binning")
-    per_level = iterations[0] if len(iterations) == 1 else iterations
-    if not isinstance(per_level, int) and len(per_level) != len(levels):
+    per_level = iterations[0] if iterations is not None and len(iterations) == 1 else iterations
+    if isinstance(per_level, list) and len(per_level) != len(levels):
         raise InputError(
             f"--iterations has {len(per_level)} values for {len(levels)} binning levels"
         )
@@ -295,7 +295,7 @@ def run_align_files(
     output_dir: Path,
     *,
     thickness: int | None = None,
-    box_fraction: float = 0.8,
+    box_fraction: float = 1.0,
     lam: float = 1.0,
     iterations: list[int] | None = None,
     inner_iterations: int = 10,
@@ -329,7 +329,7 @@ def run_align_files(
     from emkit.tomo._transform import remove_gauge
 
     setup = _set_up_align(
-        source, output_dir, thickness=thickness, iterations=iterations or [10],
+        source, output_dir, thickness=thickness, iterations=iterations,
         binning_levels=binning_levels or [4, 2, 1], xf=xf, mask=mask, device=device,
         require_memory=require_memory, check_device=check_device, refine_axis=refine_axis,
     )

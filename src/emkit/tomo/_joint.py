@@ -56,9 +56,11 @@ log = logging.getLogger(__name__)
 # 2: the fingerprint hashes the whole series, the mask and the start; 3: the state is in
 # units of the background-free data's spread and holds the per-projection offsets; 4: the
 # shift step low-passes by >= 1 level pixel and rotated-in corners are masked; 5: the shifts
-# are found in a box of box_fraction of the thickness
-_CHECKPOINT_VERSION = 5
+# are found in a box of box_fraction of the thickness; 6: coarser levels have a weaker TV
+# term (coarse_lam_power) and the coarsest level 60 iterations by default
+_CHECKPOINT_VERSION = 6
 _FILL_ITERATIONS = 5  # outer iterations over the whole thickness after a thinner box
+_COARSEST_ITERATIONS = 60  # default outer iterations at the first level (10 at the others)
 
 
 @dataclass
@@ -419,7 +421,7 @@ def _check_arguments(
     thickness: int,
     initial_shifts_px: np.ndarray | None,
     lam: float,
-    iterations: int | Sequence[int],
+    iterations: int | Sequence[int] | None,
     binning_levels: Sequence[int],
     masks: np.ndarray | None,
 ) -> tuple[np.ndarray, np.ndarray, list[int], list[int], np.ndarray]:
@@ -430,11 +432,12 @@ def _check_arguments(
     levels = [int(f) for f in binning_levels]
     if not levels or min(levels) < 1:
         raise InputError(f"binning levels must be positive integers, got {binning_levels}")
-    per_level = (
-        [int(iterations)] * len(levels)
-        if isinstance(iterations, (int, np.integer))
-        else [int(k) for k in iterations]
-    )
+    if iterations is None:
+        per_level = [_COARSEST_ITERATIONS] + [10] * (len(levels) - 1)
+    elif isinstance(iterations, (int, np.integer)):
+        per_level = [int(iterations)] * len(levels)
+    else:
+        per_level = [int(k) for k in iterations]
     if len(per_level) != len(levels):
         raise InputError(
             f"{len(per_level)} iteration counts for {len(levels)} binning levels; give one "
@@ -492,6 +495,7 @@ class _Settings:
     thickness: int  # of the alignment box (see box_fraction); full_thickness the output's
     full_thickness: int
     lam: float
+    coarse_lam_power: float
     levels: list[int]
     per_level: list[int]
     inner_iterations: int
@@ -525,6 +529,7 @@ def _run_fingerprint(cfg: _Settings, lam: float, shifts: np.ndarray) -> str:
         thickness=cfg.thickness,
         full_thickness=cfg.full_thickness,
         lam=lam,
+        coarse_lam_power=cfg.coarse_lam_power,
         iterations=cfg.per_level,
         inner=cfg.inner_iterations,
         cg=cfg.cg_iterations,
@@ -671,6 +676,12 @@ def _start_level(
     return _LevelState(level, data, mask, u, u_bar, p, q, sigma_p, sigma_q, tau, work), first
 
 
+def _level_lam(cfg: _Settings, factor: int) -> float:
+    """The TV weight at a level: ``lam`` at the finest, ``lam (finest / factor) **
+    coarse_lam_power`` at coarser ones (binning averages the noise away there)."""
+    return float(cfg.lam * (cfg.levels[-1] / factor) ** cfg.coarse_lam_power)
+
+
 def _volume_steps(cfg: _Settings, ls: _LevelState, level_offsets: np.ndarray) -> None:
     """The primal-dual volume steps of one outer iteration, on the data less the offsets."""
     import torch
@@ -682,7 +693,7 @@ def _volume_steps(cfg: _Settings, ls: _LevelState, level_offsets: np.ndarray) ->
     for _ in range(cfg.inner_iterations):
         _primal_dual_step(
             level.projector, ls.u, ls.u_bar, ls.p, ls.q, ls.work, b, m, ls.sigma_p, ls.sigma_q,
-            ls.tau, cfg.lam,
+            ls.tau, _level_lam(cfg, level.factor),
         )
 
 
@@ -752,7 +763,7 @@ def _outer_iteration(
     data_residual = 0.5 * float(np.sum((residual * ls.mask).astype(np.float64) ** 2))
     signal = float(np.sum(((ls.data - level_offsets) * ls.mask).astype(np.float64) ** 2))
     tv = float(tv_norm(ls.u))
-    objective = data_residual + cfg.lam * tv
+    objective = data_residual + _level_lam(cfg, level.factor) * tv
     relative = (objective - ls.previous) / abs(ls.previous) if ls.previous else float("nan")
     ls.previous = objective
     change = 0.0
@@ -883,9 +894,10 @@ def align_joint(
     *,
     thickness: int,
     initial_shifts_px: np.ndarray | None = None,
-    box_fraction: float = 0.8,
+    box_fraction: float = 1.0,
     lam: float = 1.0,
-    iterations: int | Sequence[int] = 10,
+    coarse_lam_power: float = 2.0,
+    iterations: int | Sequence[int] | None = None,
     inner_iterations: int = 10,
     cg_iterations: int = 10,
     binning_levels: Sequence[int] = (4, 2, 1),
@@ -922,22 +934,28 @@ def align_joint(
         at the top and bottom); the volume is then refined over the whole thickness with
         the shifts fixed (5 outer iterations at the last level beyond ``iterations``,
         marked ``whole_thickness`` in the history). Not with ``update_shifts=False`` or
-        ``measure_tilt_axis``, which use the whole thickness throughout. Measured on
-        simulated slabs (docs/tomo.md): the top and bottom layers of a box as thick as the
-        specimen, seen least well through the missing wedge, absorb shift errors; at SNR
-        0.5 a box of 0.8 of it cut the mean shift error of nine 256^2 series from 0.35 to
-        0.25 px (worst 0.92 -> 0.83), but it made one 1024^2 series at SNR 1 worse (0.18
-        -> 0.33 px); a box thicker than the specimen doubled the error. 1 aligns in the
-        whole box.
+        ``measure_tilt_axis``, which use the whole thickness throughout. 1 (the default)
+        aligns in the whole box: with the converged coarse level (``iterations``,
+        ``coarse_lam_power``) a box of 0.8 was worse on one of four 256^2 slabs (0.68 vs
+        0.20 px) and no better on the others (docs/tomo.md); a box thicker than the
+        specimen doubled the error.
     lam : float
         TV weight, in units of the stack's standard deviation (so it does not depend on the
         intensity scale): the data are first made background-free and divided by their
         standard deviation ``s`` (:func:`emkit.tomo.remove_background`) and the objective
         is ``1/2 ||M (A u + c - T(s) b)||^2 + lam TV(u)`` with one offset ``c_i`` per
-        projection. A constant added to the data changes nothing.
-    iterations : int or sequence of int
+        projection. A constant added to the data changes nothing. This is the weight at
+        the finest level; see ``coarse_lam_power``.
+    coarse_lam_power : float
+        A coarser level of binning ``f`` has the TV weight ``lam (finest / f) **
+        coarse_lam_power`` (0: ``lam`` at every level). Binning averages the noise away,
+        and a full TV weight there drags the shifts: measured on a 256^2 slab at SNR 0.5
+        (docs/tomo.md), the shift error at bin 4 swung between 0.35 and 2.2 px over 40
+        iterations with ``lam`` 1 and settled at 0.17 px with 0.1.
+    iterations : int or sequence of int, optional
         Outer iterations (primal-dual steps + one shift step) per level, or one number per
-        level.
+        level (default: 60 at the first, coarsest level, where the shifts move most and an
+        iteration costs least, and 10 at the others).
     inner_iterations : int
         Primal-dual volume steps per outer iteration.
     cg_iterations : int
@@ -1006,6 +1024,8 @@ def align_joint(
     )
     if not 0.0 < box_fraction <= 1.0:
         raise InputError(f"box_fraction must be in (0, 1], got {box_fraction}")
+    if not coarse_lam_power >= 0.0:
+        raise InputError(f"coarse_lam_power must be >= 0, got {coarse_lam_power}")
     stack, scale, fov, shifts = _prepare_data(stack, angles, shifts, tilt_axis_angle_deg, gauge)
     # the box is for finding shifts: a reconstruction from fixed shifts or an axis
     # measurement uses the whole thickness
@@ -1013,7 +1033,8 @@ def align_joint(
            if update_shifts and not measure_tilt_axis else thickness)
     cfg = _Settings(
         stack=stack, angles=angles, fov=fov, scale=scale, masks=masks, thickness=box,
-        full_thickness=int(thickness), lam=float(lam), levels=levels, per_level=per_level,
+        full_thickness=int(thickness), lam=float(lam), coarse_lam_power=float(coarse_lam_power),
+        levels=levels, per_level=per_level,
         inner_iterations=inner_iterations, cg_iterations=cg_iterations,
         update_shifts=update_shifts, preconditioned=preconditioned,
         max_step_px=max_step_px, shift_smoothing_px=shift_smoothing_px, gauge=gauge,
