@@ -342,7 +342,7 @@ def _joint_case(
 def bench_joint(args: argparse.Namespace) -> dict[str, Any]:
     n = args.joint_size
     print(f"\n== joint alignment: {args.tilts} x {n} x {n} series, {n // 4}-thick tomogram, "
-          "bin 4,2,1 x 60,10,10 iterations (+ 5 filling the whole thickness), 10 primal-dual "
+          "bin 4,2,1 x 60,10,10 iterations, 10 primal-dual "
           "steps each")
     results = _joint_case(args, n, levels=(4, 2, 1), max_shift_px=10.0, seed=0, oversample=2,
                           prealign_binning=1)
