@@ -179,9 +179,10 @@ def test_aligned_stack_fill(small_series, tmp_path, fill):
 def test_align_prints_the_relative_objective_change(small_series, tmp_path, capsys):
     assert main(["tomo", "align", str(small_series), "--output", str(tmp_path / "ali"),
                  "--thickness", "8", "--bin", "2,1", "--iterations", "2",
-                 "--inner-iterations", "2", "--cg-iterations", "2", "--device", "cpu"]) == 0
+                 "--inner-iterations", "2", "--cg-iterations", "2", "--box-fraction", "0.8",
+                 "--device", "cpu"]) == 0
     lines = [line for line in capsys.readouterr().out.splitlines() if " it " in line]
-    # 2 levels x 2 iterations in the alignment box, then 5 over the whole thickness
+    # 2 levels x 2 iterations in the alignment box of 0.8, then 5 over the whole thickness
     assert len(lines) == 9
     assert "objective    start" in lines[0] and "objective    start" in lines[2]
     assert "%, unexplained" in lines[1] and "e+" not in lines[1]
@@ -244,8 +245,8 @@ def test_resume_reuses_the_searched_tilt_axis(small_series, tmp_path, monkeypatc
     resumed = run_align_files(source, out, resume=True, **options)
     assert resumed.record["tilt_axis_search"]["binning"] == 1
     # The checkpoint was taken (not refused as "other inputs"): 2 iterations were not redone
-    # (2 levels x 2 iterations, then 5 over the whole thickness).
-    assert resumed.record["iterations_run"] == 4 + 5
+    # (2 levels x 2 iterations in the whole thickness, the default box).
+    assert resumed.record["iterations_run"] == 4
     # Without --resume the saved start is not used: the search runs (and is refused here).
     with pytest.raises(AssertionError, match="searched again"):
         run_align_files(source, out, **options)
