@@ -61,7 +61,7 @@ def tomo_report() -> None:
     for name, shifts in (
         ("pre-alignment, plain walk", walk.shifts_px),
         ("pre-alignment (default)", pre.shifts_px),
-        ("joint alignment + TV, 30 iterations", joint.shifts_px),
+        ("joint alignment + TV, default schedule (60, 10, 10 iterations)", joint.shifts_px),
     ):
         rows.append(
             [

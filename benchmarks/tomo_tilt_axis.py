@@ -175,7 +175,7 @@ def main() -> None:
                              "measure the aligned stacks against the true projections")
     parser.add_argument("--align-args", default="",
                         help="more options for `emkit tomo align` with --whole-align, e.g. "
-                             "'--box-fraction 1'")
+                             "'--box-fraction 0.8'")
     args = parser.parse_args()
     cases = list(DEFAULT_CASES)
     if args.seeds:

@@ -50,6 +50,7 @@ def test_prealign_align_reconstruct(simulated, tmp_path):
         assert float(mrc.voxel_size.x) == pytest.approx(8.0)
     record = json.loads((ali / "emkit-run.json").read_text())
     assert record["results"]["iterations_run"] == 9 and len(record["history"]) == 9
+    assert record["results"]["iterations_per_level"] == [[2, 2], [1, 2]]
     assert record["results"]["final_alignment"] == record["history"][3]
     assert record["results"]["final"]["whole_thickness"] == 1.0
     # Reconstruct from the written .xf, binned: voxel size doubles.

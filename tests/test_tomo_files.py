@@ -244,8 +244,8 @@ def test_resume_reuses_the_searched_tilt_axis(small_series, tmp_path, monkeypatc
     monkeypatch.setattr(axis_module, "search_tilt_axis", no_search)
     resumed = run_align_files(source, out, resume=True, **options)
     assert resumed.record["tilt_axis_search"]["binning"] == 1
-    # The checkpoint was taken (not refused as "other inputs"): 2 iterations were not redone
-    # (2 levels x 2 iterations in the whole thickness, the default box).
+    # The checkpoint was taken (not refused as "other inputs", which would raise) and the
+    # history holds the whole schedule (2 levels x 2 iterations, whole thickness).
     assert resumed.record["iterations_run"] == 4
     # Without --resume the saved start is not used: the search runs (and is refused here).
     with pytest.raises(AssertionError, match="searched again"):

@@ -216,15 +216,35 @@ def test_without_tv_the_volume_stays_finite(small):
 
 
 @pytest.mark.parametrize("power", [2.0, 0.0, 1.0])
-def test_coarser_levels_have_a_weaker_tv_term(small, power):
-    """The objective of each record is the data term plus lam (finest / f) ** power TV."""
+def test_coarser_levels_have_a_weaker_tv_term(small, power, monkeypatch):
+    """The primal-dual steps and the recorded objective use lam (finest / f) ** power at
+    level f, and the whole-thickness fill after a thinner box uses lam itself."""
+    from emkit.tomo import _joint
+
+    used = []  # (shape of the step's volume, the TV weight it was given)
+    real_step = _joint._primal_dual_step
+
+    def recording_step(projector, u, *args):
+        used.append((tuple(u.shape), args[-1]))
+        return real_step(projector, u, *args)
+
+    monkeypatch.setattr(_joint, "_primal_dual_step", recording_step)
     result = _run(small, binning_levels=(4, 2, 1), iterations=None, lam=0.5,
-                  coarse_lam_power=power, box_fraction=1.0)
+                  coarse_lam_power=power, box_fraction=0.5)
     levels = [h["level"] for h in result.history]
-    assert levels == [4.0] * 60 + [2.0] * 10 + [1.0] * 10  # the default schedule
+    fill = [h.get("whole_thickness", 0.0) for h in result.history]
+    assert levels == [4.0] * 60 + [2.0] * 10 + [1.0] * 15  # the default schedule + the fill
+    assert fill == [0.0] * 80 + [1.0] * 5
     for h in result.history:
         weight = 0.5 * (1.0 / h["level"]) ** power
         assert h["objective"] - h["data_residual"] == pytest.approx(weight * h["tv"], rel=1e-6)
+    # 3 inner steps per outer iteration; the volume's width says the level (48 px / f)
+    weights = {}
+    for shape, lam in used:
+        weights.setdefault(48 // shape[2], set()).add(round(float(lam), 9))
+    assert weights == {4: {round(0.5 * 0.25 ** power, 9)}, 2: {round(0.5 * 0.5 ** power, 9)},
+                       1: {0.5}}
+    assert len(used) == 3 * 85
 
 
 def test_bad_joint_parameters(small):

@@ -11,7 +11,7 @@ Examples
     emkit sim tiltseries --output sim/                          # a misaligned test series
     emkit tomo prealign sim/tiltseries.mrc --angles sim/tiltseries.tlt --output pre/
     emkit tomo align sim/tiltseries.mrc --angles sim/tiltseries.tlt --output ali/ \\
-        --thickness 32 --bin 4,2,1 --iterations 10 --plot ali/plots
+        --thickness 32 --bin 4,2,1 --plot ali/plots
     emkit tomo reconstruct sim/tiltseries.mrc --angles sim/tiltseries.tlt \\
         --xf ali/tiltseries.xf --method sirt --thickness 32 --output rec/tomogram.mrc
 
@@ -161,7 +161,9 @@ def _add_align_parser(sub: argparse._SubParsersAction) -> None:
         "--thickness", type=positive_int, help="tomogram thickness, unbinned px (nx/4)"
     )
     ali.add_argument(
-        "--lam", type=nonneg_float, default=1.0, help="TV weight in units of std, >= 0 (1.0)"
+        "--lam", type=nonneg_float, default=1.0,
+        help="TV weight in units of std at the finest level, >= 0; a coarser level of "
+        "binning f uses lam (finest/f)^2 (1.0)",
     )
     ali.add_argument(
         "--box-fraction", type=float_range(0.0, 1.0, lo_inclusive=False), default=1.0,

@@ -163,7 +163,7 @@ def _set_up_align(
     if nz // max(levels) < 1:
         raise InputError(f"--thickness {nz} is thinner than the coarsest binning")
     per_level = iterations[0] if iterations is not None and len(iterations) == 1 else iterations
-    if isinstance(per_level, list) and len(per_level) != len(levels):
+    if isinstance(per_level, (list, tuple)) and len(per_level) != len(levels):
         raise InputError(
             f"--iterations has {len(per_level)} values for {len(levels)} binning levels"
         )
@@ -399,9 +399,25 @@ def _align_record(
         "final_alignment": next((h for h in reversed(history) if "whole_thickness" not in h),
                                 {}),
         "iterations_run": len(history),
+        # the schedule that ran: outer iterations per binning level, in order
+        "iterations_per_level": _iterations_per_level(history),
         "seconds": round(seconds, 2),
         "outputs": {k: str(v) for k, v in paths.items()},
     }
+
+
+def _iterations_per_level(history: list[dict[str, float]]) -> list[list[int]]:
+    """``[[binning, iterations], ...]`` of the aligning iterations, in the order run."""
+    counts: list[list[int]] = []
+    for h in history:
+        if "whole_thickness" in h:
+            continue
+        level = int(h["level"])
+        if counts and counts[-1][0] == level:
+            counts[-1][1] += 1
+        else:
+            counts.append([level, 1])
+    return counts
 
 
 # --------------------------------------------------------------------------- reconstruct

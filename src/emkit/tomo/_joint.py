@@ -7,10 +7,12 @@ Minimises over the volume ``u`` and one 2D shift ``s_i`` per projection::
 on the data less a robust background per projection (its median) and divided by their
 standard deviation, so that neither a constant added to the data nor its scale changes
 anything; ``c_i`` is one more offset per projection, solved exactly after every volume
-step (the background of a slab is not zero where the median says). ``T(s) b``
-resamples the *original* image ``b`` with shift ``s`` (never an already
-shifted image, so interpolation blur does not accumulate) and ``M_i`` keeps the pixels
-that the shift brings from inside the field of view (and a user mask).
+step (the background of a slab is not zero where the median says). At the coarser
+levels of the coarse-to-fine schedule the TV weight is ``lam (finest / f)^2``
+(``coarse_lam_power``). ``T(s) b`` resamples the *original* image ``b`` with shift
+``s`` (never an already shifted image, so interpolation blur does not accumulate) and
+``M_i`` keeps the pixels that the shift brings from inside the field of view (and a user
+mask).
 
 The volume step is Chambolle-Pock's primal-dual algorithm with ``K = [A / ||A||; grad]``, so
 ``||K||^2 <= 1 + 12`` and the steps ``tau = sigma = 0.99 / ||K||`` satisfy
@@ -77,7 +79,8 @@ class JointAlignment:
     history : list of dict
         One entry per outer iteration: ``level`` (binning), ``iteration``,
         ``data_residual`` (``1/2 ||M (A u + c - T(s) b)||^2``), ``tv`` (``TV(u)``) and
-        ``objective`` (their sum with ``lam``), all in units of the background-free data
+        ``objective`` (their sum with the level's TV weight, ``lam`` at the finest
+        level), all in units of the background-free data
         (divided by its standard deviation, so they compare across data sets);
         ``residual_fraction`` (``||M r||^2 / ||M b||^2``: the part of the data the model
         does not explain), ``relative_change`` (of the objective since the previous
@@ -679,7 +682,7 @@ def _start_level(
 def _level_lam(cfg: _Settings, factor: int) -> float:
     """The TV weight at a level: ``lam`` at the finest, ``lam (finest / factor) **
     coarse_lam_power`` at coarser ones (binning averages the noise away there)."""
-    return float(cfg.lam * (cfg.levels[-1] / factor) ** cfg.coarse_lam_power)
+    return float(cfg.lam * (min(cfg.levels) / factor) ** cfg.coarse_lam_power)
 
 
 def _volume_steps(cfg: _Settings, ls: _LevelState, level_offsets: np.ndarray) -> None:
