@@ -15,9 +15,9 @@
    loop over the same binned slices is the peer (timed on a subset; it gets the binned,
    aligned images for free).
 4. Joint alignment of a simulated 61 x 256 x 256 series (shifts up to 10 px, SNR 1): the
-   default schedule, binning 4, 2, 1 with 10 outer iterations each (30 in all, then 5 over
-   the whole thickness); and of a 61 x 1024 x 1024 series (shifts up to 20 px) to a bin-2
-   tomogram, binning 8, 4, 2 (issue 11's target: under 5 minutes with the pre-alignment).
+   default schedule, binning 4, 2, 1 with 60, 10 and 10 outer iterations; and of a
+   61 x 1024 x 1024 series (shifts up to 20 px) to a bin-2 tomogram, binning 8, 4, 2
+   (issue 11's target: under 5 minutes with the pre-alignment).
 5. Peak memory of each (RSS high-water mark of a fresh subprocess, minus its RSS before).
 
 Same process, same seeded data; the machine may be shared, so quote the ratios (and run it
@@ -342,8 +342,7 @@ def _joint_case(
 def bench_joint(args: argparse.Namespace) -> dict[str, Any]:
     n = args.joint_size
     print(f"\n== joint alignment: {args.tilts} x {n} x {n} series, {n // 4}-thick tomogram, "
-          "bin 4,2,1 x 60,10,10 iterations, 10 primal-dual "
-          "steps each")
+          "bin 4,2,1 x 60,10,10 iterations, 10 primal-dual steps each")
     results = _joint_case(args, n, levels=(4, 2, 1), max_shift_px=10.0, seed=0, oversample=2,
                           prealign_binning=1)
     print(f"target: < 60 s on 2 cores -> {'met' if results['joint_s'] < 60 else 'NOT met'}")
