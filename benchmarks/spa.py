@@ -12,6 +12,8 @@ Measured (fixed seeds, one torch thread unless --threads):
    (exact ones, labelled so, while no model is shipped): seconds (target < 20 min on 2 cores)
    and errors;
 4. learned distances alone on 5j0n (--learned-5j0n; the paper's 9.1 / 24.0 deg), then refined;
+   the spectral start (no distances: the common-view graph, --spectral-5j0n) on the same
+   particles, then the frame and refinement;
 5. the same exact-distance path on other structures (../shared/data/structures);
 6. ASPIRE common lines (optional peer, ``pip install aspire``; the reason is printed when
    it does not import) on the same stack of 500 particles of 5j0n, 64^2, SNR 1/8, beside
@@ -149,6 +151,19 @@ def bench_learned_5j0n(n: int, refine: int, box: int, snr: float | None) -> dict
     return out
 
 
+def bench_spectral_5j0n(n: int, refine: int, box: int, snr: float | None) -> dict:
+    """The spectral start (no distances) on 5j0n, then the frame and refinement."""
+    from emkit.io import read_volume
+    from emkit.sim.particles import centre_in_box
+
+    vol = read_volume(MAP_5J0N)
+    pixel = float(vol.pixel_size or 3.667)
+    sim, stack = _particles(centre_in_box(vol.data, box), n, pixel, snr, seed=1)
+    out = {"n": n, "box": box, "snr": snr, **_path(stack, sim.rotations, None, refine, 0)}
+    print("spectral 5j0n", json.dumps(out), flush=True)
+    return out
+
+
 def bench_structures(n: int, refine: int) -> dict:
     from emkit.sim import density_from_pdb
     from emkit.sim.particles import centre_in_box
@@ -247,6 +262,8 @@ def main() -> None:
     parser.add_argument("--skip-aspire", action="store_true")
     parser.add_argument("--learned-5j0n", choices=("none", "noise-free", "snr-1-8", "both"),
                         default="both", help="learned distances on 5j0n with --n projections")
+    parser.add_argument("--spectral-5j0n", choices=("none", "noise-free", "snr-1-8", "both"),
+                        default="both", help="the spectral start on 5j0n, --n projections")
     args = parser.parse_args()
     import torch
 
@@ -261,6 +278,10 @@ def main() -> None:
         if args.learned_5j0n in (label, "both"):
             results[f"learned_5j0n_{label}"] = bench_learned_5j0n(args.n, args.refine, args.box,
                                                                  snr)
+    for label, snr in (("noise-free", None), ("snr-1-8", 0.125)):
+        if args.spectral_5j0n in (label, "both"):
+            results[f"spectral_5j0n_{label}"] = bench_spectral_5j0n(args.n, args.refine,
+                                                                   args.box, snr)
     if not args.skip_learned:
         results["learned_2000_64px"] = bench_learned(args.refine)
     if not args.skip_structures:

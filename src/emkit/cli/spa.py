@@ -41,7 +41,10 @@ between the orientations of many image pairs are predicted (--distances learned,
 the image-side rotation that distances cannot see is found from the images, and --refine
 rounds of projection matching against the map they make refine angles and shifts (0: no
 refinement). With --distances exact the true angles of a simulated STAR are used as the
-distances (a check of everything after them). Writes OUT.star (RELION 3.1: rlnAngleRot,
+distances (a check of everything after them). --distances spectral uses no distances:
+each image's best rotationally correlated partners and their in-plane angles make a graph
+whose eigenvectors give the orientations (needs thousands of images of low noise; see
+docs/spa.md for where each start works). Writes OUT.star (RELION 3.1: rlnAngleRot,
 rlnAngleTilt, rlnAnglePsi, rlnOriginXAngst, rlnOriginYAngst, optics) and, when PARTICLES
 holds angles, OUT_errors.png (errors against them after a global rotation).
 
@@ -50,6 +53,7 @@ Examples
     emkit spa orient particles.star --output orient.star
     emkit spa orient particles.mrcs --output orient.star --pixel-size 3.667 --refine 8
     emkit spa orient sim/particles.star --output check.star --distances exact
+    emkit spa orient particles.star --output orient.star --distances spectral
 """
 
 _RECONSTRUCT_DOC = """Reconstruct a map from particle images and their angles, with half-maps, FSC.
@@ -113,8 +117,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="distance model folder (default: the one shipped with emkit)")
     orient.add_argument("--refine", type=int_range(0, 100), default=6,
                         help="projection-matching rounds, 0 for none (6)")
-    orient.add_argument("--distances", choices=("learned", "exact"), default="learned",
-                        help="learned (default) or exact from the STAR's true angles")
+    orient.add_argument("--distances", choices=("learned", "exact", "spectral"),
+                        default="learned",
+                        help="learned (default), exact from the STAR's true angles, or "
+                             "spectral (none: the common-view graph of the images)")
     _add_common(orient)
 
     train = add_subcommand(sub, "train", _TRAIN_DOC, func=run_train)

@@ -7,7 +7,9 @@ does after it:
    from known orientations) or learned (:func:`learned_distance_fn`), each a
    ``distance_fn(pairs: (m, 2) int) -> (m,) radians``;
    :func:`load_distance_model` / :func:`train_distance_model` are its Siamese network;
-2. :func:`recover_orientations` fits one unit quaternion per image to them;
+2. :func:`recover_orientations` fits one unit quaternion per image to them (or, with no
+   distances, :func:`spectral_orientations` reads them off the eigenvectors of the images'
+   common-view graph, :func:`common_view_graph`);
 3. :func:`resolve_frame` fixes the image-side rotation that distances cannot see;
 4. :func:`refine_orientations` reconstructs and re-assigns every image by projection
    matching, coarse to fine;
@@ -37,8 +39,10 @@ from emkit.spa._score import (
     score_orientations,
 )
 from emkit.spa._siamese import learned_distance_fn, load_distance_model, train_distance_model
+from emkit.spa._spectral import CommonViewGraph, common_view_graph, spectral_orientations
 
 __all__ = [
+    "CommonViewGraph",
     "DistanceFunction",
     "FrameResolution",
     "Optics",
@@ -47,6 +51,7 @@ __all__ = [
     "Reconstruction",
     "RefinementResult",
     "align_quaternions_o4",
+    "common_view_graph",
     "exact_distance_fn",
     "fourier_crop",
     "learned_distance_fn",
@@ -58,5 +63,6 @@ __all__ = [
     "resolve_frame",
     "score_distance_fit",
     "score_orientations",
+    "spectral_orientations",
     "train_distance_model",
 ]

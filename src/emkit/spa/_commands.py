@@ -167,8 +167,11 @@ def _distance_function(particles: ParticleStack, distances: str, model: Path | N
                                        "(rlnAngleRot/Tilt/Psi) in a particle STAR; give one, or "
                                        "use the learned distances (--distances learned)"))
         return exact_distance_fn(euler_zyz_to_matrix(particles.euler_deg))
+    if distances == "spectral":
+        return None  # no distances: orient_particles starts from the common-view graph
     if distances != "learned":
-        raise InputError(f"unknown distances {distances!r}; use 'learned' or 'exact'")
+        raise InputError(f"unknown distances {distances!r}; use 'learned', 'exact' or "
+                         "'spectral'")
     try:
         from emkit.spa import _siamese
     except ImportError as error:  # pragma: no cover - the network module ships with emkit
@@ -193,7 +196,9 @@ def orient_particles(
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Fit, resolve the frame, refine: the orientation pipeline on images in memory.
 
-    ``fit_options`` and ``frame_options`` go to :func:`emkit.spa.recover_orientations` and
+    ``distance_fn`` None: the spectral start (:func:`emkit.spa.spectral_orientations`)
+    instead of a distance fit. ``fit_options`` and ``frame_options`` go to the fit
+    (:func:`emkit.spa.recover_orientations` or the spectral start) and
     :func:`emkit.spa.resolve_frame`. Returns rotations ``(n, 3, 3)``, shifts ``(n, 2)`` px
     and what each step measured.
     """
@@ -204,13 +209,22 @@ def orient_particles(
     images = particles.images
     info: dict[str, Any] = {"seconds": {}}
     t0 = time.perf_counter()
-    if progress:
-        print(f"   fitting {len(images)} orientations to their distances", flush=True)
-    fit = recover_orientations(distance_fn, len(images), seed=seed, **(fit_options or {}))
+    if distance_fn is None:
+        from emkit.spa._spectral import spectral_orientations
+
+        if progress:
+            print(f"   orienting {len(images)} images from their common-view graph", flush=True)
+        fit = spectral_orientations(images, seed=seed, **(fit_options or {}))
+        what = "in-plane angle residual"
+    else:
+        if progress:
+            print(f"   fitting {len(images)} orientations to their distances", flush=True)
+        fit = recover_orientations(distance_fn, len(images), seed=seed, **(fit_options or {}))
+        what = "median distance error"
     info["fit"] = fit
     t1 = time.perf_counter()
     if progress:
-        print(f"   fit: median distance error {np.rad2deg(fit.distance_error_rad):.2f} deg "
+        print(f"   fit: {what} {np.rad2deg(fit.distance_error_rad):.2f} deg "
               f"({t1 - t0:.0f} s); finding the image-side rotation", flush=True)
     frame = resolve_frame(images, fit.rotations, seed=seed, **(frame_options or {}))
     info["frame"] = frame

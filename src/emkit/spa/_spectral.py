@@ -1,0 +1,262 @@
+"""Orientations from the images alone: the common-view graph and its eigenvectors.
+
+Two projections whose viewing directions are close look alike after an in-plane turn, and
+the turn that matches them best is the in-plane angle between their orientations. For every
+image its best-matching partners (rotational correlation of polar-resampled images, the
+angle by FFT) and those angles ``a_ij`` make a Hermitian matrix ``H_ij = exp(i a_ij)``. With
+``z_i = r0_i + i r1_i`` (the first two rows of image ``i``'s rotation matrix, a complex
+3-vector), a turn ``R_j = Rz(b) R_i`` gives ``z_j = exp(i b) z_i``, so the three
+coordinate functions of ``z`` are (for orientations spread over SO(3)) the top eigenvectors
+of the normalised ``H`` (Singer, Zhao, Shkolnisky and Hadani 2011, the class-averaging graph
+of cryo-EM). The eigenvectors give ``z`` up to a 3 x 3 unitary mixing, found by alternating
+projection: each row onto an orthonormal pair, the mixing onto a scaled unitary matrix.
+Orientations follow up to a global rotation on each side and a mirror, as from a distance
+fit (:func:`emkit.spa.resolve_frame` fixes the image side).
+
+No network and no distances: this needs only that similar views correlate, and so works on
+any structure; it needs many images (measured: 7.2 deg mean error on 5,000 noise-free 5j0n
+particles, 11.6 deg on 1,000; docs/spa.md) and fails in strong noise, where the best
+correlations are no longer the nearest views.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from emkit.errors import InputError, ShapeError
+
+if TYPE_CHECKING:
+    from emkit.spa._recover import RecoveredOrientations
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["CommonViewGraph", "common_view_graph", "spectral_orientations"]
+
+_POLAR_ANGLES = 256
+_BLOCK_ROWS = 200  # rows of the correlation computed at once (memory ~ 270 * block * n bytes)
+
+
+@dataclass
+class CommonViewGraph:
+    """Each image's best-matching partners by rotational correlation.
+
+    Attributes
+    ----------
+    neighbours : ndarray, shape (n, k), int64
+        Partner indices, best first (never the image itself).
+    angles_rad : ndarray, shape (n, k)
+        The in-plane angle ``a`` (radians, [0, 2 pi)) that turns partner ``j`` onto image
+        ``i``: ``R_j R_i^T`` is a turn by ``-a`` about the beam for identical views.
+    correlation : ndarray, shape (n, k)
+        The normalised correlation at that angle (1: identical).
+    """
+
+    neighbours: np.ndarray
+    angles_rad: np.ndarray
+    correlation: np.ndarray
+
+
+def _polar_spectra(images: np.ndarray, n_radii: int, smoothing_px: float) -> np.ndarray:
+    """Polar resampling about the box centre (``L // 2``), weighted by sqrt(radius), each image
+    at unit norm; returned as angular spectra ``(n_angles // 2 + 1, n, n_radii)``."""
+    from scipy import ndimage
+
+    n, size = images.shape[0], images.shape[1]
+    centre = size // 2
+    radii = np.linspace(1.0, 0.45 * size, n_radii)
+    theta = np.linspace(0.0, 2 * np.pi, _POLAR_ANGLES, endpoint=False)
+    yy = centre + radii[:, None] * np.sin(theta)[None, :]
+    xx = centre + radii[:, None] * np.cos(theta)[None, :]
+    polar = np.empty((n, n_radii, _POLAR_ANGLES), dtype=np.float64)
+    for i, image in enumerate(images):
+        smooth = ndimage.gaussian_filter(np.asarray(image, dtype=np.float64), smoothing_px)
+        polar[i] = ndimage.map_coordinates(smooth, [yy, xx], order=1)
+    polar -= polar.mean(axis=(1, 2), keepdims=True)
+    polar *= np.sqrt(radii)[None, :, None]
+    norms = np.linalg.norm(polar.reshape(n, -1), axis=1)
+    polar /= np.where(norms > 0, norms, 1.0)[:, None, None]
+    spectra = np.fft.rfft(polar, axis=2).astype(np.complex64)
+    return np.ascontiguousarray(spectra.transpose(2, 0, 1))
+
+
+def common_view_graph(
+    images: np.ndarray, *, n_neighbours: int = 10, n_radii: int = 24, smoothing_px: float = 1.0
+) -> CommonViewGraph:
+    """Each image's ``n_neighbours`` best partners by rotational correlation.
+
+    Parameters
+    ----------
+    images : ndarray, shape (n, L, L)
+        Particle images, centred in their box.
+    n_neighbours : int
+        Partners kept per image.
+    n_radii : int
+        Rings of the polar resampling (out to 0.45 L).
+    smoothing_px : float
+        Gaussian smoothing (sigma, pixels) before resampling.
+
+    Returns
+    -------
+    CommonViewGraph
+    """
+    stack = np.asarray(images)
+    if stack.ndim != 3 or stack.shape[1] != stack.shape[2]:
+        raise ShapeError(f"particle images must be a stack of square images (n, L, L), got "
+                         f"shape {stack.shape}")
+    n = stack.shape[0]
+    if not 1 <= n_neighbours < n:
+        raise InputError(f"n_neighbours must be in [1, {n - 1}] for {n} images, got "
+                         f"{n_neighbours}")
+    spectra = _polar_spectra(stack, n_radii, smoothing_px)
+    conj_t = np.ascontiguousarray(np.conj(spectra).transpose(0, 2, 1))
+    neighbours = np.empty((n, n_neighbours), dtype=np.int64)
+    angles = np.empty((n, n_neighbours))
+    corr = np.empty((n, n_neighbours))
+    for start in range(0, n, _BLOCK_ROWS):
+        stop = min(start + _BLOCK_ROWS, n)
+        product = np.matmul(spectra[:, start:stop], conj_t)  # (k, rows, n)
+        profile = np.fft.irfft(product, n=_POLAR_ANGLES, axis=0)  # (angle, rows, n)
+        best = profile.argmax(axis=0)
+        peak = np.take_along_axis(profile, best[None], axis=0)[0] * _POLAR_ANGLES
+        peak[np.arange(stop - start), np.arange(start, stop)] = -np.inf
+        top = np.argsort(-peak, axis=1)[:, :n_neighbours]
+        neighbours[start:stop] = top
+        corr[start:stop] = np.take_along_axis(peak, top, axis=1)
+        angles[start:stop] = np.take_along_axis(best, top, axis=1) * (2 * np.pi / _POLAR_ANGLES)
+    return CommonViewGraph(neighbours=neighbours, angles_rad=angles, correlation=corr)
+
+
+def _graph_matrix(graph: CommonViewGraph) -> tuple[object, np.ndarray]:
+    """The degree-normalised Hermitian matrix of the graph and the degrees."""
+    from scipy import sparse
+    from scipy.sparse.csgraph import connected_components
+
+    n, k = graph.neighbours.shape
+    rows = np.repeat(np.arange(n), k)
+    cols = graph.neighbours.reshape(-1)
+    phase = np.exp(1j * graph.angles_rad.reshape(-1))
+    h = sparse.coo_matrix((phase, (rows, cols)), shape=(n, n)).tocsr()
+    h = h + h.conj().T
+    groups, _ = connected_components(abs(h) > 0, directed=False)
+    if groups > 1:
+        raise InputError(f"the common-view graph falls apart into {groups} groups of images "
+                         f"(too few images for their views, or {k} partners per image too "
+                         "few): give more particles or a larger n_neighbours")
+    degree = np.asarray(abs(h).sum(axis=1)).reshape(-1)
+    scale = sparse.diags(1.0 / np.sqrt(degree))
+    return scale @ h @ scale, degree
+
+
+def _top_eigenvectors(matrix: object, n: int) -> np.ndarray:
+    """The three eigenvectors of the largest eigenvalues of a Hermitian matrix."""
+    from scipy.sparse.linalg import ArpackNoConvergence, eigsh
+
+    try:
+        values, vectors = eigsh(matrix, k=3, which="LA", tol=1e-8, maxiter=20 * n)
+    except ArpackNoConvergence:
+        dense = matrix.toarray()  # type: ignore[attr-defined]
+        values, vectors = np.linalg.eigh(dense)
+        values, vectors = values[-3:], vectors[:, -3:]
+    logger.info("common-view graph: top eigenvalues %s", np.round(np.sort(values)[::-1], 4))
+    return np.asarray(vectors)
+
+
+def _frames(x: np.ndarray) -> np.ndarray:
+    """The nearest orthonormal pair ``(n, 3, 2)`` to the real and imaginary parts of ``x``."""
+    pair = np.stack([x.real, x.imag], axis=2)
+    u, _, vt = np.linalg.svd(pair, full_matrices=False)
+    return u @ vt
+
+
+def _unmix(v: np.ndarray, restarts: int, iterations: int, seed: int) -> tuple[np.ndarray, list]:
+    """The 3 x 3 (scaled unitary) mixing that makes every row an orthonormal pair, by
+    alternating projection from ``restarts`` random starts; the frames of the best."""
+    rng = np.random.default_rng(seed)
+    best: tuple[float, np.ndarray] | None = None
+    residuals = []
+    for _ in range(restarts):
+        mix = rng.normal(size=(3, 3)) + 1j * rng.normal(size=(3, 3))
+        for _ in range(iterations):
+            frames = _frames(v @ mix)
+            mix = np.linalg.lstsq(v, frames[:, :, 0] + 1j * frames[:, :, 1], rcond=None)[0]
+            u, s, vh = np.linalg.svd(mix)
+            mix = (u @ vh) * s.mean()
+        x = v @ mix
+        frames = _frames(x)
+        residual = float(np.mean(np.abs(x - (frames[:, :, 0] + 1j * frames[:, :, 1])) ** 2))
+        residuals.append(residual)
+        if best is None or residual < best[0]:
+            best = (residual, frames)
+    assert best is not None
+    return best[1], residuals
+
+
+def _in_plane_residual(rotations: np.ndarray, graph: CommonViewGraph) -> float:
+    """Median |measured - fitted| in-plane angle over the graph's pairs (either handedness)."""
+    n, k = graph.neighbours.shape
+    rows = np.repeat(np.arange(n), k)
+    cols = graph.neighbours.reshape(-1)
+    relative = np.einsum("nab,ncb->nac", rotations[cols], rotations[rows])
+    fitted = np.arctan2(relative[:, 1, 0], relative[:, 0, 0])
+    measured = graph.angles_rad.reshape(-1)
+    return min(float(np.median(np.abs(np.angle(np.exp(1j * (measured + sign * fitted))))))
+               for sign in (1.0, -1.0))
+
+
+def spectral_orientations(
+    images: np.ndarray, *, n_neighbours: int = 10, smoothing_px: float = 1.0, seed: int = 0,
+    restarts: int = 10, iterations: int = 300,
+) -> RecoveredOrientations:
+    """Orientations of particle images from their common-view graph (no distances).
+
+    Parameters
+    ----------
+    images : ndarray, shape (n, L, L)
+        Particle images, centred in their box; orientations spread over SO(3).
+    n_neighbours : int
+        Best-correlated partners per image (the graph's edges).
+    smoothing_px : float
+        Gaussian smoothing (sigma, pixels) before the polar resampling.
+    seed : int
+        Seed of the unmixing's random starts.
+    restarts, iterations : int
+        Random starts of the unmixing and alternating-projection steps per start.
+
+    Returns
+    -------
+    RecoveredOrientations
+        Up to a global rotation on each side and a mirror; ``loss`` the unmixing residual
+        (mean squared distance of the rows from orthonormal pairs) of the kept start,
+        ``losses`` every start's, ``distance_error_rad`` the median in-plane angle residual
+        over the graph's pairs.
+
+    Raises
+    ------
+    ShapeError, InputError
+        Not a stack of square images; fewer than 20 images; a graph that falls apart.
+    """
+    from emkit.geometry import matrix_to_quaternion
+    from emkit.spa._recover import RecoveredOrientations
+
+    stack = np.asarray(images)
+    if stack.ndim == 3 and stack.shape[0] < 20:
+        raise InputError(f"the common-view graph needs at least 20 images, got {stack.shape[0]}")
+    if restarts < 1 or iterations < 1:
+        raise InputError(f"restarts and iterations must be >= 1, got {restarts}, {iterations}")
+    graph = common_view_graph(stack, n_neighbours=n_neighbours, smoothing_px=smoothing_px)
+    matrix, degree = _graph_matrix(graph)
+    n = stack.shape[0]
+    v = _top_eigenvectors(matrix, n) / np.sqrt(degree)[:, None]
+    # whiten: the coordinates of z = r0 + i r1 are orthogonal with equal norms over SO(3)
+    v = v @ np.linalg.inv(np.linalg.cholesky(v.conj().T @ v / n)).conj().T
+    frames, residuals = _unmix(v, restarts, iterations, seed)
+    first, second = frames[:, :, 0], frames[:, :, 1]
+    rotations = np.stack([first, second, np.cross(first, second)], axis=1)
+    quaternions = matrix_to_quaternion(rotations)
+    return RecoveredOrientations(
+        quaternions=quaternions, rotations=rotations, loss=min(residuals), losses=residuals,
+        distance_error_rad=_in_plane_residual(rotations, graph))
