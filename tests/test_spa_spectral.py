@@ -84,7 +84,7 @@ def test_cli_orient_with_the_spectral_start(tmp_path: Path, capsys: pytest.Captu
     assert main(["spa", "orient", str(sim / "particles.star"), "--output", str(out),
                  "--distances", "spectral", "--refine", "2", "--threads", "1"]) == 0
     printed = capsys.readouterr().out
-    assert "(spectral distances)" in printed and "in-plane angle residual" in printed
+    assert "(the spectral start, no distances)" in printed and "in-plane angle residual" in printed
     star = read_particles_star(out)
     truth = read_particles_star(sim / "particles.star")
     from emkit.spa import score_orientations

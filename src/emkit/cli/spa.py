@@ -198,7 +198,9 @@ def run_orient(args: argparse.Namespace) -> int:
         progress=not args.quiet, require_memory=require_memory)
     record: dict[str, Any] = {"n": result.n, "box": result.box, "seconds": result.seconds,
                               "refinement": result.history}
-    print(f"oriented {result.n} particles ({result.distances} distances) -> {args.output}")
+    source = ("the spectral start, no distances" if result.distances == "spectral"
+              else f"{result.distances} distances")
+    print(f"oriented {result.n} particles ({source}) -> {args.output}")
     if result.score is not None:
         series = {"distance fit (both sides aligned)": result.fit_score.errors_deg,
                   "before refinement": result.score_before_refine.errors_deg,
