@@ -263,7 +263,8 @@ def main() -> None:
     parser.add_argument("--learned-5j0n", choices=("none", "noise-free", "snr-1-8", "both"),
                         default="both", help="learned distances on 5j0n with --n projections")
     parser.add_argument("--spectral-5j0n", choices=("none", "noise-free", "snr-1-8", "both"),
-                        default="both", help="the spectral start on 5j0n, --n projections")
+                        default="noise-free",
+                        help="the spectral start on 5j0n, --n projections (noise-free)")
     args = parser.parse_args()
     import torch
 

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from emkit.errors import InputError, with_path
+from emkit.spa._recover import DistanceFunction
 from emkit.spa._files import (
     ParticleStack,
     particle_stack_shape,
@@ -137,6 +138,8 @@ class OrientResult:
     """What :func:`run_orient_files` did.
 
     ``score_*`` compare with the angles of the input STAR (None when it had none);
+    ``fit_distance_error_deg`` the fit's median distance error (with ``distances``
+    "spectral": the median in-plane angle residual over the graph's pairs);
     ``fit_score`` is the distance fit's error after the both-sided alignment (only with
     known angles); ``history`` the refinement rounds.
     """
@@ -168,6 +171,10 @@ def _distance_function(particles: ParticleStack, distances: str, model: Path | N
                                        "use the learned distances (--distances learned)"))
         return exact_distance_fn(euler_zyz_to_matrix(particles.euler_deg))
     if distances == "spectral":
+        if model is not None:
+            raise InputError(with_path(model, "is a distance model, but --distances spectral "
+                                       "uses no distances: drop --model, or use --distances "
+                                       "learned"))
         return None  # no distances: orient_particles starts from the common-view graph
     if distances != "learned":
         raise InputError(f"unknown distances {distances!r}; use 'learned', 'exact' or "
@@ -191,7 +198,8 @@ def _score_against_star(particles: ParticleStack, rotations: np.ndarray) -> Any:
 
 
 def orient_particles(
-    particles: ParticleStack, distance_fn: Any, *, refine: int, seed: int, progress: bool,
+    particles: ParticleStack, distance_fn: DistanceFunction | None, *, refine: int, seed: int,
+    progress: bool,
     fit_options: dict[str, Any] | None = None, frame_options: dict[str, Any] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Fit, resolve the frame, refine: the orientation pipeline on images in memory.

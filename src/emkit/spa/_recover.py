@@ -111,11 +111,13 @@ class RecoveredOrientations:
     rotations : ndarray, shape (n, 3, 3)
         The same as RELION matrices.
     loss : float
-        Mean Huber loss on held-out pairs of the kept start.
+        Mean Huber loss on held-out pairs of the kept start (from
+        :func:`emkit.spa.spectral_orientations`: its unmixing residual).
     losses : list of float
         That loss for every start.
     distance_error_rad : float
-        Median |fitted - given| distance on the held-out pairs.
+        Median |fitted - given| distance on the held-out pairs (spectral start: median
+        in-plane angle residual over the graph's pairs).
     """
 
     quaternions: np.ndarray
