@@ -15,13 +15,13 @@ from typing import Any
 import numpy as np
 
 from emkit.errors import InputError, with_path
-from emkit.spa._recover import DistanceFunction
 from emkit.spa._files import (
     ParticleStack,
     particle_stack_shape,
     read_particles,
     write_orientations_star,
 )
+from emkit.spa._recover import DistanceFunction
 
 __all__ = ["OrientResult", "ReconstructResult", "SimulatedParticleFiles", "run_orient_files",
            "run_reconstruct_files", "write_simulated_particles"]
