@@ -45,6 +45,10 @@ _BYTES_PER_PAIR = 3400
 # Above this many images the dense eigensolver (the fallback when ARPACK does not converge)
 # would need too much memory and time.
 _MAX_DENSE_IMAGES = 4000
+# (1 - l4) / (1 - l3) of the normalised graph (l3, l4 its 3rd and 4th eigenvalues), measured:
+# 2.8 (5,000 noise-free 5j0n, 7 deg), 1.81 / 1.56 (1,000 noise-free 1ake / 3enl, 10 / 14 deg)
+# where the start works; 1.37 (the C2 dimer 6flr) and 1.08-1.14 (SNR 1/8) where it fails.
+_MIN_EIGEN_GAP = 1.5
 
 
 @dataclass
@@ -182,21 +186,25 @@ def _graph_matrix(graph: CommonViewGraph) -> tuple[Any, np.ndarray]:
     return scale @ h @ scale, degree
 
 
-def _top_eigenvectors(matrix: Any, n: int) -> np.ndarray:
-    """The three eigenvectors of the largest eigenvalues of a Hermitian matrix."""
+def _top_eigenvectors(matrix: Any, n: int) -> tuple[np.ndarray, float]:
+    """The three eigenvectors of the largest eigenvalues of a Hermitian matrix, and how far
+    the fourth eigenvalue stands from them: ``(1 - l4) / (1 - l3)``."""
     from scipy.sparse.linalg import ArpackNoConvergence, eigsh
 
     try:
-        values, vectors = eigsh(matrix, k=3, which="LA", tol=1e-8, maxiter=20 * n)
+        values, vectors = eigsh(matrix, k=4, which="LA", tol=1e-8, maxiter=20 * n)
     except ArpackNoConvergence:
         if n > _MAX_DENSE_IMAGES:
             raise InputError(f"the common-view graph of {n} images has no clear top "
                              "eigenvectors (the eigensolver did not converge): orient a "
                              "subset, or use another start (--distances learned)") from None
         values, vectors = np.linalg.eigh(matrix.toarray())
-        values, vectors = values[-3:], vectors[:, -3:]
-    logger.info("common-view graph: top eigenvalues %s", np.round(np.sort(values)[::-1], 4))
-    return np.asarray(vectors)
+        values, vectors = values[-4:], vectors[:, -4:]
+    order = np.argsort(np.real(values))[::-1]
+    values, vectors = np.real(values)[order], np.asarray(vectors)[:, order]
+    logger.info("common-view graph: top eigenvalues %s", np.round(values, 4))
+    gap = float((1.0 - values[3]) / max(1.0 - values[2], 1e-12))
+    return vectors[:, :3], gap
 
 
 def _frames(x: np.ndarray) -> np.ndarray:
@@ -287,7 +295,13 @@ def spectral_orientations(
     graph = common_view_graph(stack, n_neighbours=n_neighbours, smoothing_px=smoothing_px)
     matrix, degree = _graph_matrix(graph)
     n = stack.shape[0]
-    v = _top_eigenvectors(matrix, n) / np.sqrt(degree)[:, None]
+    v, gap = _top_eigenvectors(matrix, n)
+    if gap < _MIN_EIGEN_GAP:
+        logger.warning("spectral start: the graph's top three eigenvalues barely stand out "
+                       "(gap ratio %.2f < %.1f); the orientations are likely wrong (noisy "
+                       "images or a symmetric particle): check the map, or use another start",
+                       gap, _MIN_EIGEN_GAP)
+    v = v / np.sqrt(degree)[:, None]
     # whiten: the coordinates of z = r0 + i r1 are orthogonal with equal norms over SO(3)
     try:
         v = v @ np.linalg.inv(np.linalg.cholesky(v.conj().T @ v / n)).conj().T
