@@ -287,8 +287,8 @@ def spectral_orientations(
     from emkit.geometry import matrix_to_quaternion
     from emkit.spa._recover import RecoveredOrientations
 
-    stack = _check_stack(images)
-    if stack.shape[0] < 20:
+    stack = np.asarray(images)  # checked in full by common_view_graph
+    if stack.ndim == 3 and stack.shape[0] < 20:
         raise InputError(f"the common-view graph needs at least 20 images, got {stack.shape[0]}")
     if restarts < 1 or iterations < 1:
         raise InputError(f"restarts and iterations must be >= 1, got {restarts}, {iterations}")

@@ -62,7 +62,8 @@ log = logging.getLogger(__name__)
 # term (coarse_lam_power) and the coarsest level 60 iterations by default
 _CHECKPOINT_VERSION = 6
 _FILL_ITERATIONS = 5  # outer iterations over the whole thickness after a thinner box
-_COARSEST_ITERATIONS = 60  # default outer iterations at the first level (10 at the others)
+_COARSEST_ITERATIONS = 60  # default outer iterations at the first level
+_FINER_ITERATIONS = 10  # and at each level after it
 
 
 @dataclass
@@ -436,7 +437,7 @@ def _check_arguments(
     if not levels or min(levels) < 1:
         raise InputError(f"binning levels must be positive integers, got {binning_levels}")
     if iterations is None:
-        per_level = [_COARSEST_ITERATIONS] + [10] * (len(levels) - 1)
+        per_level = [_COARSEST_ITERATIONS] + [_FINER_ITERATIONS] * (len(levels) - 1)
     elif isinstance(iterations, (int, np.integer)):
         per_level = [int(iterations)] * len(levels)
     else:
