@@ -1,9 +1,11 @@
 """Benchmark: emkit pick (fine-tuned network) against template matching and a blob picker.
 
 1. Accuracy on held-out synthetic tomograms (``emkit sim tomogram``: 64 x 160 x 160 voxels
-   of 10 Å, the three built-in species 1ake/3enl/6flr, +-60 deg tilts, SNR 0.01 per
-   projection). Train on seeds 1 and 2, test on seed 3 (the shipped model was trained on
-   seeds 1000+; no seed here was used for tuning). Hits within 0.5 x the class radius,
+   of 10 Å, +-60 deg tilts, SNR 0.01 per projection) of three built-in species of similar
+   size, as the issue asks (radii 45-55 Å): 3enl (48.6 Å), 6flr_a (47.4 Å) and 6zu5_se0
+   (47.4 Å); ``--species 1ake,3enl,6flr`` for the default simulation's sizes 40/49/62 Å.
+   Train on seeds 1 and 2, test on seed 3 (the shipped model was trained on seeds 1000+;
+   no seed here was used for tuning). Hits within 0.5 x the class radius,
    one-to-one. Methods, in the same run:
    - emkit pick: the shipped model fine-tuned on the two tomograms (``--from-scratch``:
      trained from scratch instead), default post-processing;
@@ -11,8 +13,14 @@
      missing-wedge-aware; threshold tuned on the test tomogram itself (best F1);
    - blob picker: Gaussian band-pass + local maxima, sigma and threshold tuned on the test
      tomogram itself (best detection F1; it has no classes).
-   Overall F1 with classes, detection F1 ignoring classes, per-class F1.
-2. Detection time and peak memory (fresh process) for a 256^3 tomogram, beside template
+   Overall F1 with classes, detection F1 ignoring classes, per-class F1. Two oracle
+   measures say how much class information the tomogram holds: the fraction of true
+   particles classified right when the TRUE centres are given, by the network (mean class
+   probability in a ball of half the radius) and by template matching with the true
+   templates (best score within one voxel of the centre).
+2. Class information by SNR (``--only information``): template matching with the true
+   templates at the true centres of the test tomogram, noise-free to SNR 0.01.
+3. Detection time and peak memory (fresh process) for a 256^3 tomogram, beside template
    matching (12 rotations timed, scaled linearly to --rotations); the shipped model's
    recorded training time.
 
@@ -39,10 +47,31 @@ MATCH_TIMED_ROTATIONS = 12
 TEST_SEED = 3
 
 
-def _simulate(seed: int, snr: float) -> Any:
+SPECIES = "3enl,6flr_a,6zu5_se0"
+
+
+def _simulate(seed: int, snr: float | None, species: str) -> Any:
     from emkit.sim import simulate_tomogram
 
-    return simulate_tomogram((64, 160, 160), seed=seed, snr=snr)
+    return simulate_tomogram((64, 160, 160), seed=seed, snr=snr,
+                             templates=species.split(","))
+
+
+def _accuracy_at_true_centres(class_probability: np.ndarray, test: Any) -> float:
+    """Fraction of true particles whose highest class probability (mean over a ball of
+    half the class radius about the true centre; background excluded) is the true class."""
+    right = []
+    grid = np.indices(class_probability.shape[1:], dtype=np.float32)
+    for centre, cls in zip(test.centres_zyx, test.class_ids):
+        r = 0.5 * test.radii_A[cls - 1] / test.voxel_size_A
+        lo = np.maximum(np.floor(centre - r).astype(int), 0)
+        hi = np.ceil(centre + r).astype(int) + 1
+        box = tuple(slice(a, b) for a, b in zip(lo, hi))
+        ball = sum((grid[a][box] - centre[a]) ** 2 for a in range(3)) <= r * r
+        means = [float(class_probability[k][box][ball].mean())
+                 for k in range(1, class_probability.shape[0])]
+        right.append(int(np.argmax(means)) + 1 == cls)
+    return float(np.mean(right))
 
 
 def _scores(zyx: np.ndarray, classes: np.ndarray | None, test: Any) -> tuple[Any, Any]:
@@ -57,7 +86,7 @@ def _scores(zyx: np.ndarray, classes: np.ndarray | None, test: Any) -> tuple[Any
 
 def _network(train: list[Any], test: Any, args: argparse.Namespace) -> tuple[Any, Any, dict]:
     from emkit.nn import load_model
-    from emkit.pick import detect_particles, shipped_model_folder, train_picker
+    from emkit.pick import detect_particles, predict_pick_maps, shipped_model_folder, train_picker
 
     initial = None if args.from_scratch else shipped_model_folder()
     start = time.perf_counter()
@@ -69,8 +98,11 @@ def _network(train: list[Any], test: Any, args: argparse.Namespace) -> tuple[Any
     seconds = time.perf_counter() - start
     found = detect_particles(test.tomogram, training.model, voxel_size_A=test.voxel_size_A)
     p = found["particles"]
+    _, _, class_probability = predict_pick_maps(test.tomogram, training.model)
     info = {"train_seconds": round(seconds, 1), "steps": training.history.steps_run,
-            "fine_tuned": initial is not None}
+            "fine_tuned": initial is not None,
+            "classified right at true centres": round(
+                _accuracy_at_true_centres(class_probability, test), 3)}
     return (*_scores(p.zyx, p.classes, test), info)
 
 
@@ -88,7 +120,10 @@ def _template_matching(test: Any, n_rotations: int) -> tuple[Any, Any, dict]:
         with_cls, det = _scores(peaks.astype(float), cls, test)
         if det.overall["f1"] > best[0]:
             best = (float(det.overall["f1"]), with_cls, det, float(thr))
-    return best[1], best[2], {"seconds": round(seconds, 1), "threshold": best[3]}
+    confusion = _oracle_confusion(match, test)
+    return best[1], best[2], {"seconds": round(seconds, 1), "threshold": best[3],
+                              "classified right at true centres": round(
+                                  float(np.trace(confusion) / confusion.sum()), 3)}
 
 
 def _blobs(test: Any) -> tuple[Any, Any, dict]:
@@ -108,9 +143,12 @@ def _blobs(test: Any) -> tuple[Any, Any, dict]:
 
 
 def bench_accuracy(args: argparse.Namespace) -> None:
-    print(f"== accuracy: train seeds {TRAIN_SEEDS}, test seed {TEST_SEED}, SNR {args.snr}")
-    train = [_simulate(s, args.snr) for s in TRAIN_SEEDS]
-    test = _simulate(TEST_SEED, args.snr)
+    print(f"== accuracy: train seeds {TRAIN_SEEDS}, test seed {TEST_SEED}, SNR {args.snr}, "
+          f"species {args.species}")
+    train = [_simulate(s, args.snr, args.species) for s in TRAIN_SEEDS]
+    test = _simulate(TEST_SEED, args.snr, args.species)
+    print(f"   radii {[round(r, 1) for r in test.radii_A]} Å, "
+          f"{len(test.centres_zyx)} particles in the test tomogram")
     results = {"emkit pick": _network(train, test, args),
                "template matching (tuned on test)": _template_matching(test, args.rotations),
                "blob picker (tuned on test)": _blobs(test)}
@@ -126,6 +164,40 @@ def bench_accuracy(args: argparse.Namespace) -> None:
     for name in list(results)[1:]:
         ratio = net_f1 / max(results[name][1].overall["f1"], 1e-9)
         print(f"   detection F1 ratio emkit / {name}: {ratio:.2f}")
+
+
+def _oracle_confusion(match: Any, test: Any) -> np.ndarray:
+    """Confusion (true class x found class) of template matching at the TRUE centres: the
+    class of the best score within one voxel of each centre."""
+    n = len(test.class_names)
+    confusion = np.zeros((n, n), np.int64)
+    for centre, cls in zip(np.round(test.centres_zyx).astype(int), test.class_ids):
+        box = tuple(slice(max(c - 1, 0), c + 2) for c in centre)
+        at = np.unravel_index(np.argmax(match.score[box]), match.score[box].shape)
+        confusion[cls - 1, match.class_map[box][at] - 1] += 1
+    return confusion
+
+
+def bench_information(args: argparse.Namespace) -> None:
+    """How much class information the test tomogram holds, against the noise: template
+    matching with the true templates at the true centres, 300 rotations, by SNR."""
+    from emkit.pick import load_templates, match_templates
+
+    print(f"\n== classes told apart at the TRUE centres by template matching (true templates, "
+          f"300 rotations), test seed {TEST_SEED}, species {args.species}")
+    rows = []
+    for snr in (None, 1.0, 0.1, 0.03, 0.01):
+        test = _simulate(TEST_SEED, snr, args.species)
+        templates, _ = load_templates(test.class_names, test.voxel_size_A)
+        confusion = _oracle_confusion(match_templates(test.tomogram, templates,
+                                                      n_rotations=300), test)
+        right = np.diag(confusion) / np.maximum(confusion.sum(axis=1), 1)
+        rows.append(["none" if snr is None else snr,
+                     round(float(np.trace(confusion) / confusion.sum()), 3),
+                     " ".join(f"{r:.2f}" for r in right)])
+    print_table(["SNR per projection", "classified right",
+                 f"per class ({args.species})"], rows)
+    print(f"   chance: {1 / len(args.species.split(',')):.2f}")
 
 
 def _probe(task: str, size: int) -> None:
@@ -181,8 +253,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--rotations", type=int, default=120)
     parser.add_argument("--snr", type=float, default=0.01)
+    parser.add_argument("--species", default=SPECIES,
+                        help="built-in templates, one per class (comma-separated)")
     parser.add_argument("--size", type=int, default=256)
-    parser.add_argument("--only", choices=("accuracy", "speed"))
+    parser.add_argument("--only", choices=("accuracy", "speed", "information"))
     parser.add_argument("--quiet", action="store_true")
     parser.add_argument("--probe", choices=("detect", "match"))
     args = parser.parse_args()
@@ -196,6 +270,8 @@ def main() -> None:
     torch.set_num_threads(2)
     if args.only in (None, "accuracy"):
         bench_accuracy(args)
+    if args.only in (None, "information"):
+        bench_information(args)
     if args.only in (None, "speed"):
         bench_speed(args)
 

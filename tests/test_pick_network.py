@@ -135,7 +135,7 @@ def test_train_and_detect_from_the_command_line(tiny_sims: Path, tmp_path: Path)
     assert int(chunked.data.max()) == len(read_particle_list(out2 / "tomogram_particles.tsv"))
 
 
-@pytest.mark.parametrize("case", ["outside", "no-radius", "2d", "count"])
+@pytest.mark.parametrize("case", ["outside", "no-radius", "2d", "count", "names"])
 def test_bad_training_input_is_one_line_and_writes_nothing(
     case: str, tiny_sims: Path, tmp_path: Path, capsys
 ) -> None:
@@ -156,14 +156,51 @@ def test_bad_training_input_is_one_line_and_writes_nothing(
             "--output", str(tmp_path / "model"), "--from-scratch", "--steps", "2"]
     if case == "count":
         argv[4:4] = [str(lst)]
+    elif case == "names":
+        argv += ["--class-names", "a,b,c"]
     capsys.readouterr()
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("emkit: error:"), err
     expected = {"outside": "outside the tomogram", "no-radius": "class 2", "2d": "2D",
-                "count": "one --particles list per tomogram"}[case]
+                "count": "one --particles list per tomogram",
+                "names": "one name per class"}[case]
     assert expected in err[0]
     assert not (tmp_path / "model").exists()
+
+
+def test_fine_tuning_keeps_the_class_output_only_for_the_same_classes() -> None:
+    """The class decoder carries over; of its output layer (one channel per class) the
+    background and each class the initial model also has, found by name: another model's
+    species must not be inherited."""
+    import torch
+
+    from emkit.nn import PercentileNormalisation, TrainedModel
+    from emkit.pick import build_pick_network
+    from emkit.pick._train import _network_from
+
+    torch.manual_seed(0)
+    old = build_pick_network(3, width=2)
+    initial = TrainedModel(old, PercentileNormalisation(), 10.0,
+                           ["background", "1ake", "3enl", "6flr"], "pick", {})
+    before = old.state_dict()
+    same = _network_from(initial, ["1ake", "3enl", "6flr"], 8, 2).state_dict()
+    other = _network_from(initial, ["6flr_a", "3enl", "6zu5_se0"], 8, 2).state_dict()
+    fewer = _network_from(initial, ["a", "b"], 8, 2).state_dict()
+    for key, value in before.items():
+        assert torch.equal(same[key], value), key
+        if key.startswith("decoders.2.out."):
+            # background and 3enl (old channel 2, now channel 2 of 6flr_a, 3enl, 6zu5_se0)
+            assert torch.equal(other[key][[0, 2]], value[[0, 2]]), key
+            assert not torch.equal(other[key][1], value[1]), key
+            assert not torch.equal(other[key][3], value[3]), key
+            assert fewer[key].shape[0] == 3 and torch.equal(fewer[key][0], value[0]), key
+            assert not torch.equal(fewer[key][1:], value[1:3]), key
+        else:
+            assert torch.equal(other[key], value) and torch.equal(fewer[key], value), key
+    moved = _network_from(initial, ["6flr", "1ake"], 8, 2).state_dict()
+    w = "decoders.2.out.weight"
+    assert torch.equal(moved[w][1], before[w][3]) and torch.equal(moved[w][2], before[w][1])
 
 
 def test_model_of_another_voxel_size(tiny_sims: Path, tmp_path: Path, capsys,
@@ -190,3 +227,40 @@ def test_model_of_another_voxel_size(tiny_sims: Path, tmp_path: Path, capsys,
             from emkit.io import read_volume
 
             assert read_volume(out / "tomogram_instances.mrc").data.shape == (32, 48, 48)
+
+
+def test_shipped_model_recipe_numbers_each_species_by_its_place_in_the_list() -> None:
+    """``python -m emkit.pick._make_model``: each simulation draws some species; its class
+    numbers are the species' places in the whole list (the class head's channels)."""
+    from emkit.pick._make_model import SPECIES, _simulate, simulation_settings
+
+    settings = simulation_settings(6, SPECIES, 2)
+    assert settings == simulation_settings(6, SPECIES, 2)
+    assert all(len(s["species"]) == 2 and set(s["species"]) <= set(SPECIES) for s in settings)
+    assert len({tuple(s["species"]) for s in settings}) > 1
+    first = settings[0]
+    a, b = first["species"]
+    _, lists_ab, radius_ab = _simulate([first], (a, b))
+    _, lists_ba, radius_ba = _simulate([first], (b, a))
+    assert set(np.unique(lists_ab[0][1])) == {1, 2}
+    np.testing.assert_array_equal(lists_ba[0][1], 3 - lists_ab[0][1])
+    assert radius_ba == radius_ab[::-1] and radius_ab[0] != radius_ab[1]
+    other = next(n for n in SPECIES if n not in first["species"])
+    with pytest.raises(SystemExit, match="no simulation drew"):
+        _simulate([first], (a, b, other))
+
+
+def test_demo_renumbers_the_models_classes_by_species_name() -> None:
+    """The shipped model knows more species than the demo's simulation: its classes are
+    scored by name, and a species the simulation lacks is a wrong class with its radius."""
+    from types import SimpleNamespace
+
+    from emkit.cli.pick import _classes_by_name
+
+    model = SimpleNamespace(class_names=["background", "1ake", "3enl", "6flr", "3o21"],
+                            extra={"radii_A": [40.0, 49.0, 62.0, 84.0]})
+    sim = SimpleNamespace(class_names=["3enl", "1ake"], radii_A=[49.0, 40.0],
+                          voxel_size_A=10.0)
+    classes, radii = _classes_by_name(np.array([1, 2, 3, 4, 2]), model, sim)
+    np.testing.assert_array_equal(classes, [2, 1, 3, 4, 1])
+    assert radii == {1: 4.9, 2: 4.0, 3: 6.2, 4: 8.4}

@@ -31,11 +31,12 @@ def _centre_of_mass_offset(data):
     return np.array(ndimage.center_of_mass(data)) - np.array(data.shape) // 2
 
 
-def test_catalogue_lists_four_templates_with_metadata():
+def test_catalogue_lists_six_templates_with_metadata():
     records = list_density_templates()
-    assert [r["name"] for r in records] == ["1ake", "3enl", "6flr", "3o21"]
+    assert [r["name"] for r in records] == ["1ake", "3enl", "6flr", "3o21", "6flr_a", "6zu5_se0"]
     for r in records:
-        assert {"pdb_id", "voxel_size_A", "box", "resolution_A", "units", "how"} <= set(r)
+        assert {"pdb_id", "chain", "voxel_size_A", "box", "resolution_A", "units",
+                "how"} <= set(r)
         assert r["total_scattering_A"] > 0
         assert 4.0 <= r["voxel_size_A"] <= 6.0 and 32 <= r["box"][0] <= 48
 
@@ -46,7 +47,7 @@ def test_shipped_templates_are_small():
     assert json.loads((TEMPLATE_DIR / "templates.json").read_text())
 
 
-@pytest.mark.parametrize("name", ["1ake", "3enl", "6flr", "3o21"])
+@pytest.mark.parametrize("name", ["1ake", "3enl", "6flr", "3o21", "6flr_a", "6zu5_se0"])
 def test_templates_load_centred_non_negative(name):
     vol = density_template(name)
     assert isinstance(vol, Volume)
@@ -60,6 +61,28 @@ def test_templates_load_centred_non_negative(name):
     # zero at the box faces: room to rotate
     faces = [vol.data[0], vol.data[-1], vol.data[:, 0], vol.data[:, :, -1]]
     assert max(float(f.max()) for f in faces) < 0.01 * vol.data.max()
+
+
+def test_one_chain_templates_are_smaller_than_their_complex_and_of_similar_size():
+    """6flr_a is one of 6flr's two chains (about half its mass); 3enl, 6flr_a and 6zu5_se0
+    are the pick benchmark's three species of similar size (radii 45-55 Å at 10 Å)."""
+    from emkit.sim._placement import _template_radius
+
+    whole, chain = density_template("6flr").data.sum(), density_template("6flr_a").data.sum()
+    assert 0.4 < chain / whole < 0.6
+    for name in ("3enl", "6flr_a", "6zu5_se0"):
+        radius_A = 10.0 * _template_radius(density_template(name, voxel_size_A=10.0).data)
+        assert 45.0 <= radius_A <= 55.0, (name, radius_A)
+
+
+@needs_shared
+def test_shipped_templates_are_made_from_the_shared_structures(tmp_path):
+    """``python -m emkit.sim._make_templates`` reproduces every shipped file exactly."""
+    from emkit.sim._make_templates import make_templates
+
+    make_templates(STRUCTURES, tmp_path)
+    for shipped in TEMPLATE_DIR.iterdir():
+        assert (tmp_path / shipped.name).read_bytes() == shipped.read_bytes(), shipped.name
 
 
 def test_bigger_proteins_have_more_mass():

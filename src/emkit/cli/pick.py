@@ -392,6 +392,11 @@ def run_train(args: argparse.Namespace) -> int:
     from emkit.report.pick import plot_training_curves
 
     check_device(args.device)
+    if args.class_names and len(args.class_names) != len(args.radius_A):
+        from emkit.errors import InputError
+
+        raise InputError(f"--class-names gives {len(args.class_names)} names for "
+                         f"{len(args.radius_A)} classes (--radius-A); give one name per class")
     # each tomogram, its normalised copy and four targets
     for tomo in args.tomograms:
         _require_memory(tomo, 28 * len(args.tomograms), "training on tomograms",
@@ -534,6 +539,24 @@ def run_sim(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- demo
 
 
+def _classes_by_name(classes: np.ndarray, model: Any, sim: Any
+                     ) -> tuple[np.ndarray, dict[int, float]]:
+    """The model's class numbers renumbered as the simulation's, matched by species name
+    (the shipped model knows more species than a simulation holds: those that the
+    simulation lacks get numbers after its own), and each number's radius in voxels."""
+    names = list(sim.class_names)
+    radii = {k + 1: r / sim.voxel_size_A for k, r in enumerate(sim.radii_A)}
+    model_radii = model.extra.get("radii_A", [])
+    renumber = np.zeros(len(model.class_names), np.int64)
+    for k, name in enumerate(model.class_names[1:], start=1):
+        if name not in names:
+            names.append(name)
+            radius_A = model_radii[k - 1] if k - 1 < len(model_radii) else min(sim.radii_A)
+            radii[len(names)] = radius_A / sim.voxel_size_A
+        renumber[k] = names.index(name) + 1
+    return renumber[np.asarray(classes, np.int64)], radii
+
+
 def run_demo(out_dir: Path, *, seed: int, progress: bool) -> dict[str, Any]:
     """Simulate a crowded tomogram, pick with the shipped model and with template matching,
     score both against the truth; figures and lists."""
@@ -564,13 +587,15 @@ def run_demo(out_dir: Path, *, seed: int, progress: bool) -> dict[str, Any]:
     if folder is not None:
         from emkit.nn import load_model
 
-        found = detect_particles(sim.tomogram, load_model(folder, task="pick"),
-                                 voxel_size_A=sim.voxel_size_A, params=PostProcessing())
+        model = load_model(folder, task="pick")
+        found = detect_particles(sim.tomogram, model, voxel_size_A=sim.voxel_size_A,
+                                 params=PostProcessing())
         picks = found["particles"]
         write_particle_lists(out_dir, "network", picks, voxel_size_A=sim.voxel_size_A,
                              shape_zyx=sim.tomogram.shape, instance_labels=found["instances"])
-        rows["emkit pick"] = evaluate_picks(picks.zyx, picks.classes, sim.centres_zyx,
-                                            sim.class_ids, radius_px).rows
+        classes, radii = _classes_by_name(picks.classes, model, sim)
+        rows["emkit pick"] = evaluate_picks(picks.zyx, classes, sim.centres_zyx,
+                                            sim.class_ids, radii).rows
         plot_picks(out_dir / "network_picks.png", sim.tomogram, picks.zyx,
                    truth_zyx=sim.centres_zyx)
     templates, _ = load_templates(sim.class_names, sim.voxel_size_A)

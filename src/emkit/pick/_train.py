@@ -29,6 +29,8 @@ __all__ = ["PickTraining", "build_pick_network", "train_picker", "PICK_HEADS"]
 PICK_HEADS = ("mask", "centre", "class")
 _CENTRE_WEIGHT = 5.0
 _CLASS_WEIGHT = 0.5
+# the class decoder's last (1x1x1) layer: its channels are the classes
+_CLASS_OUTPUT = "decoders.2.out."
 
 
 def build_pick_network(n_classes: int, *, width: int = 8, depth: int = 2) -> Any:
@@ -71,18 +73,26 @@ def pick_losses(outputs: Sequence[Any], mask: Any, centre: Any, classes: Any
     return {"loss": loss, "dice": dice.detach(), "mse": mse.detach(), "ce": ce.detach()}
 
 
-def _network_from(initial: Any, n_classes: int, width: int, depth: int) -> Any:
-    """A fresh network, or the initial model's weights (a new class head when the class
-    count differs)."""
+def _network_from(initial: Any, class_names: list[str], width: int, depth: int) -> Any:
+    """A fresh network, or the initial model's weights. The class decoder's layers carry
+    over too; of its output layer (one channel per class) the background channel and the
+    channel of every class whose name the initial model also has: another channel would
+    mean another species."""
+    n_classes = len(class_names)
     net = build_pick_network(n_classes, width=width, depth=depth)
     if initial is None:
         return net
     old = initial.network
     net = build_pick_network(n_classes, width=old.width, depth=old.depth)
-    state = old.state_dict()
-    if old.out_channels[2] != n_classes + 1:
-        state = {k: v for k, v in state.items() if not k.startswith("decoders.2.")}
+    state = {k: v for k, v in old.state_dict().items() if not k.startswith(_CLASS_OUTPUT)}
     net.load_state_dict(state, strict=False)
+    old_index = {name: i for i, name in enumerate(initial.class_names)}
+    new_state, old_state = net.state_dict(), old.state_dict()
+    for i, name in enumerate(["background", *class_names]):
+        if name in old_index and (i == 0) == (old_index[name] == 0):
+            for key in (_CLASS_OUTPUT + "weight", _CLASS_OUTPUT + "bias"):
+                new_state[key][i] = old_state[key][old_index[name]]
+    net.load_state_dict(new_state)
     return net
 
 
@@ -204,7 +214,11 @@ def train_picker(
     sampler = PatchSampler(data, patch_size, rng)
     val = sampler.validation_set(max(8, 2 * batch_size))
     dev = choose_device(device)
-    net = _network_from(initial_model, n_classes, width, depth).to(dev)
+    names = list(class_names) if class_names else [f"class{k}" for k in range(1, n_classes + 1)]
+    if len(names) != n_classes:
+        raise InputError(f"{len(names)} class names for {n_classes} classes; give one name per "
+                         "class")
+    net = _network_from(initial_model, names, width, depth).to(dev)
     optimizer = torch.optim.AdamW(net.parameters(), lr=learning_rate, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=n_steps,
                                                           eta_min=learning_rate * 0.05)
@@ -226,7 +240,6 @@ def train_picker(
                   validate_every=validate_every, patience=patience, rng=rng,
                   checkpoint=checkpoint, resume=resume, fingerprint=_fingerprint(data, settings),
                   log_csv=log_csv, progress=progress)
-    names = list(class_names) if class_names else [f"class{k}" for k in range(1, n_classes + 1)]
     model = TrainedModel(
         network=net.cpu().eval(), normalisation=norm, voxel_size_A=float(voxel_size_A),
         class_names=["background", *names], task="pick",

@@ -23,13 +23,37 @@ from emkit.io import atomic_output, read_structure, structure_atoms, structure_t
 VOXEL_SIZE_A = 5.0
 RESOLUTION_A = 12.0
 
-# name, file, box (voxels), description (from the entry's TITLE / the shared data README)
+# name, file, chain (None: the whole model), box (voxels), description (from the entry's
+# TITLE / COMPND and the shared data README). 3enl, 6flr_a and 6zu5_se0 are three species of
+# similar size (radius 47-49 Å at 10 Å voxels) but different shape: the pick workflow's test.
 TEMPLATES = (
-    ("1ake", "1ake.pdb", 32, "adenylate kinase (small, ~1.7k atoms)"),
-    ("3enl", "3enl.pdb", 32, "yeast enolase (~3.3k atoms)"),
-    ("6flr", "6flr.pdb", 32, "AMPA receptor GluA3 N-terminal domain, super-open (~6k atoms)"),
-    ("3o21", "3o21.pdb", 40, "AMPA receptor GluA3 N-terminal domain (~12k atoms)"),
+    ("1ake", "1ake.pdb", None, 32, "adenylate kinase (small, ~1.7k atoms)"),
+    ("3enl", "3enl.pdb", None, 32, "yeast enolase (~3.3k atoms)"),
+    ("6flr", "6flr.pdb", None, 32,
+     "AMPA receptor GluA3 N-terminal domain, super-open (~6k atoms)"),
+    ("3o21", "3o21.pdb", None, 40, "AMPA receptor GluA3 N-terminal domain (~12k atoms)"),
+    ("6flr_a", "6flr.pdb", "A", 32,
+     "chain A of 6flr: one GluA3 N-terminal domain, clamshell (~3k atoms)"),
+    ("6zu5_se0", "6zu5.cif.gz", "SE0", 32,
+     "chain SE0 of 6zu5: ribosomal protein eS4 of the Paranosema locustae ribosome"),
 )
+
+
+def _model(path: Path, chain: str | None):
+    """The structure of ``path``, only ``chain`` of its first model when one is named."""
+    structure = read_structure(path)
+    if chain is None:
+        return structure
+    for index in range(len(structure) - 1, 0, -1):
+        del structure[index]
+    model = structure[0]
+    names = [c.name for c in model]
+    if chain not in names:
+        raise ValueError(f"{path}: no chain {chain} (chains: {', '.join(names)})")
+    for name in names:
+        if name != chain:
+            model.remove_chain(name)
+    return structure
 
 TEMPLATE_DIR = Path(__file__).resolve().parents[1] / "data" / "templates"
 
@@ -38,17 +62,18 @@ def make_templates(structures_dir: Path, out_dir: Path = TEMPLATE_DIR) -> list[d
     """Compute every template from ``structures_dir`` and write it to ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     records = []
-    for name, filename, box, description in TEMPLATES:
-        path = structures_dir / filename
-        atoms = structure_atoms(read_structure(path))
-        vol = structure_to_density(path, VOXEL_SIZE_A, box_size=box, resolution_A=RESOLUTION_A)
+    for name, filename, chain, box, description in TEMPLATES:
+        model = _model(structures_dir / filename, chain)
+        atoms = structure_atoms(model)
+        vol = structure_to_density(model, VOXEL_SIZE_A, box_size=box, resolution_A=RESOLUTION_A)
         with atomic_output(out_dir / f"{name}.npz") as tmp:
             with open(tmp, "wb") as fh:
                 np.savez_compressed(fh, density=vol.data.astype(np.float16))
         records.append(
             {
                 "name": name,
-                "pdb_id": name.upper(),
+                "pdb_id": filename.split(".")[0].upper(),
+                "chain": chain,
                 "description": description,
                 "file": f"{name}.npz",
                 "voxel_size_A": VOXEL_SIZE_A,
@@ -63,7 +88,8 @@ def make_templates(structures_dir: Path, out_dir: Path = TEMPLATE_DIR) -> list[d
                     "total_scattering_A"
                 ),
                 "how": (
-                    f"emkit.io.structure_to_density({filename}, {VOXEL_SIZE_A}, "
+                    f"emkit.io.structure_to_density({filename}"
+                    f"{'' if chain is None else f' chain {chain}'}, {VOXEL_SIZE_A}, "
                     f"box_size={box}, resolution_A={RESOLUTION_A}): gemmi-read model 1, no "
                     "water or hydrogen, occupancy-weighted electron form factors (c4322) "
                     "blurred by a Gaussian of sigma resolution / (pi sqrt 2) (B-factors "
