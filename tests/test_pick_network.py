@@ -248,6 +248,16 @@ def test_shipped_model_recipe_numbers_each_species_by_its_place_in_the_list() ->
     other = next(n for n in SPECIES if n not in first["species"])
     with pytest.raises(SystemExit, match="no simulation drew"):
         _simulate([first], (a, b, other))
+    # the default recipe is the shipped model's (its config records its simulations)
+    from emkit.nn import load_model
+    from emkit.pick import shipped_model_folder
+
+    folder = shipped_model_folder()
+    if folder is not None:
+        recorded = load_model(folder, task="pick").extra["training_data"]["simulations"]
+        default = simulation_settings(len(recorded))
+        assert [{k: v for k, v in d.items() if k != "species"} for d in default] == recorded
+        assert all(d["species"] == list(SPECIES) for d in default)
 
 
 def test_demo_renumbers_the_models_classes_by_species_name() -> None:

@@ -140,9 +140,10 @@ Examples
 
 _SIM_DOC = """Simulate a crowded cryo-ET tomogram of several particle species, with ground truth.
 
-The built-in PDB-derived templates (default 1ake, 3enl, 6flr; or --pdb files) at the
-tomogram's voxel size, randomly rotated, placed without overlap (part of them on both
-faces of a curved membrane), with gold beads and an ice gradient; a tilt series through
+The built-in PDB-derived templates (default 1ake, 3enl, 6flr; also 3o21, 6flr_a and
+6zu5_se0; or --pdb files) at the tomogram's voxel size, randomly rotated, placed without
+overlap (part of them on both faces of a curved membrane), with gold beads and an ice
+gradient; a tilt series through
 the shared projector with CTF and noise at --snr per projection, phase-flipped and
 reconstructed by weighted back-projection (the real missing wedge). Protein is dark.
 Writes OUT/tomogram.mrc, tiltseries.mrc/.tlt, density.mrc, instances.mrc,
@@ -153,6 +154,7 @@ Examples
 --------
     emkit sim tomogram --output sim/ --seed 1
     emkit sim tomogram --output sim/ --shape 64 256 256 --snr 0.05 --templates 3enl,6flr
+    emkit sim tomogram --output sim/ --templates 3enl,6flr_a,6zu5_se0   # all ~48 Å radius
 """
 
 
