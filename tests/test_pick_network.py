@@ -169,10 +169,10 @@ def test_bad_training_input_is_one_line_and_writes_nothing(
     assert not (tmp_path / "model").exists()
 
 
-def test_fine_tuning_keeps_the_class_output_only_for_the_same_classes() -> None:
+def test_fine_tuning_keeps_the_class_output_only_for_the_same_classes(caplog) -> None:
     """The class decoder carries over; of its output layer (one channel per class) the
     background and each class the initial model also has, found by name: another model's
-    species must not be inherited."""
+    species must not be inherited, and unnamed classes inherit none."""
     import torch
 
     from emkit.nn import PercentileNormalisation, TrainedModel
@@ -184,9 +184,12 @@ def test_fine_tuning_keeps_the_class_output_only_for_the_same_classes() -> None:
     initial = TrainedModel(old, PercentileNormalisation(), 10.0,
                            ["background", "1ake", "3enl", "6flr"], "pick", {})
     before = old.state_dict()
-    same = _network_from(initial, ["1ake", "3enl", "6flr"], 8, 2).state_dict()
-    other = _network_from(initial, ["6flr_a", "3enl", "6zu5_se0"], 8, 2).state_dict()
-    fewer = _network_from(initial, ["a", "b"], 8, 2).state_dict()
+    same = _network_from(initial, ["1ake", "3enl", "6flr"], 3, 8, 2).state_dict()
+    other = _network_from(initial, ["6flr_a", "3enl", "6zu5_se0"], 3, 8, 2).state_dict()
+    assert "no class of the initial model" not in caplog.text
+    fewer = _network_from(initial, ["a", "b"], 2, 8, 2).state_dict()
+    assert "no class of the initial model (1ake, 3enl, 6flr)" in caplog.text
+    unnamed = _network_from(initial, None, 3, 8, 2).state_dict()
     for key, value in before.items():
         assert torch.equal(same[key], value), key
         if key.startswith("decoders.2.out."):
@@ -196,11 +199,24 @@ def test_fine_tuning_keeps_the_class_output_only_for_the_same_classes() -> None:
             assert not torch.equal(other[key][3], value[3]), key
             assert fewer[key].shape[0] == 3 and torch.equal(fewer[key][0], value[0]), key
             assert not torch.equal(fewer[key][1:], value[1:3]), key
+            assert torch.equal(unnamed[key][0], value[0]), key
+            assert not any(torch.equal(unnamed[key][i], value[i]) for i in (1, 2, 3)), key
         else:
-            assert torch.equal(other[key], value) and torch.equal(fewer[key], value), key
-    moved = _network_from(initial, ["6flr", "1ake"], 8, 2).state_dict()
+            for net in (other, fewer, unnamed):
+                assert torch.equal(net[key], value), key
+    moved = _network_from(initial, ["6flr", "1ake"], 2, 8, 2).state_dict()
     w = "decoders.2.out.weight"
     assert torch.equal(moved[w][1], before[w][3]) and torch.equal(moved[w][2], before[w][1])
+
+
+def test_class_names_are_one_distinct_name_per_class() -> None:
+    from emkit.pick import check_class_names
+
+    check_class_names(None, 3)
+    check_class_names(["a", "b"], 2)
+    for names, n in ((["a"], 2), (["a", "a"], 2), (["background", "a"], 2)):
+        with pytest.raises(InputError):
+            check_class_names(names, n)
 
 
 def test_model_of_another_voxel_size(tiny_sims: Path, tmp_path: Path, capsys,
@@ -251,18 +267,20 @@ def test_shipped_model_recipe_numbers_each_species_by_its_place_in_the_list() ->
     # the default recipe is the shipped model's (its config records its simulations)
     from emkit.nn import load_model
     from emkit.pick import shipped_model_folder
+    from emkit.pick._make_model import DEFAULT_TOMOGRAMS
 
     folder = shipped_model_folder()
-    if folder is not None:
-        recorded = load_model(folder, task="pick").extra["training_data"]["simulations"]
-        default = simulation_settings(len(recorded))
-        assert [{k: v for k, v in d.items() if k != "species"} for d in default] == recorded
-        assert all(d["species"] == list(SPECIES) for d in default)
+    assert folder is not None
+    recorded = load_model(folder, task="pick").extra["training_data"]["simulations"]
+    assert len(recorded) == DEFAULT_TOMOGRAMS
+    default = simulation_settings(DEFAULT_TOMOGRAMS)
+    assert [{k: d[k] for k in r} for d, r in zip(default, recorded)] == recorded
+    assert all(d["species"] == list(SPECIES) for d in default)
 
 
 def test_demo_renumbers_the_models_classes_by_species_name() -> None:
-    """The shipped model knows more species than the demo's simulation: its classes are
-    scored by name, and a species the simulation lacks is a wrong class with its radius."""
+    """A model's classes are scored by species name, whatever their order, and a species the
+    simulation lacks is a wrong class with its radius."""
     from types import SimpleNamespace
 
     from emkit.cli.pick import _classes_by_name

@@ -180,7 +180,7 @@ def _names(text: str) -> list[str]:
 
 
 template_names = OptionType("template_names", _names,
-                            "distinct comma-separated built-in template names",
+                            "distinct comma-separated names",
                             ["", ",", "a,,b", "a,a"])
 
 
@@ -232,7 +232,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--output", type=file_path, required=True, help="model folder")
     train.add_argument("--labels", type=file_path, nargs="+", metavar="MAP",
                        help="instance label maps, one per tomogram (instead of balls)")
-    train.add_argument("--class-names", type=template_names, help="name of each class")
+    train.add_argument("--class-names", type=template_names,
+                       help="name of each class (fine-tuning keeps the initial model's output "
+                            "for a class of the same name, e.g. 3enl)")
     train.add_argument("--from-scratch", action="store_true",
                        help="do not start from the shipped model")
     train.add_argument("--init", type=file_path, metavar="MODEL_DIR",
@@ -390,15 +392,11 @@ def run_train(args: argparse.Namespace) -> int:
     """``emkit pick train``."""
     from emkit.cli._options import check_device
     from emkit.io import make_output_folder
-    from emkit.pick import train_picker_from_files
+    from emkit.pick import check_class_names, train_picker_from_files
     from emkit.report.pick import plot_training_curves
 
     check_device(args.device)
-    if args.class_names and len(args.class_names) != len(args.radius_A):
-        from emkit.errors import InputError
-
-        raise InputError(f"--class-names gives {len(args.class_names)} names for "
-                         f"{len(args.radius_A)} classes (--radius-A); give one name per class")
+    check_class_names(args.class_names, len(args.radius_A))
     # each tomogram, its normalised copy and four targets
     for tomo in args.tomograms:
         _require_memory(tomo, 28 * len(args.tomograms), "training on tomograms",
@@ -544,8 +542,9 @@ def run_sim(args: argparse.Namespace) -> int:
 def _classes_by_name(classes: np.ndarray, model: Any, sim: Any
                      ) -> tuple[np.ndarray, dict[int, float]]:
     """The model's class numbers renumbered as the simulation's, matched by species name
-    (the shipped model knows more species than a simulation holds: those that the
-    simulation lacks get numbers after its own), and each number's radius in voxels."""
+    (a safeguard: a model's classes need not be the simulation's, nor in its order; a
+    species that the simulation lacks gets a number after its own), and each number's
+    radius in voxels."""
     names = list(sim.class_names)
     radii = {k + 1: r / sim.voxel_size_A for k, r in enumerate(sim.radii_A)}
     model_radii = model.extra.get("radii_A", [])

@@ -40,12 +40,19 @@ from emkit.pick._run import (
     shipped_model_folder,
     train_picker_from_files,
 )
-from emkit.pick._train import PickTraining, build_pick_network, pick_losses, train_picker
+from emkit.pick._train import (
+    PickTraining,
+    build_pick_network,
+    check_class_names,
+    pick_losses,
+    train_picker,
+)
 
 __all__ = [
     "PickTraining",
     "PostProcessing",
     "build_pick_network",
+    "check_class_names",
     "detect_particles",
     "detect_particles_chunked",
     "detect_particles_in_file",

@@ -23,6 +23,7 @@ import numpy as np
 
 SEED_BASE = 1000
 SPECIES = ("1ake", "3enl", "6flr")
+DEFAULT_TOMOGRAMS = 8
 
 
 def simulation_settings(n: int, species: tuple[str, ...] = SPECIES, per_tomogram: int = 3,
@@ -31,7 +32,7 @@ def simulation_settings(n: int, species: tuple[str, ...] = SPECIES, per_tomogram
     rng = np.random.default_rng(seed_base)
     out = []
     for i in range(n):
-        drawn = range(len(species))
+        drawn = list(range(len(species)))
         if per_tomogram < len(species):
             drawn = sorted(rng.choice(len(species), size=per_tomogram, replace=False))
         out.append({
@@ -70,7 +71,7 @@ def _simulate(settings: list[dict[str, Any]], species: tuple[str, ...]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--output", type=Path, required=True)
-    parser.add_argument("--tomograms", type=int, default=8)
+    parser.add_argument("--tomograms", type=int, default=DEFAULT_TOMOGRAMS)
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--width", type=int, default=8)
     parser.add_argument("--threads", type=int, default=1)
@@ -94,6 +95,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
     species = tuple(args.species.split(","))
+    if args.per_tomogram < 1:
+        parser.error("--per-tomogram must be >= 1")
     settings = simulation_settings(args.tomograms, species, args.per_tomogram, args.seed_base)
     tomograms, lists, radius_A = _simulate(settings, species)
     simulated = time.perf_counter() - start

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,6 +24,8 @@ from typing import Any
 import numpy as np
 
 from emkit.errors import InputError
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["PickTraining", "build_pick_network", "train_picker", "PICK_HEADS"]
 
@@ -73,12 +76,25 @@ def pick_losses(outputs: Sequence[Any], mask: Any, centre: Any, classes: Any
     return {"loss": loss, "dice": dice.detach(), "mse": mse.detach(), "ce": ce.detach()}
 
 
-def _network_from(initial: Any, class_names: list[str], width: int, depth: int) -> Any:
+def check_class_names(class_names: Sequence[str] | None, n_classes: int) -> None:
+    """Refuse class names that are not one distinct name per class (InputError)."""
+    if class_names is None:
+        return
+    names = list(class_names)
+    if len(names) != n_classes:
+        raise InputError(f"{len(names)} class names for {n_classes} classes (one per "
+                         "--radius-A); give one name per class")
+    if len(set(names)) != len(names) or "background" in names:
+        raise InputError(f"class names {', '.join(names)}: give distinct names, none of them "
+                         "'background'")
+
+
+def _network_from(initial: Any, class_names: Sequence[str] | None, n_classes: int, width: int,
+                  depth: int) -> Any:
     """A fresh network, or the initial model's weights. The class decoder's layers carry
     over too; of its output layer (one channel per class) the background channel and the
-    channel of every class whose name the initial model also has: another channel would
-    mean another species."""
-    n_classes = len(class_names)
+    channel of every class whose name the initial model also has (only when names are
+    given): another channel would mean another species."""
     net = build_pick_network(n_classes, width=width, depth=depth)
     if initial is None:
         return net
@@ -86,13 +102,25 @@ def _network_from(initial: Any, class_names: list[str], width: int, depth: int) 
     net = build_pick_network(n_classes, width=old.width, depth=old.depth)
     state = {k: v for k, v in old.state_dict().items() if not k.startswith(_CLASS_OUTPUT)}
     net.load_state_dict(state, strict=False)
-    old_index = {name: i for i, name in enumerate(initial.class_names)}
-    new_state, old_state = net.state_dict(), old.state_dict()
-    for i, name in enumerate(["background", *class_names]):
-        if name in old_index and (i == 0) == (old_index[name] == 0):
-            for key in (_CLASS_OUTPUT + "weight", _CLASS_OUTPUT + "bias"):
-                new_state[key][i] = old_state[key][old_index[name]]
-    net.load_state_dict(new_state)
+    old_names = list(initial.class_names)[1:]
+    if len(old_names) + 1 != old.out_channels[2]:
+        logger.warning("the initial model names %d classes for %d class channels: only its "
+                       "background channel carries over", len(old_names),
+                       old.out_channels[2] - 1)
+        old_names = []
+    pairs = [(0, 0)] + [(i + 1, old_names.index(name) + 1)
+                        for i, name in enumerate(class_names or []) if name in old_names]
+    if old_names and len(pairs) == 1:
+        logger.warning("no class of the initial model (%s) among the classes to train: their "
+                       "outputs start fresh (give --class-names to keep a species' channel)",
+                       ", ".join(old_names))
+    import torch
+
+    with torch.no_grad():
+        new_state, old_state = net.state_dict(), old.state_dict()
+        for key in (_CLASS_OUTPUT + "weight", _CLASS_OUTPUT + "bias"):
+            for new_i, old_i in pairs:
+                new_state[key][new_i] = old_state[key][old_i].to(new_state[key].device)
     return net
 
 
@@ -201,6 +229,7 @@ def train_picker(
     all_classes = np.concatenate([np.asarray(c, np.int64) for _, c in particles])
     table = radii_for_classes(all_classes, radius_A)
     n_classes = max(len(radius_A), int(all_classes.max(initial=1)))
+    check_class_names(class_names, n_classes)
     if patch_size % 2**depth:
         raise InputError(f"patch size {patch_size} must be a multiple of {2**depth}")
     rng = seed_everything(seed)
@@ -214,11 +243,7 @@ def train_picker(
     sampler = PatchSampler(data, patch_size, rng)
     val = sampler.validation_set(max(8, 2 * batch_size))
     dev = choose_device(device)
-    names = list(class_names) if class_names else [f"class{k}" for k in range(1, n_classes + 1)]
-    if len(names) != n_classes:
-        raise InputError(f"{len(names)} class names for {n_classes} classes; give one name per "
-                         "class")
-    net = _network_from(initial_model, names, width, depth).to(dev)
+    net = _network_from(initial_model, class_names, n_classes, width, depth).to(dev)
     optimizer = torch.optim.AdamW(net.parameters(), lr=learning_rate, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=n_steps,
                                                           eta_min=learning_rate * 0.05)
@@ -240,6 +265,7 @@ def train_picker(
                   validate_every=validate_every, patience=patience, rng=rng,
                   checkpoint=checkpoint, resume=resume, fingerprint=_fingerprint(data, settings),
                   log_csv=log_csv, progress=progress)
+    names = list(class_names) if class_names else [f"class{k}" for k in range(1, n_classes + 1)]
     model = TrainedModel(
         network=net.cpu().eval(), normalisation=norm, voxel_size_A=float(voxel_size_A),
         class_names=["background", *names], task="pick",

@@ -39,7 +39,10 @@ TEMPLATES = (
 )
 
 
-def _model(path: Path, chain: str | None):
+TEMPLATE_DIR = Path(__file__).resolve().parents[1] / "data" / "templates"
+
+
+def _structure_of(path: Path, chain: str | None):
     """The structure of ``path``, only ``chain`` of its first model when one is named."""
     structure = read_structure(path)
     if chain is None:
@@ -55,15 +58,13 @@ def _model(path: Path, chain: str | None):
             model.remove_chain(name)
     return structure
 
-TEMPLATE_DIR = Path(__file__).resolve().parents[1] / "data" / "templates"
-
 
 def make_templates(structures_dir: Path, out_dir: Path = TEMPLATE_DIR) -> list[dict]:
     """Compute every template from ``structures_dir`` and write it to ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     records = []
     for name, filename, chain, box, description in TEMPLATES:
-        model = _model(structures_dir / filename, chain)
+        model = _structure_of(structures_dir / filename, chain)
         atoms = structure_atoms(model)
         vol = structure_to_density(model, VOXEL_SIZE_A, box_size=box, resolution_A=RESOLUTION_A)
         with atomic_output(out_dir / f"{name}.npz") as tmp:

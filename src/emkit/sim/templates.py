@@ -77,7 +77,7 @@ def density_template(name: str, *, voxel_size_A: float | None = None) -> Volume:
     ----------
     name : str
         One of the names in :func:`list_density_templates` (``"1ake"``, ``"3enl"``,
-        ``"6flr"``, ``"3o21"``); case-insensitive.
+        ``"6flr"``, ``"3o21"``, ``"6flr_a"``, ``"6zu5_se0"``); case-insensitive.
     voxel_size_A : float, optional
         Resample to this voxel size in Å (linear interpolation, low-passed first when
         coarsening); the box shrinks or grows to keep the same physical extent. Default: the
