@@ -45,6 +45,8 @@ TRAIN_SEEDS = (1, 2)
 # template matching's time is linear in the rotations: time a few, scale to --rotations
 MATCH_TIMED_ROTATIONS = 12
 TEST_SEED = 3
+# rotations of the class-information check (template matching at the true centres)
+ORACLE_ROTATIONS = 300
 
 
 SPECIES = "3enl,6flr_a,6zu5_se0"
@@ -63,11 +65,11 @@ def _accuracy_at_true_centres(class_probability: np.ndarray, test: Any) -> float
     right = []
     grid = np.indices(class_probability.shape[1:], dtype=np.float32)
     for centre, cls in zip(test.centres_zyx, test.class_ids):
-        r = 0.5 * test.radii_A[cls - 1] / test.voxel_size_A
-        lo = np.maximum(np.floor(centre - r).astype(int), 0)
-        hi = np.ceil(centre + r).astype(int) + 1
+        radius_px = 0.5 * test.radii_A[cls - 1] / test.voxel_size_A
+        lo = np.maximum(np.floor(centre - radius_px).astype(int), 0)
+        hi = np.ceil(centre + radius_px).astype(int) + 1
         box = tuple(slice(a, b) for a, b in zip(lo, hi))
-        ball = sum((grid[a][box] - centre[a]) ** 2 for a in range(3)) <= r * r
+        ball = sum((grid[a][box] - centre[a]) ** 2 for a in range(3)) <= radius_px**2
         means = [float(class_probability[k][box][ball].mean())
                  for k in range(1, class_probability.shape[0])]
         right.append(int(np.argmax(means)) + 1 == cls)
@@ -180,17 +182,17 @@ def _oracle_confusion(match: Any, test: Any) -> np.ndarray:
 
 def bench_information(args: argparse.Namespace) -> None:
     """How much class information the test tomogram holds, against the noise: template
-    matching with the true templates at the true centres, 300 rotations, by SNR."""
+    matching with the true templates at the true centres, by SNR."""
     from emkit.pick import load_templates, match_templates
 
     print(f"\n== classes told apart at the TRUE centres by template matching (true templates, "
-          f"300 rotations), test seed {TEST_SEED}, species {args.species}")
+          f"{ORACLE_ROTATIONS} rotations), test seed {TEST_SEED}, species {args.species}")
     rows = []
     for snr in (None, 1.0, 0.1, 0.03, 0.01):
         test = _simulate(TEST_SEED, snr, args.species)
         templates, _ = load_templates(test.class_names, test.voxel_size_A)
         confusion = _oracle_confusion(match_templates(test.tomogram, templates,
-                                                      n_rotations=300), test)
+                                                      n_rotations=ORACLE_ROTATIONS), test)
         right = np.diag(confusion) / np.maximum(confusion.sum(axis=1), 1)
         rows.append(["none" if snr is None else snr,
                      round(float(np.trace(confusion) / confusion.sum()), 3),
