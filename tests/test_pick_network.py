@@ -283,12 +283,12 @@ def test_demo_renumbers_the_models_classes_by_species_name() -> None:
     simulation lacks is a wrong class with its radius."""
     from types import SimpleNamespace
 
-    from emkit.cli.pick import _classes_by_name
+    from emkit.pick import classes_by_name
 
     model = SimpleNamespace(class_names=["background", "1ake", "3enl", "6flr", "3o21"],
                             extra={"radii_A": [40.0, 49.0, 62.0, 84.0]})
     sim = SimpleNamespace(class_names=["3enl", "1ake"], radii_A=[49.0, 40.0],
                           voxel_size_A=10.0)
-    classes, radii = _classes_by_name(np.array([1, 2, 3, 4, 2]), model, sim)
+    classes, radii = classes_by_name(np.array([1, 2, 3, 4, 2]), model, sim)
     np.testing.assert_array_equal(classes, [2, 1, 3, 4, 1])
     assert radii == {1: 4.9, 2: 4.0, 3: 6.2, 4: 8.4}

@@ -539,31 +539,13 @@ def run_sim(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- demo
 
 
-def _classes_by_name(classes: np.ndarray, model: Any, sim: Any
-                     ) -> tuple[np.ndarray, dict[int, float]]:
-    """The model's class numbers renumbered as the simulation's, matched by species name
-    (a safeguard: a model's classes need not be the simulation's, nor in its order; a
-    species that the simulation lacks gets a number after its own), and each number's
-    radius in voxels."""
-    names = list(sim.class_names)
-    radii = {k + 1: r / sim.voxel_size_A for k, r in enumerate(sim.radii_A)}
-    model_radii = model.extra.get("radii_A", [])
-    renumber = np.zeros(len(model.class_names), np.int64)
-    for k, name in enumerate(model.class_names[1:], start=1):
-        if name not in names:
-            names.append(name)
-            radius_A = model_radii[k - 1] if k - 1 < len(model_radii) else min(sim.radii_A)
-            radii[len(names)] = radius_A / sim.voxel_size_A
-        renumber[k] = names.index(name) + 1
-    return renumber[np.asarray(classes, np.int64)], radii
-
-
 def run_demo(out_dir: Path, *, seed: int, progress: bool) -> dict[str, Any]:
     """Simulate a crowded tomogram, pick with the shipped model and with template matching,
     score both against the truth; figures and lists."""
     from emkit.io import make_output_folder, write_text_atomic
     from emkit.pick import (
         PostProcessing,
+        classes_by_name,
         detect_particles,
         evaluate_picks,
         find_peaks,
@@ -594,7 +576,7 @@ def run_demo(out_dir: Path, *, seed: int, progress: bool) -> dict[str, Any]:
         picks = found["particles"]
         write_particle_lists(out_dir, "network", picks, voxel_size_A=sim.voxel_size_A,
                              shape_zyx=sim.tomogram.shape, instance_labels=found["instances"])
-        classes, radii = _classes_by_name(picks.classes, model, sim)
+        classes, radii = classes_by_name(picks.classes, model, sim)
         rows["emkit pick"] = evaluate_picks(picks.zyx, classes, sim.centres_zyx,
                                             sim.class_ids, radii).rows
         plot_picks(out_dir / "network_picks.png", sim.tomogram, picks.zyx,

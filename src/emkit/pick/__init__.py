@@ -15,7 +15,13 @@
 
 from emkit.pick._chunked import detect_particles_chunked
 from emkit.pick._detect import PostProcessing, detect_particles, postprocess, predict_pick_maps
-from emkit.pick._evaluate import PickScores, evaluate_picks, f_beta, match_points
+from emkit.pick._evaluate import (
+    PickScores,
+    classes_by_name,
+    evaluate_picks,
+    f_beta,
+    match_points,
+)
 from emkit.pick._files import (
     PickResult,
     evaluate_particle_files,
@@ -52,6 +58,7 @@ __all__ = [
     "PickTraining",
     "PostProcessing",
     "build_pick_network",
+    "classes_by_name",
     "check_class_names",
     "detect_particles",
     "detect_particles_chunked",

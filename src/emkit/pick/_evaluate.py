@@ -12,13 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from emkit.errors import InputError
 from emkit.pick._labels import radii_for_classes
 
-__all__ = ["PickScores", "evaluate_picks", "match_points", "f_beta"]
+__all__ = ["PickScores", "classes_by_name", "evaluate_picks", "match_points", "f_beta"]
 
 _BIG = 1e6
 
@@ -187,3 +188,22 @@ def evaluate_picks(
         dists.extend(dc)
     rows.append(_row("all", len(true), len(pred), total_tp, dists))
     return PickScores(rows)
+
+
+def classes_by_name(classes: np.ndarray, model: Any, sim: Any
+                     ) -> tuple[np.ndarray, dict[int, float]]:
+    """A model's class numbers renumbered as a simulation's, matched by species name (a
+    model's classes need not be the simulation's, nor in its order; a species that the
+    simulation lacks gets a number after its own), and each number's radius in voxels, so
+    :func:`evaluate_picks` can score the picks against the simulation's truth."""
+    names = list(sim.class_names)
+    radii = {k + 1: r / sim.voxel_size_A for k, r in enumerate(sim.radii_A)}
+    model_radii = model.extra.get("radii_A", [])
+    renumber = np.zeros(len(model.class_names), np.int64)
+    for k, name in enumerate(model.class_names[1:], start=1):
+        if name not in names:
+            names.append(name)
+            radius_A = model_radii[k - 1] if k - 1 < len(model_radii) else min(sim.radii_A)
+            radii[len(names)] = radius_A / sim.voxel_size_A
+        renumber[k] = names.index(name) + 1
+    return renumber[np.asarray(classes, np.int64)], radii

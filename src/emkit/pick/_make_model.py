@@ -24,6 +24,7 @@ import numpy as np
 SEED_BASE = 1000
 SPECIES = ("1ake", "3enl", "6flr")
 DEFAULT_TOMOGRAMS = 8
+VOXEL_SIZE_A = 10.0
 
 
 def simulation_settings(n: int, species: tuple[str, ...] = SPECIES, per_tomogram: int = 3,
@@ -54,7 +55,8 @@ def _simulate(settings: list[dict[str, Any]], species: tuple[str, ...]
 
     tomograms, lists, radius = [], [], dict.fromkeys(species, 0.0)
     for s in settings:
-        sim = simulate_tomogram((64, 160, 160), seed=s["seed"], snr=s["snr"],
+        sim = simulate_tomogram((64, 160, 160), voxel_size_A=VOXEL_SIZE_A, seed=s["seed"],
+                                snr=s["snr"],
                                 templates=s["species"], tilt_range_deg=(-s["tilt"], s["tilt"]),
                                 volume_fraction=s["volume_fraction"], membrane=s["membrane"],
                                 n_gold=s["n_gold"])
@@ -105,8 +107,8 @@ def main() -> None:
     initial = load_model(args.init, task="pick") if args.init else None
     earlier = dict(initial.extra.get("training_data", {})) if initial is not None else None
     training = train_picker(
-        tomograms, lists, radius_A=radius_A, voxel_size_A=10.0, class_names=list(species),
-        width=args.width, n_steps=args.steps, initial_model=initial,
+        tomograms, lists, radius_A=radius_A, voxel_size_A=VOXEL_SIZE_A,
+        class_names=list(species), width=args.width, n_steps=args.steps, initial_model=initial,
         learning_rate=args.learning_rate, validate_every=100, patience=8, seed=args.seed_base,
         checkpoint=args.output / "training.ckpt.safetensors", resume=args.resume,
         log_csv=args.output / "training_log.csv", progress=True)

@@ -154,6 +154,32 @@ def _fingerprint(data: Sequence[Any], settings: dict[str, Any]) -> str:
     return h.hexdigest()[:16]
 
 
+def _check_training_inputs(
+    tomograms: Sequence[np.ndarray], particles: Sequence[tuple[np.ndarray, np.ndarray]],
+    radius_A: Sequence[float], class_names: Sequence[str] | None, patch_size: int, depth: int,
+) -> tuple[dict[int, float], int]:
+    """The radius of each class (Å) and the number of classes; InputError before any work
+    when the lists, radii, names or patch size do not fit together."""
+    from emkit.pick._labels import radii_for_classes
+
+    if len(tomograms) != len(particles) or not tomograms:
+        raise InputError(f"{len(tomograms)} tomograms and {len(particles)} particle lists; "
+                         "give one list per tomogram")
+    all_classes = np.concatenate([np.asarray(c, np.int64) for _, c in particles])
+    table = radii_for_classes(all_classes, radius_A)
+    n_classes = max(len(radius_A), int(all_classes.max(initial=1)))
+    check_class_names(class_names, n_classes)
+    if patch_size % 2**depth:
+        raise InputError(f"patch size {patch_size} must be a multiple of {2**depth}")
+    return table, n_classes
+
+
+def _best_validation(history: Any) -> dict[str, float]:
+    """The validation losses at the step whose weights were kept."""
+    rows = [r for r in history.rows if r["step"] == history.best_step]
+    return {k: v for k, v in rows[-1].items() if k.startswith("val_")} if rows else {}
+
+
 def train_picker(
     tomograms: Sequence[np.ndarray],
     particles: Sequence[tuple[np.ndarray, np.ndarray]],
@@ -221,17 +247,9 @@ def train_picker(
         seed_everything,
     )
     from emkit.pick._data import PatchSampler, make_targets
-    from emkit.pick._labels import radii_for_classes
 
-    if len(tomograms) != len(particles) or not tomograms:
-        raise InputError(f"{len(tomograms)} tomograms and {len(particles)} particle lists; "
-                         "give one list per tomogram")
-    all_classes = np.concatenate([np.asarray(c, np.int64) for _, c in particles])
-    table = radii_for_classes(all_classes, radius_A)
-    n_classes = max(len(radius_A), int(all_classes.max(initial=1)))
-    check_class_names(class_names, n_classes)
-    if patch_size % 2**depth:
-        raise InputError(f"patch size {patch_size} must be a multiple of {2**depth}")
+    table, n_classes = _check_training_inputs(tomograms, particles, radius_A, class_names,
+                                              patch_size, depth)
     rng = seed_everything(seed)
     norm = PercentileNormalisation()
     radius_px = {k: r / voxel_size_A for k, r in table.items()}
@@ -274,6 +292,4 @@ def train_picker(
                "label_radius_fraction": label_radius_fraction,
                "patch_size": patch_size, "trained_steps": history.steps_run,
                "fine_tuned": initial_model is not None})
-    best_rows = [r for r in history.rows if r["step"] == history.best_step]
-    best = {k: v for k, v in best_rows[-1].items() if k.startswith("val_")} if best_rows else {}
-    return PickTraining(model=model, history=history, validation=best)
+    return PickTraining(model=model, history=history, validation=_best_validation(history))
