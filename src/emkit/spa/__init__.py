@@ -9,7 +9,8 @@ does after it:
    :func:`load_distance_model` / :func:`train_distance_model` are its Siamese network;
 2. :func:`recover_orientations` fits one unit quaternion per image to them (or, with no
    distances, :func:`spectral_orientations` reads them off the eigenvectors of the images'
-   common-view graph, :func:`common_view_graph`);
+   common-view graph, :func:`common_view_graph`, its edges weighted in noise by
+   :func:`path_consistency`);
 3. :func:`resolve_frame` fixes the image-side rotation that distances cannot see;
 4. :func:`refine_orientations` reconstructs and re-assigns every image by projection
    matching, coarse to fine;
@@ -39,7 +40,12 @@ from emkit.spa._score import (
     score_orientations,
 )
 from emkit.spa._siamese import learned_distance_fn, load_distance_model, train_distance_model
-from emkit.spa._spectral import CommonViewGraph, common_view_graph, spectral_orientations
+from emkit.spa._spectral import (
+    CommonViewGraph,
+    common_view_graph,
+    path_consistency,
+    spectral_orientations,
+)
 
 __all__ = [
     "CommonViewGraph",
@@ -56,6 +62,7 @@ __all__ = [
     "fourier_crop",
     "learned_distance_fn",
     "load_distance_model",
+    "path_consistency",
     "reconstruct_half_maps",
     "reconstruct_map",
     "recover_orientations",
