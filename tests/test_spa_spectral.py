@@ -31,13 +31,21 @@ def particles() -> object:
     return simulate_particles(volume, 1000, pixel_size_A=PIXEL_A, seed=5, max_shift_px=0.0)
 
 
-def _measured_vs_true_angles(graph: object, rotations: np.ndarray) -> np.ndarray:
-    n, k = graph.neighbours.shape  # type: ignore[attr-defined]
+def _relative(graph: CommonViewGraph, rotations: np.ndarray) -> np.ndarray:
+    """``R_j R_i^T`` for every edge ``(i, j)`` of the graph, ``(n k, 3, 3)``."""
+    n, k = graph.neighbours.shape
     rows = np.repeat(np.arange(n), k)
-    cols = graph.neighbours.reshape(-1)  # type: ignore[attr-defined]
-    relative = np.einsum("nab,ncb->nac", rotations[cols], rotations[rows])  # R_j R_i^T
-    true = -np.arctan2(relative[:, 1, 0], relative[:, 0, 0])
-    measured = graph.angles_rad.reshape(-1)  # type: ignore[attr-defined]
+    return np.einsum("nab,ncb->nac", rotations[graph.neighbours.reshape(-1)], rotations[rows])
+
+
+def _true_angles(relative: np.ndarray) -> np.ndarray:
+    """The in-plane angle (radians) that turns the partner onto the image for near views."""
+    return -np.arctan2(relative[:, 1, 0], relative[:, 0, 0])
+
+
+def _measured_vs_true_angles(graph: CommonViewGraph, rotations: np.ndarray) -> np.ndarray:
+    true = _true_angles(_relative(graph, rotations))
+    measured = graph.angles_rad.reshape(-1)
     return np.rad2deg(np.abs(np.angle(np.exp(1j * (measured - true)))))
 
 
@@ -78,20 +86,18 @@ def test_spectral_start_warns_when_its_eigenvalues_do_not_stand_out(
     assert "barely stand out" not in caplog.text
     with caplog.at_level("WARNING", logger="emkit.spa._spectral"):
         spectral_orientations(noisy.images, smoothing_px=2.0, restarts=1)
-    assert "barely stand out" in caplog.text  # measured gap ratios: 1.81 above, 1.14 here
+    # measured gap ratios: 1.81 above; here 1.14 for the plain graph, and the weighted one
+    # does not reach 1.5 either
+    assert "barely stand out" in caplog.text
 
 
 def _edge_errors_deg(graph: CommonViewGraph, rotations: np.ndarray) -> np.ndarray:
     """How far each edge's orientations are apart once its in-plane angle is applied."""
     from emkit.geometry import axis_angle_to_matrix
 
-    n, k = graph.neighbours.shape
-    rows = np.repeat(np.arange(n), k)
-    relative = np.einsum("nab,ncb->nac", rotations[graph.neighbours.reshape(-1)],
-                         rotations[rows])  # R_j R_i^T
     turn = axis_angle_to_matrix(np.array([0.0, 0.0, 1.0]),
                                 np.rad2deg(graph.angles_rad.reshape(-1)))
-    left = np.einsum("nab,nbc->nac", turn, relative)
+    left = np.einsum("nab,nbc->nac", turn, _relative(graph, rotations))
     cosine = (np.trace(left, axis1=1, axis2=2) - 1) / 2
     return np.rad2deg(np.arccos(np.clip(cosine, -1, 1)))
 
@@ -105,11 +111,12 @@ def test_path_consistency_finds_edges_that_pair_unrelated_views() -> None:
     rotations = _random_orientations(1500, rng, (0.0, 180.0))
     views = rotations[:, 2, :]
     neighbours = np.argsort(-(views @ views.T), axis=1)[:, 1:11]
-    rows = np.repeat(np.arange(1500), 10)
-    relative = np.einsum("nab,ncb->nac", rotations[neighbours.reshape(-1)], rotations[rows])
-    angles = np.mod(-np.arctan2(relative[:, 1, 0], relative[:, 0, 0]), 2 * np.pi)
+    exact = CommonViewGraph(neighbours=neighbours, angles_rad=np.zeros((1500, 10)),
+                            correlation=np.ones((1500, 10)))
+    angles = np.mod(_true_angles(_relative(exact, rotations)), 2 * np.pi)
     wrong = rng.uniform(size=angles.size) < 0.05
     partners = neighbours.reshape(-1).copy()
+    rows = np.repeat(np.arange(1500), 10)
     partners[wrong] = (rows[wrong] + rng.integers(1, 1500, wrong.sum())) % 1500
     angles[wrong] = rng.uniform(0, 2 * np.pi, wrong.sum())
     graph = CommonViewGraph(neighbours=partners.reshape(1500, 10),
@@ -127,6 +134,7 @@ def test_path_consistency_finds_edges_that_pair_unrelated_views() -> None:
         path_consistency(graph, 0)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not MAP_5J0N.is_file(), reason="../shared/data (the 5j0n map) is absent")
 def test_weighted_spectral_start_survives_noise_that_breaks_the_plain_one() -> None:
     from emkit.io import read_volume
@@ -146,8 +154,6 @@ def test_weighted_spectral_start_survives_noise_that_breaks_the_plain_one() -> N
     # eigensolver, before it was fixed) and 17.1 deg mean
     assert score_distance_fit(plain.quaternions, sim.rotations).mean_deg > 45
     assert score_distance_fit(weighted.quaternions, sim.rotations).mean_deg < 35
-    with pytest.raises(InputError, match="weighting"):
-        spectral_orientations(sim.images, weighting="paths2")
 
 
 def test_graph_angle_turns_the_partner_onto_the_image(particles: object) -> None:
@@ -167,6 +173,8 @@ def test_graph_angle_turns_the_partner_onto_the_image(particles: object) -> None
 def test_spectral_start_refuses_what_it_cannot_use(particles: object) -> None:
     with pytest.raises(InputError, match="at least 20 images"):
         spectral_orientations(particles.images[:10])  # type: ignore[attr-defined]
+    with pytest.raises(InputError, match="weighting must be 'auto', 'none' or 'paths'"):
+        spectral_orientations(particles.images, weighting="paths2")  # type: ignore[attr-defined]
     with pytest.raises(ShapeError, match="square"):
         spectral_orientations(np.zeros((30, 16, 20), dtype=np.float32))
     with pytest.raises(InputError, match="n_neighbours"):
@@ -210,5 +218,6 @@ def test_cli_orient_with_the_spectral_start(tmp_path: Path, capsys: pytest.Captu
 
     score = score_orientations(euler_zyz_to_matrix(star["euler_deg"]),
                                euler_zyz_to_matrix(truth["euler_deg"]))
-    # measured: median 5.7 deg, mean 8.9 after 2 rounds (a random start: about 90 deg)
+    # measured: median 5.4 deg, mean 8.0 after 2 rounds from 12-deg steps (a random start:
+    # about 90 deg)
     assert score.median_deg < 10.0

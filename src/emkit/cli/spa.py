@@ -43,10 +43,11 @@ rounds of projection matching against the map they make refine angles and shifts
 refinement). With --distances exact the true angles of a simulated STAR are used as the
 distances (a check of everything after them). --distances spectral uses no distances:
 each image's best rotationally correlated partners and their in-plane angles make a graph
-whose eigenvectors give the orientations (needs thousands of images of low noise; see
-docs/spa.md for where each start works). Writes OUT.star (RELION 3.1: rlnAngleRot,
-rlnAngleTilt, rlnAnglePsi, rlnOriginXAngst, rlnOriginYAngst, optics) and, when PARTICLES
-holds angles, OUT_errors.png (errors against them after a global rotation).
+whose eigenvectors give the orientations, its edges weighted in noise by how well the
+paths around them agree (needs thousands of images and no symmetry; see docs/spa.md for
+where each start works). Writes OUT.star (RELION 3.1: rlnAngleRot, rlnAngleTilt,
+rlnAnglePsi, rlnOriginXAngst, rlnOriginYAngst, optics) and, when PARTICLES holds angles,
+OUT_errors.png (errors against them after a global rotation).
 
 Examples
 --------

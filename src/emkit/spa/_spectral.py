@@ -50,10 +50,13 @@ _MAX_DENSE_IMAGES = 4000
 # (1 - l4) / (1 - l3) of the normalised graph (l3, l4 its 3rd and 4th eigenvalues), measured:
 # 2.8 (5,000 noise-free 5j0n, 7 deg), 1.81 / 1.56 (1,000 noise-free 1ake / 3enl, 10 / 14 deg)
 # where the start works; 1.37 (the C2 dimer 6flr) and 1.08-1.14 (SNR 1/8) where it fails.
+# With path-consistency weights at SNR 1/8: 1.38 on 1,500 5j0n particles, a start 25 deg off.
 _MIN_EIGEN_GAP = 1.5
 # Edges are weighted by their path consistency to this power (measured on 2,000 5j0n
 # particles at SNR 1/8: the wrong edges' share of the weight fell from 4.1 % to 0.6 %).
 _CONSISTENCY_POWER = 2.0
+# Edges whose path consistency is computed at once (rows of H^t, about 400 entries each).
+_EDGES_PER_BLOCK = 20_000
 
 
 @dataclass
@@ -195,25 +198,54 @@ def _graph_matrix(graph: CommonViewGraph, weights: np.ndarray | None = None
 
 
 def path_consistency(graph: CommonViewGraph, path_steps: int = 2) -> np.ndarray:
-    """How well each edge of the graph agrees with the paths around it, ``(n, k)``, median 1.
+    """How well each edge of the graph agrees with the paths around it.
 
-    ``|(H^(2 t))_ij|`` for the degree-normalised ``H`` of the graph and ``t = path_steps``
-    (the affinity of vector diffusion maps, Singer and Wu 2012): the in-plane angles summed
-    along every path of ``2 t`` edges from image ``i`` to ``j`` add up coherently when the
-    views around both images fit together, and cancel when the edge pairs two unrelated
-    views that happened to correlate (in noise, a few per cent of the best correlations).
-    Scaled by its median over the edges.
+    ``|(H^(2 t))_ij|`` for the degree-normalised Hermitian matrix ``H`` of the graph and
+    ``t = path_steps``, scaled by its median over the edges (its square is the affinity of
+    vector diffusion maps, Singer and Wu 2012). It is large when many paths of ``2 t``
+    edges join images ``i`` and ``j`` and the in-plane angles summed along them agree; an
+    edge that pairs two unrelated views that happened to correlate (in noise, a few per
+    cent of the best correlations) has few such paths, and those disagree.
+
+    Parameters
+    ----------
+    graph : CommonViewGraph
+        From :func:`common_view_graph`.
+    path_steps : int
+        ``t``: paths of ``2 t`` edges (``H^(2 t)_ij = sum_x H^t_ix conj(H^t_jx)``).
+
+    Returns
+    -------
+    ndarray, shape (n, k)
+        One value per edge ``(image, partner)``, median 1.
+
+    Raises
+    ------
+    InputError
+        ``path_steps`` not an integer >= 1; a graph in pieces; no edge with a path.
     """
     if isinstance(path_steps, bool) or int(path_steps) != path_steps or path_steps < 1:
         raise InputError(f"path_steps must be an integer >= 1, got {path_steps!r}")
     matrix, _ = _graph_matrix(graph)
-    power = matrix
-    for _ in range(2 * int(path_steps) - 1):
-        power = (power @ matrix).tocsr()
+    half = matrix
+    for _ in range(int(path_steps) - 1):
+        half = (half @ matrix).tocsr()
+    half = half.tocsr()
     n, k = graph.neighbours.shape
-    affinity = np.abs(np.asarray(power[np.repeat(np.arange(n), k),
-                                       graph.neighbours.reshape(-1)]).reshape(n, k))
-    return affinity / max(float(np.median(affinity)), 1e-300)
+    rows = np.repeat(np.arange(n), k)
+    cols = graph.neighbours.reshape(-1)
+    affinity = np.empty(n * k)
+    # edge by edge, the product of two rows of H^t: H^(2 t) itself fills in to every
+    # image 2 t edges away and would not fit in memory for large stacks
+    for a in range(0, n * k, _EDGES_PER_BLOCK):
+        b = min(a + _EDGES_PER_BLOCK, n * k)
+        products = half[rows[a:b]].multiply(half[cols[a:b]].conj())
+        affinity[a:b] = np.abs(np.asarray(products.sum(axis=1)).reshape(-1))
+    median = float(np.median(affinity))
+    if not median > 0:
+        raise InputError("the common-view graph has too few paths between partners to "
+                         "weight its edges: give more particles or a larger n_neighbours")
+    return (affinity / median).reshape(n, k)
 
 
 def _top_eigenvectors(matrix: Any, n: int) -> tuple[np.ndarray, float]:
@@ -302,7 +334,7 @@ def _graph_eigenvectors(graph: CommonViewGraph, weighting: str
     logger.info("spectral start: edges weighted %s, eigenvalue gap ratio %.2f", used, gap)
     if gap < _MIN_EIGEN_GAP:
         logger.warning("spectral start: the graph's top three eigenvalues barely stand out "
-                       "(gap ratio %.2f < %.1f); the orientations are likely wrong (noisy "
+                       "(gap ratio %.2f < %.1f); the orientations may be far off (noisy "
                        "images or a symmetric particle): check the map, or use another start",
                        gap, _MIN_EIGEN_GAP)
     return v, degree
@@ -331,9 +363,9 @@ def spectral_orientations(
         so that pairs of unrelated views that correlated by chance (noise) count little;
         ``"none"``: every edge counts the same; ``"auto"`` (default): unweighted, and
         weighted as well when the unweighted graph's top eigenvalues barely stand out,
-        keeping the one whose stand out more (in noise the weighted one: 90 -> 17 deg on
-        2,000 5j0n particles at SNR 1/8; noise-free the unweighted one, which the weights
-        would make about 1 deg worse).
+        keeping the one whose eigenvalues stand out more (in noise the weighted one: 90 ->
+        18 deg on 2,000 5j0n particles at SNR 1/8; noise-free the unweighted one, which the
+        weights would make about 1 deg worse).
 
     Returns
     -------
@@ -347,7 +379,8 @@ def spectral_orientations(
     ------
     ShapeError, InputError
         Not a stack of square images; images with NaN/Inf or blank; fewer than 20 images;
-        a graph that falls apart or whose eigenvectors are degenerate.
+        an unknown ``weighting``; a graph that falls apart or whose eigenvectors are
+        degenerate.
     """
     from emkit.geometry import matrix_to_quaternion
     from emkit.spa._recover import RecoveredOrientations
