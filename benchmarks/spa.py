@@ -17,7 +17,8 @@ Measured (fixed seeds, one torch thread unless --threads):
 5. the same exact-distance path on other structures (../shared/data/structures);
 6. ASPIRE common lines (optional peer, ``pip install aspire``; the reason is printed when
    it does not import) on the same stack of 500 particles of 5j0n, 64^2, SNR 1/8, beside
-   emkit (learned distances when the shipped model loads; exact ones as a reference).
+   emkit (learned distances when the shipped model loads; the spectral start; exact ones as
+   a reference).
 
 Usage::
 
@@ -181,6 +182,16 @@ def bench_structures(n: int, refine: int) -> dict:
     return out
 
 
+def _spectral_row(stack: Any, truth: np.ndarray, refine: int) -> dict:
+    """The spectral start (no distances) and refinement on a stack, or why it stopped."""
+    from emkit.errors import InputError
+
+    try:
+        return _path(stack, truth, None, refine, 0)
+    except InputError as error:  # e.g. a graph in pieces: too few images for their views
+        return {"failed": str(error)}
+
+
 def _aspire_rotations(images: np.ndarray, pixel_A: float) -> tuple[np.ndarray, float]:
     """ASPIRE's common-lines estimate (CLSyncVoting) as RELION matrices, and its seconds.
 
@@ -244,6 +255,7 @@ def _bench_aspire(n: int, refine: int) -> dict:
         out["emkit_learned"] = _path(stack, sim.rotations, distance_fn, refine, 0)
     except Exception as error:  # no shipped model yet
         out["emkit_learned"] = {"skipped": f"{type(error).__name__}: {error}"}
+    out["emkit_spectral"] = _spectral_row(stack, sim.rotations, refine)
     out["emkit_exact_distances_reference"] = _path(stack, sim.rotations,
                                                    exact_distance_fn(sim.rotations), refine, 0)
     print("aspire-vs-emkit", json.dumps(out), flush=True)
