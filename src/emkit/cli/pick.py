@@ -542,59 +542,15 @@ def run_sim(args: argparse.Namespace) -> int:
 def run_demo(out_dir: Path, *, seed: int, progress: bool) -> dict[str, Any]:
     """Simulate a crowded tomogram, pick with the shipped model and with template matching,
     score both against the truth; figures and lists."""
-    from emkit.io import make_output_folder, write_text_atomic
-    from emkit.pick import (
-        PostProcessing,
-        classes_by_name,
-        detect_particles,
-        evaluate_picks,
-        find_peaks,
-        load_templates,
-        match_templates,
-        shipped_model_folder,
-        write_particle_lists,
-        write_simulated_tomogram,
-    )
+    from emkit.pick._demo import run_pick_demo
     from emkit.report.pick import plot_pick_scores, plot_picks
-    from emkit.sim import simulate_tomogram
 
-    out_dir = make_output_folder(out_dir)
     _set_threads(None)
-    # seeds 2000+: neither the shipped model (1000-1007) nor the benchmark (1-3) used them
-    sim = simulate_tomogram((64, 128, 128), seed=2000 + seed, snr=0.02)
-    write_simulated_tomogram(out_dir / "simulated", sim)
-    radius_px = [r / sim.voxel_size_A for r in sim.radii_A]
-    rows: dict[str, Any] = {}
-    result: dict[str, Any] = {"particles_true": len(sim.centres_zyx)}
-    folder = shipped_model_folder()
-    if folder is not None:
-        from emkit.nn import load_model
-
-        model = load_model(folder, task="pick")
-        found = detect_particles(sim.tomogram, model, voxel_size_A=sim.voxel_size_A,
-                                 params=PostProcessing())
-        picks = found["particles"]
-        write_particle_lists(out_dir, "network", picks, voxel_size_A=sim.voxel_size_A,
-                             shape_zyx=sim.tomogram.shape, instance_labels=found["instances"])
-        classes, radii = classes_by_name(picks.classes, model, sim)
-        rows["emkit pick"] = evaluate_picks(picks.zyx, classes, sim.centres_zyx,
-                                            sim.class_ids, radii).rows
-        plot_picks(out_dir / "network_picks.png", sim.tomogram, picks.zyx,
+    demo = run_pick_demo(out_dir, seed=seed, progress=progress)
+    sim = demo.sim
+    if demo.network_zyx is not None:
+        plot_picks(demo.output_dir / "network_picks.png", sim.tomogram, demo.network_zyx,
                    truth_zyx=sim.centres_zyx)
-    templates, _ = load_templates(sim.class_names, sim.voxel_size_A)
-    match = match_templates(sim.tomogram, templates, n_rotations=40, progress=progress)
-    threshold = float(match.score.mean() + 4 * match.score.std())
-    peaks = find_peaks(match.score, min_distance_px=min(match.radii_px), threshold=threshold)
-    rows["template matching"] = evaluate_picks(
-        peaks.astype(float), match.class_map[tuple(peaks.T)].astype(np.int64), sim.centres_zyx,
-        sim.class_ids, radius_px).rows
     names = {k + 1: n for k, n in enumerate(sim.class_names)}
-    plot_pick_scores(out_dir / "scores.png", rows, class_names=names)
-    for method, table in rows.items():
-        key = method.replace(" ", "_")
-        result[f"f1_{key}"] = round(float(table[-1]["f1"]), 3)
-        text = "\n".join(",".join(str(r[k]) for k in r) for r in table)
-        write_text_atomic(out_dir / f"scores_{key}.csv", ",".join(table[0]) + "\n" + text + "\n")
-    if folder is None:
-        result["note"] = "no shipped pick model in this emkit: template matching only"
-    return result
+    plot_pick_scores(demo.output_dir / "scores.png", demo.rows, class_names=names)
+    return demo.numbers
