@@ -130,3 +130,39 @@ def test_a_refinement_that_finds_no_root_keeps_the_coarse_one(monkeypatch, caplo
     assert found.converged and found.angle_deg == pytest.approx(3.0, abs=0.05)
     assert found.coarse_angle_deg == found.angle_deg and found.fine_binning == 0
     assert "keeping that angle" in caplog.text
+
+
+def _axis_root_deg(stack, sim, thickness):
+    """The zero of the bin-4 axis step near the true angle, ``-F(0) / slope`` from ``F`` at 0
+    and +-1 degree, with the true shifts held (60 iterations, no TV term)."""
+    from emkit.tomo import align_joint
+
+    def step(offset_deg):
+        joint = align_joint(stack, sim.tilt_angles_deg, thickness=thickness,
+                            initial_shifts_px=sim.shifts_px, lam=0.0, iterations=60,
+                            binning_levels=(4,), update_shifts=False, box_fraction=1.0,
+                            tilt_axis_angle_deg=sim.tilt_axis_angle_deg + offset_deg,
+                            measure_tilt_axis=True)
+        return joint.history[-1]["tilt_axis_step_deg"]
+
+    return -step(0.0) / ((step(1.0) - step(-1.0)) / 2)
+
+
+@pytest.mark.slow
+def test_the_step_derivative_from_a_smoothed_volume_keeps_noise_out_of_the_zero(monkeypatch):
+    """256^2, 61 tilts, a 96-px slab, the axis at -10 deg: noise-free the zero is unbiased;
+    with one realisation of SNR-0.5 noise where the derivative of the fitted (noisy) volume
+    put it 1.6 deg off, the smoothed volume's keeps it within 0.4 (ten realisations: RMS 0.86
+    -> 0.34 deg, docs/tomo.md)."""
+    import emkit.tomo._joint as joint_module
+
+    sim = simulate_tilt_series(shape=(96, 256, 256), tilt_range_deg=(-60.0, 60.0),
+                               tilt_step_deg=2.0, max_shift_px=20.0, snr=None,
+                               tilt_axis_angle_deg=-10.0, seed=380)
+    clean = sim.stack.astype(np.float32)
+    noise = np.random.default_rng(1007).normal(0, np.sqrt(clean.var() / 0.5), clean.shape)
+    noisy = clean + noise.astype(np.float32)
+    assert abs(_axis_root_deg(clean, sim, 96)) < 0.05
+    assert abs(_axis_root_deg(noisy, sim, 96)) < 0.4
+    monkeypatch.setattr(joint_module, "_AXIS_VOLUME_SMOOTHING_VOX", 0.0)
+    assert abs(_axis_root_deg(noisy, sim, 96)) > 1.0

@@ -64,6 +64,8 @@ _CHECKPOINT_VERSION = 6
 _FILL_ITERATIONS = 5  # outer iterations over the whole thickness after a thinner box
 _COARSEST_ITERATIONS = 60  # default outer iterations at the first level
 _FINER_ITERATIONS = 10  # and at each level after it
+# Gaussian sigma (voxels of the level) of the volume the tilt-axis derivative is taken from
+_AXIS_VOLUME_SMOOTHING_VOX = 2.0
 
 
 @dataclass
@@ -719,11 +721,23 @@ def _measured_axis_step(
     cfg: _Settings, ls: _LevelState, model: np.ndarray, residual: np.ndarray
 ) -> float:
     """The tilt-axis step that the residual asks for (see :func:`_axis_step`)."""
+    from scipy import ndimage
+
     level = ls.level
-    derivative = _axis_derivative(model, ls.u.cpu().numpy(), level.projector)
+    # The derivative, and the model the shifts are eliminated with, come from the volume
+    # smoothed by _AXIS_VOLUME_SMOOTHING_VOX: the unregularised volume fits part of the
+    # noise, and a derivative taken from it scatters the step's zero (256^2, SNR 0.5, ten
+    # noise realisations of one series: 0.86 deg RMS unsmoothed, 0.34 smoothed by 2
+    # voxels; noise-free 0.01 deg). The residual stays that of the fitted volume.
+    volume = ndimage.gaussian_filter(ls.u.cpu().numpy(), _AXIS_VOLUME_SMOOTHING_VOX)
+    smooth_model = np.asarray(
+        level.projector.forward(level.torch.from_numpy(volume).to(level.device,
+                                                                  level.projector.dtype))
+        .cpu().numpy(), dtype=np.float32)
+    derivative = _axis_derivative(smooth_model, volume, level.projector)
     # low-passed by at least one pixel of the level: the noise the volume has
     # fitted otherwise biases the step (by up to a degree at SNR 0.5)
-    return _axis_step(model, residual, ls.mask, derivative,
+    return _axis_step(smooth_model, residual, ls.mask, derivative,
                       smooth_px=max(1.0, cfg.shift_smoothing_px / level.factor))
 
 
