@@ -221,3 +221,30 @@ def test_cli_orient_with_the_spectral_start(tmp_path: Path, capsys: pytest.Captu
     # measured: median 5.4 deg, mean 8.0 after 2 rounds from 12-deg steps (a random start:
     # about 90 deg)
     assert score.median_deg < 10.0
+
+
+def test_orient_counts_the_spectral_start_in_its_memory_check(tmp_path: Path) -> None:
+    """The check before reading: the spectral start's blocks and eigensolver come on top of
+    the images (a peak of ~470 MiB above the loaded images was measured for 2,000 of 64^2)."""
+    from emkit.io import write_volume
+    from emkit.spa._commands import run_orient_files
+    from emkit.spa._spectral import spectral_working_bytes
+
+    stack = write_volume(tmp_path / "p.mrcs", np.zeros((6, 16, 16), np.float32),
+                         voxel_size=2.0, stack=True)
+    asked: dict[str, float] = {}
+
+    class Checked(Exception):
+        pass
+
+    for distances in ("learned", "spectral"):
+        def check(n_bytes: float, what: str, hint: str, key: str = distances) -> None:
+            asked[key] = n_bytes
+            raise Checked
+
+        with pytest.raises(Checked):
+            run_orient_files(stack, tmp_path / "o.star", distances=distances,
+                             require_memory=check)
+    assert asked["spectral"] - asked["learned"] == spectral_working_bytes(6)
+    assert spectral_working_bytes(2000) > 470 * 2**20
+    assert not (tmp_path / "o.star").exists()

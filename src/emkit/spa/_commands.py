@@ -41,9 +41,10 @@ def no_memory_check(n_bytes: float, what: str, hint: str) -> None:
 
 
 def _require_particle_memory(require_memory: MemoryCheck, n: int, size: int, name: str,
-                             hint: str) -> None:
-    # images (float32 + float64 + spectra) and four padded grids of (2L)^3 complex128
-    need = n * size * size * 40.0 + 4 * (2 * size) ** 3 * 16.0 + 200 * 2**20
+                             hint: str, extra_bytes: float = 0.0) -> None:
+    # images (float32 + float64 + spectra) and four padded grids of (2L)^3 complex128, and
+    # what the orientation start needs beside them (``extra_bytes``)
+    need = n * size * size * 40.0 + 4 * (2 * size) ** 3 * 16.0 + 200 * 2**20 + extra_bytes
     require_memory(need, f"{n} particle images of {size} x {size} px from {name}", hint)
 
 
@@ -268,9 +269,12 @@ def run_orient_files(
     from emkit.io import check_not_input
 
     check_not_input(output, [particles_path] + ([model] if model else []))
+    from emkit.spa._spectral import spectral_working_bytes
+
     n, size = particle_stack_shape(particles_path)
     _require_particle_memory(require_memory, n, size, particles_path.name,
-                             "split the particles into several STAR files")
+                             "split the particles into several STAR files",
+                             spectral_working_bytes(n) if distances == "spectral" else 0.0)
     particles = read_particles(particles_path, pixel_size_A=pixel_size_A)
     t0 = time.perf_counter()
     distance_fn = _distance_function(particles, distances, model)

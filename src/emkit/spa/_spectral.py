@@ -59,6 +59,17 @@ _CONSISTENCY_POWER = 2.0
 _EDGES_PER_BLOCK = 20_000
 
 
+def spectral_working_bytes(n: int, n_neighbours: int = 10) -> float:
+    """About the most memory :func:`spectral_orientations` needs for ``n`` images beyond the
+    images themselves: the correlation blocks, the path-consistency rows (about 400 entries
+    of H^2 per edge row, two gathered per edge, a block of edges at a time, complex128 with
+    their indices) and, at most ``_MAX_DENSE_IMAGES`` images, the dense eigensolver's
+    fallback (a complex n x n matrix and about twice that of workspace)."""
+    rows = 400 * 24.0 * (n + 2 * min(_EDGES_PER_BLOCK, n * n_neighbours))
+    dense = 3 * 16.0 * n * n if n <= _MAX_DENSE_IMAGES else 0.0
+    return _BLOCK_BYTES + rows + dense
+
+
 @dataclass
 class CommonViewGraph:
     """Each image's best-matching partners by rotational correlation.
