@@ -267,10 +267,9 @@ def run_orient_files(
 ) -> OrientResult:
     """``emkit spa orient``: orientations (and shifts) of particle images, to a STAR file."""
     from emkit.io import check_not_input
-
-    check_not_input(output, [particles_path] + ([model] if model else []))
     from emkit.spa._spectral import spectral_working_bytes
 
+    check_not_input(output, [particles_path] + ([model] if model else []))
     n, size = particle_stack_shape(particles_path)
     _require_particle_memory(require_memory, n, size, particles_path.name,
                              "split the particles into several STAR files",
