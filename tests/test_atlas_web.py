@@ -359,9 +359,16 @@ def _free_port() -> int:
 def test_serve_command_serves_until_interrupted(atlas: Path) -> None:
     port = _free_port()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+    def default_sigint() -> None:
+        # A suite started as a background job of a non-interactive shell ignores SIGINT, and
+        # an ignored SIGINT is inherited: the server would then (rightly) not stop on it.
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
     process = subprocess.Popen(
         [sys.executable, "-m", "emkit.cli.main", "atlas", "serve", str(atlas), "--port",
-         str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+         str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        preexec_fn=default_sigint)
     try:
         line = process.stdout.readline()
         assert f"http://127.0.0.1:{port}/" in line, line + process.stderr.read()
