@@ -20,7 +20,8 @@
    templates (best score within one voxel of the centre).
 2. Class information by SNR (``--only information``): template matching with the true
    templates at the true centres of the test tomogram, noise-free to SNR 0.01.
-3. Detection time and peak memory (fresh process) for a 256^3 tomogram, beside template
+3. Detection time and peak memory (fresh process) for a 256^3 tomogram, whole and chunk
+   by chunk (``--chunk 128``) on a local Dask cluster of 1 and 2 workers, beside template
    matching (12 rotations timed, scaled linearly to --rotations); the shipped model's
    recorded training time.
 
@@ -47,6 +48,8 @@ MATCH_TIMED_ROTATIONS = 12
 TEST_SEED = 3
 # rotations of the class-information check (template matching at the true centres)
 ORACLE_ROTATIONS = 300
+# chunk side of the chunked (bounded-memory, Dask) detection timed beside the whole volume
+CHUNK = 128
 
 
 SPECIES = "3enl,6flr_a,6zu5_se0"
@@ -213,6 +216,9 @@ def _probe(task: str, size: int) -> None:
     start = time.perf_counter()
     if task == "detect":
         result = detect_particles_in_file(path)
+    elif task.startswith("chunk"):
+        workers = int(task[len("chunk"):])
+        result = detect_particles_in_file(path, chunk=CHUNK, n_workers=workers)
     else:
         result = run_template_matching(path, ["1ake", "3enl", "6flr"],
                                        n_rotations=MATCH_TIMED_ROTATIONS)
@@ -231,10 +237,13 @@ def bench_speed(args: argparse.Namespace) -> None:
     sim = simulate_tomogram((size, size, size), seed=7, snr=args.snr)
     write_volume(f"/tmp/emkit-bench-pick-{size}.mrc", sim.tomogram, voxel_size=10.0)
     rows = []
-    for task in ("detect", "match"):
+    for task in ("detect", "chunk1", "chunk2", "match"):
         r = probe_in_subprocess([__file__, "--probe", task, "--size", str(size)])
         seconds = r.get("seconds", r.get("error"))
         name = "emkit pick detect (shipped model)"
+        if task.startswith("chunk"):
+            name = (f"emkit pick detect --chunk {CHUNK} --workers {task[-1]} (local Dask "
+                    "cluster; peak of this process)")
         if task == "match" and isinstance(seconds, float):
             name = (f"template matching, 3 templates x {MATCH_TIMED_ROTATIONS} rotations "
                     f"(x{args.rotations / MATCH_TIMED_ROTATIONS:g} for {args.rotations}: "
@@ -260,7 +269,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--only", choices=("accuracy", "speed", "information"))
     parser.add_argument("--quiet", action="store_true")
-    parser.add_argument("--probe", choices=("detect", "match"))
+    parser.add_argument("--probe", choices=("detect", "chunk1", "chunk2", "match"))
     args = parser.parse_args()
     if args.probe:
         _probe(args.probe, args.size)

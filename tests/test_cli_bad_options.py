@@ -315,6 +315,8 @@ INPUT_CASES = [
      ["needs ~", "streaming", "--workers"]),
     (["tomo", "reconstruct", TS, "--output", "{out}/r.mrc", "--workers", "2"],
      ["--workers", ".ome.zarr"]),
+    (["pick", "detect", "{in}/ts/tiltseries_volume.mrc", "--output", "{out}", "--workers", "2"],
+     ["--workers", "--chunk"]),
     (["tomo", "reconstruct", TS, "--output", "{out}/r.ome.zarr", "--method", "cgls"],
      ["cgls", ".mrc"]),
     (["tomo", "reconstruct", TS, "--output", "{out}/r.ome.zarr", "--tilt-axis", "auto"],

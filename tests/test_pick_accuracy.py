@@ -69,3 +69,20 @@ def test_chunked_detection_agrees_with_whole_volume(model, held_out) -> None:
     assert int(chunked["instances"].max()) == len(chunked["particles"])
     agreement = evaluate_picks(chunked["particles"].zyx, None, whole.zyx, None, [2.0])
     assert agreement.overall["f1"] > 0.95
+
+
+def test_chunks_on_a_local_dask_cluster_give_the_same_picks(model, held_out, tmp_path) -> None:
+    from emkit.io import write_volume
+    from emkit.pick import detect_particles_chunked
+
+    path = tmp_path / "tomogram.mrc"
+    write_volume(path, held_out.tomogram, voxel_size=10.0)
+    here = detect_particles_chunked(path, model, chunk=64)
+    cluster = detect_particles_chunked(path, model, chunk=64, n_workers=2)
+    assert len(here["particles"]) > 100
+    # each worker runs one thread, this process several: the maps may differ by rounding
+    agreement = evaluate_picks(cluster["particles"].zyx, None, here["particles"].zyx, None,
+                               [0.5])
+    assert agreement.overall["f1"] > 0.99
+    same = np.mean(cluster["instances"] == here["instances"])
+    assert same > 0.999

@@ -292,3 +292,16 @@ def test_demo_renumbers_the_models_classes_by_species_name() -> None:
     classes, radii = classes_by_name(np.array([1, 2, 3, 4, 2]), model, sim)
     np.testing.assert_array_equal(classes, [2, 1, 3, 4, 1])
     assert radii == {1: 4.9, 2: 4.0, 3: 6.2, 4: 8.4}
+
+
+def test_chunks_go_to_a_cluster_only_from_a_file() -> None:
+    from emkit.nn import load_model
+    from emkit.pick import detect_particles_chunked, shipped_model_folder
+
+    folder = shipped_model_folder()
+    if folder is None:
+        pytest.skip("this emkit has no shipped pick model")
+    model = load_model(folder, task="pick")
+    with pytest.raises(InputError, match="give the tomogram's path"):
+        detect_particles_chunked(np.zeros((40, 40, 40), np.float32), model, chunk=16,
+                                 n_workers=2)

@@ -104,7 +104,9 @@ its defaults (bugs fixed): mask threshold, small-object removal, centre peaks, s
 of components with several peaks, k-nearest-neighbour outlier filter. A tomogram of
 another voxel size than the model's is rescaled to it (with a warning), up to a factor 2.
 --chunk N reads the tomogram lazily (memory-mapped MRC, Zarr) and works chunk by chunk,
-each with a margin that holds a whole particle: memory stays bounded.
+each with a margin that holds a whole particle: memory stays bounded. The chunks run on a
+local Dask cluster of --workers processes, or on the running scheduler at --scheduler
+(whose workers must see the same file), each task reading only its chunk.
 Writes DIR/<stem>_instances.mrc (instance labels, voxel size kept),
 DIR/<stem>_particles.star (voxels, RELION 5 centred Å, class, score) and
 DIR/<stem>_particles.tsv (PositionX/Y/Z Å, VolumeX/Y/Z voxels, Class, Score).
@@ -115,6 +117,7 @@ Examples
     emkit pick detect tomo.mrc --model model/ --output picks/ --mask-threshold 0.3 \\
         --outlier-neighbours 0
     emkit pick detect huge.ome.zarr --output picks/ --chunk 192
+    emkit pick detect huge.ome.zarr --output picks/ --chunk 192 --workers 2
 """
 
 _MATCH_DOC = """Template matching, the baseline picker: FFT cross-correlation over an SO(3) grid.
@@ -284,6 +287,12 @@ def _add_detect(sub: argparse._SubParsersAction) -> None:
     det.add_argument("--chunk", type=int_range(16, 4096),
                      help="process chunks of this side (voxels), reading the tomogram "
                      "lazily: bounded memory for tomograms larger than memory")
+    det.add_argument("--workers", type=positive_int,
+                     help="with --chunk: worker processes of a local Dask cluster, >= 1 "
+                     "(default 1: this process)")
+    det.add_argument("--scheduler",
+                     help="with --chunk: address of a running Dask scheduler whose workers "
+                     "see the same file")
     det.add_argument("--device", type=device, help="cpu, cuda, cuda:N (default: auto)")
     det.add_argument("--threads", type=positive_int, help="CPU threads (default: all)")
     det.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -429,18 +438,25 @@ def run_train(args: argparse.Namespace) -> int:
 def run_detect(args: argparse.Namespace) -> int:
     """``emkit pick detect``."""
     from emkit.cli._options import check_device
+    from emkit.errors import InputError
     from emkit.io import make_output_folder
     from emkit.pick import PostProcessing, detect_particles_in_file, write_particle_lists
 
     check_device(args.device)
+    if (args.workers or args.scheduler) and not args.chunk:
+        raise InputError("--workers and --scheduler run the chunks of --chunk N on Dask; "
+                         "give --chunk too (e.g. --chunk 128)")
     if args.chunk:
-        # the label map, and one chunk with its margins: its data and about ten maps
+        # the label map, and per local worker one chunk with its margins: its data and
+        # about ten maps
         from emkit.cli._options import require_memory
 
         _require_memory(args.tomogram, 4, "detecting particles chunk by chunk",
                         "use a smaller --chunk")
-        require_memory(48 * float(args.chunk + 64) ** 3 + 300 * 2**20,
-                       f"a chunk of {args.chunk}^3 voxels", "use a smaller --chunk")
+        workers = 1 if args.scheduler else (args.workers or 1)
+        require_memory(workers * (48 * float(args.chunk + 64) ** 3 + 300 * 2**20),
+                       f"{workers} chunk(s) of {args.chunk}^3 voxels",
+                       "use a smaller --chunk or fewer --workers")
     else:
         # the tomogram, its normalised copy, about six float32 maps, labels, a resampled copy
         _require_memory(args.tomogram, 48, "detecting particles in a tomogram",
@@ -456,7 +472,8 @@ def run_detect(args: argparse.Namespace) -> int:
                                       voxel_size_A=args.pixel_size, params=params,
                                       tile_size=args.tile, batch_size=args.batch,
                                       device=args.device, chunk=args.chunk,
-                                      progress=show_progress(args.quiet))
+                                      progress=show_progress(args.quiet),
+                                      scheduler=args.scheduler, n_workers=args.workers or 1)
     out = make_output_folder(args.output)
     stem = _stem(args.tomogram)
     write_particle_lists(out, stem, result.particles, voxel_size_A=result.voxel_size_A,

@@ -226,22 +226,57 @@ def map_inputs(
     >>> map_inputs(abs, [-1, 2, -3], scheduler="sync")
     [1, 2, 3]
     """
+    return list(iter_inputs(func, items, scheduler=scheduler, n_workers=n_workers,
+                            progress=progress, desc=desc))
+
+
+def iter_inputs(
+    func: Callable[[T], R],
+    items: Iterable[T],
+    *,
+    scheduler: Any = None,
+    n_workers: int | None = None,
+    progress: bool = False,
+    desc: str | None = None,
+) -> Iterator[R]:
+    """:func:`map_inputs` that yields each result in input order as soon as it and those
+    before it are done, so the caller can fold large results in one at a time instead of
+    holding them all (the cluster keeps the later ones until they are asked for).
+
+    Iterate to the end (or close the generator) to stop the cluster.
+
+    Examples
+    --------
+    >>> list(iter_inputs(abs, [-1, 2, -3], scheduler="sync"))
+    [1, 2, 3]
+    """
     jobs = list(items)
     if not jobs:
-        return []
-    local_serial = scheduler is None and (n_workers == 1 or len(jobs) == 1)
-    if scheduler in SYNC_SCHEDULERS or local_serial:
-        return [func(job) for job in _bar(jobs, progress, desc)]
+        return
+    if runs_in_process(scheduler, n_workers, len(jobs)):
+        for job in _bar(jobs, progress, desc):
+            yield func(job)
+        return
     n_workers = min(n_workers or default_n_workers(), len(jobs))
     with dask_client(scheduler, n_workers=n_workers) as client:
         futures = client.map(func, jobs, pure=False)
-        if progress:
-            from distributed import as_completed
+        for future in _bar(futures, progress, desc, total=len(futures)):
+            result = future.result()
+            future.release()
+            yield result
 
-            for _ in _bar(as_completed(futures), progress, desc, total=len(futures)):
-                pass
-        results = client.gather(futures)
-    return list(results)
+
+def runs_in_process(scheduler: Any, n_workers: int | None, n_jobs: int) -> bool:
+    """Whether :func:`map_inputs` runs ``n_jobs`` jobs one after another in this process
+    (no cluster) for this ``scheduler`` and ``n_workers``.
+
+    Examples
+    --------
+    >>> runs_in_process(None, 1, 10), runs_in_process("sync", None, 10)
+    (True, True)
+    """
+    local_serial = scheduler is None and (n_workers == 1 or n_jobs == 1)
+    return scheduler in SYNC_SCHEDULERS or local_serial
 
 
 def _bar(iterable: Iterable[Any], progress: bool, desc: str | None, total: int | None = None):

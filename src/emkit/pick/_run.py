@@ -126,12 +126,14 @@ def detect_particles_in_file(
     tomogram: PathLike, *, model: PathLike | None = None, voxel_size_A: float | None = None,
     params: Any = None, tile_size: int = 64, overlap: int = 16, batch_size: int = 2,
     device: str | None = None, chunk: int | None = None, progress: bool = False,
+    scheduler: Any = None, n_workers: int | None = 1,
 ) -> PickResult:
     """Detect particles in a tomogram file with a model folder (default: the shipped one).
 
     With ``chunk`` the tomogram is read lazily and processed chunk by chunk
     (:func:`detect_particles_chunked`: bounded memory, for tomograms larger than memory;
-    its voxel size must then match the model's).
+    its voxel size must then match the model's), the chunks on a local Dask cluster of
+    ``n_workers`` processes or at ``scheduler`` (see there).
     """
     from emkit.pick._chunked import detect_particles_chunked
     from emkit.pick._detect import _rescale_factor, detect_particles
@@ -148,10 +150,11 @@ def detect_particles_in_file(
             raise InputError(with_path(tomogram, f"has {voxel:g} Å voxels, the model "
                                        f"{trained.voxel_size_A:g} Å; --chunk does not "
                                        "rescale: resample the tomogram first or omit --chunk"))
-        found = detect_particles_chunked(data, trained, params=params, chunk=chunk,
+        found = detect_particles_chunked(tomogram, trained, params=params, chunk=chunk,
                                          tile_size=tile_size, overlap=overlap,
                                          batch_size=batch_size, device=device,
-                                         progress=progress)
+                                         progress=progress, scheduler=scheduler,
+                                         n_workers=n_workers)
         found["centre"] = None
     else:
         found = detect_particles(data, trained, voxel_size_A=voxel, params=params,
