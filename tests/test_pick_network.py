@@ -305,3 +305,27 @@ def test_chunks_go_to_a_cluster_only_from_a_file() -> None:
     with pytest.raises(InputError, match="give the tomogram's path"):
         detect_particles_chunked(np.zeros((40, 40, 40), np.float32), model, chunk=16,
                                  n_workers=2)
+
+
+def test_a_large_label_map_goes_to_a_temporary_file_with_the_same_result(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import emkit.pick._chunked as chunked
+    from emkit.nn import load_model
+    from emkit.pick import shipped_model_folder
+    from emkit.sim import simulate_tomogram
+
+    folder = shipped_model_folder()
+    if folder is None:
+        pytest.skip("this emkit has no shipped pick model")
+    model = load_model(folder, task="pick")
+    tomogram = simulate_tomogram((32, 64, 64), seed=5, snr=0.05, n_gold=0).tomogram
+    in_memory = chunked.detect_particles_chunked(tomogram, model, chunk=32)
+    assert type(in_memory["instances"]) is np.ndarray
+    monkeypatch.setattr(chunked, "LABEL_MAP_IN_MEMORY_BYTES", 1000)
+    monkeypatch.setattr(chunked, "_RENUMBER_VOXELS", 500)  # several slabs
+    on_disk = chunked.detect_particles_chunked(tomogram, model, chunk=32)
+    assert isinstance(on_disk["instances"], np.memmap)
+    assert len(on_disk["particles"]) == len(in_memory["particles"]) > 0
+    np.testing.assert_array_equal(on_disk["instances"], in_memory["instances"])
+    np.testing.assert_array_equal(on_disk["particles"].zyx, in_memory["particles"].zyx)

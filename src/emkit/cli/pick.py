@@ -447,12 +447,15 @@ def run_detect(args: argparse.Namespace) -> int:
         raise InputError("--workers and --scheduler run the chunks of --chunk N on Dask; "
                          "give --chunk too (e.g. --chunk 128)")
     if args.chunk:
-        # the label map, and per local worker one chunk with its margins: its data and
-        # about ten maps
+        # the label map (unless it goes to a temporary file), and per local worker one
+        # chunk with its margins: its data and about ten maps
         from emkit.cli._options import require_memory
+        from emkit.io import read_volume
+        from emkit.pick import label_map_on_disk
 
-        _require_memory(args.tomogram, 4, "detecting particles chunk by chunk",
-                        "use a smaller --chunk")
+        if not label_map_on_disk(read_volume(args.tomogram, mmap=True).data.shape):
+            _require_memory(args.tomogram, 4, "detecting particles chunk by chunk",
+                            "use a smaller --chunk")
         workers = 1 if args.scheduler else (args.workers or 1)
         require_memory(workers * (48 * float(args.chunk + 64) ** 3 + 300 * 2**20),
                        f"{workers} chunk(s) of {args.chunk}^3 voxels",

@@ -13,7 +13,7 @@
   matching over SO(3)) and :func:`pick_blobs` (Gaussian smoothing + local maxima).
 """
 
-from emkit.pick._chunked import detect_particles_chunked
+from emkit.pick._chunked import detect_particles_chunked, label_map_on_disk
 from emkit.pick._detect import PostProcessing, detect_particles, postprocess, predict_pick_maps
 from emkit.pick._evaluate import (
     PickScores,
@@ -63,6 +63,7 @@ __all__ = [
     "detect_particles",
     "detect_particles_chunked",
     "detect_particles_in_file",
+    "label_map_on_disk",
     "pick_losses",
     "postprocess",
     "predict_pick_maps",

@@ -30,6 +30,40 @@ from emkit.pick._particles import ParticleList
 __all__ = ["detect_particles_chunked"]
 
 _SAMPLE_VOXELS = 4_000_000
+# An int32 label map above this many bytes is kept in a temporary file, not in memory.
+LABEL_MAP_IN_MEMORY_BYTES = 1 << 30
+# Label-map voxels renumbered at once at the end (a z slab at a time).
+_RENUMBER_VOXELS = 16_000_000
+
+
+def label_map_on_disk(shape: tuple[int, ...]) -> bool:
+    """Whether the instance label map of a tomogram of ``shape`` goes to a temporary file."""
+    return 4 * int(np.prod(shape, dtype=np.int64)) > LABEL_MAP_IN_MEMORY_BYTES
+
+
+def _new_label_map(shape: tuple[int, ...]) -> np.ndarray:
+    """Zeros, int32: in memory, or for a large map a memory map of an unnamed temporary
+    file whose blocks are reserved first (a full disk is then one error here, never a
+    SIGBUS in the middle of the run)."""
+    if not label_map_on_disk(shape):
+        return np.zeros(shape, np.int32)
+    import errno
+    import tempfile
+
+    from emkit.errors import DiskFullError
+
+    nbytes = 4 * int(np.prod(shape, dtype=np.int64))
+    with tempfile.TemporaryFile(prefix="emkit-labels-") as handle:
+        try:
+            os.posix_fallocate(handle.fileno(), 0, nbytes)
+        except OSError as error:
+            if error.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+                raise
+            raise DiskFullError(
+                f"{tempfile.gettempdir()}: no room for the {nbytes / 2**30:.1f} GiB instance "
+                "label map of chunked detection; point TMPDIR at a disk with room"
+            ) from None
+        return np.memmap(handle, dtype=np.int32, mode="r+", shape=shape)
 
 
 def _levels(volume: Any, model: Any) -> tuple[float, float]:
@@ -184,7 +218,7 @@ def _fold(tasks: list[_Chunk], shape: tuple[int, ...], p: PostProcessing, schedu
     voxel two chunks claim keeps the earlier chunk's label); then the outlier filter."""
     from emkit.parallel import iter_inputs
 
-    instances = np.zeros(shape, np.int32)
+    instances = _new_label_map(shape)
     zyx: list[np.ndarray] = []
     classes: list[np.ndarray] = []
     scores: list[np.ndarray] = []
@@ -202,6 +236,9 @@ def _fold(tasks: list[_Chunk], shape: tuple[int, ...], p: PostProcessing, schedu
     keep = ~_outliers(points, p.outlier_neighbours, p.outlier_distance_px)
     lookup = np.zeros(len(points) + 1, np.int32)
     lookup[1:][keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
+    step = max(1, _RENUMBER_VOXELS // max(1, int(np.prod(shape[1:]))))
+    for z in range(0, shape[0], step):
+        instances[z:z + step] = lookup[instances[z:z + step]]
     particles = ParticleList(points[keep], np.concatenate(classes).astype(np.int64)[keep],
                              np.concatenate(scores).astype(np.float64)[keep])
-    return lookup[instances], particles
+    return instances, particles

@@ -278,12 +278,14 @@ def write_particle_lists(
 
 
 def write_instance_labels(path: PathLike, labels: np.ndarray, voxel_size_A: float) -> Path:
-    """Instance labels as MRC (int16 when they fit, else float32 holding exact integers)."""
+    """Instance labels as MRC: mode 2, float32 holding exact integers (up to 2^24), written
+    in slabs straight from ``labels`` (a memory map stays on disk)."""
     from emkit.io import write_volume
 
-    top = int(labels.max(initial=0))
-    data = labels.astype(np.int16) if top < 2**15 else labels.astype(np.float32)
-    return write_volume(path, data, voxel_size=voxel_size_A)
+    if int(labels.max(initial=0)) >= 2**24:
+        raise InputError(with_path(path, "holds more than 2^24 instances, more than float32 "
+                                   "labels tell apart"))
+    return write_volume(path, labels, voxel_size=voxel_size_A)
 
 
 def write_simulated_tomogram(folder: PathLike, sim: Any) -> list[Path]:
