@@ -205,3 +205,14 @@ def test_training_runs_is_seeded_and_round_trips(tmp_path):
     np.testing.assert_allclose(learned_distance_fn(first, images)(pairs),
                                learned_distance_fn(again, images)(pairs), atol=1e-6)
     assert embed_images(again, images).shape == (6, 2, 32, 64)
+
+
+def test_the_shipped_model_warns_that_it_is_not_accurate_yet(caplog) -> None:
+    import logging
+
+    from emkit.spa._siamese import load_distance_model
+
+    with caplog.at_level(logging.WARNING, logger="emkit"):
+        load_distance_model()
+    assert any("not accurate yet" in r.getMessage() and "--distances spectral" in r.getMessage()
+               for r in caplog.records)

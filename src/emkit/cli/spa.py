@@ -120,7 +120,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="projection-matching rounds, 0 for none (6)")
     orient.add_argument("--distances", choices=("learned", "exact", "spectral"),
                         default="learned",
-                        help="learned (default), exact from the STAR's true angles, or "
+                        help="learned (default; the shipped model is not accurate yet, "
+                             "docs/spa.md), exact from the STAR's true angles, or "
                              "spectral (none: the common-view graph of the images)")
     _add_common(orient)
 
