@@ -88,8 +88,8 @@ def test_pair_writes_outputs_and_reports_epe(sim_dir, tmp_path, capsys):
         "field.npy",
         "warped.metrics.json",
         "warped.overlay.png",
-        "emkit-run.json",
-        "report.html",
+        "warped.emkit-run.json",
+        "warped.report.html",
     }
     warped = read_volume(out / "warped.png").data
     assert warped.dtype == np.uint8 and warped.shape == (320, 320)
@@ -105,7 +105,7 @@ def test_pair_writes_outputs_and_reports_epe(sim_dir, tmp_path, capsys):
     assert metrics["registered"]["ncc"] > metrics["unregistered"]["ncc"]
     common = metrics["common_region"]
     assert common["expected-affine"]["ncc"] > common["global-affine"]["ncc"]
-    record = json.loads((out / "emkit-run.json").read_text())
+    record = json.loads((out / "warped.emkit-run.json").read_text())
     assert record["parameters"]["method"] == "expected-affine"
     assert "EPE mean" in capsys.readouterr().out
 
@@ -282,7 +282,7 @@ def test_stack_folder_with_masks(tmp_path):
     index = json.loads((fields / "index.json").read_text())
     assert index["reference"] is None  # the common frame is the stack's average
     # s1 and s2 are both damaged (s2 = s1 damaged again): s1 is anchored to s0, s2 to s1.
-    record = json.loads((out.parent / "emkit-run.json").read_text())
+    record = json.loads((out.parent / f"{out.stem}.emkit-run.json").read_text())
     assert len(record["results"]["pairs"]) == 3
     anchors = [p.get("anchor") for p in record["results"]["pairs"]]
     assert anchors == [None, 0, 1]

@@ -61,6 +61,15 @@ def test_prealign_align_reconstruct(simulated, tmp_path):
     with mrcfile.open(rec) as mrc:
         assert mrc.data.shape == (6, 24, 24)
         assert float(mrc.voxel_size.x) == pytest.approx(16.0)
+    # A reconstruction into the alignment's folder keeps its own record beside the
+    # alignment's, and a report.html of the user's there stays as it was (issue 11).
+    (ali / "report.html").write_text("mine")
+    assert main(["tomo", "reconstruct", ts, "--angles", tlt, "--xf", str(ali / "tiltseries.xf"),
+                 "--thickness", "12", "--bin", "2", "--output", str(ali / "again.mrc")]) == 0
+    assert json.loads((ali / "emkit-run.json").read_text())["results"]["iterations_run"] == 9
+    again = json.loads((ali / "again.emkit-run.json").read_text())
+    assert again["record_file"] == "again.emkit-run.json" and "again.mrc" in again["outputs"]
+    assert (ali / "again.report.html").is_file() and (ali / "report.html").read_text() == "mine"
     # The same alignment given as an AreTomo .aln (ROT 0, TX/TY = minus the shifts).
     shifts = np.loadtxt(ali / "tiltseries.xf")[:, 4:6]
     aln = tmp_path / "ts.aln"

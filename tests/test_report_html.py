@@ -115,27 +115,33 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     for argv in commands:
         with mock.patch.object(sys, "argv", ["emkit", *argv]):  # as from a shell
             assert main(argv) == 0
+    # each run's record: in its own output folder, or named after its one output file
     return {
-        "sim": root / "sec",
-        "register": root / "reg",
-        "mosaic": root / "mosaic",
-        "atlas": root / "atlas",
-        "tilt": root / "tilt",
-        "tomo": root / "rec",
+        "sim": root / "sec" / "emkit-run.json",
+        "register": root / "reg" / "warped.emkit-run.json",
+        "mosaic": root / "mosaic" / "emkit-run.json",
+        "atlas": root / "atlas" / "emkit-run.json",
+        "tilt": root / "tilt" / "emkit-run.json",
+        "tomo": root / "rec" / "rec.emkit-run.json",
     }
 
 
-def test_every_run_folder_holds_its_report(runs: dict[str, Path]) -> None:
-    for name, folder in runs.items():
-        assert (folder / "report.html").is_file(), name
+def _report(record_file: Path) -> Path:
+    return record_file.parent / report_html.report_name_for(record_file.name)
 
 
-def _record(folder: Path) -> dict[str, Any]:
-    return json.loads((folder / "emkit-run.json").read_text())
+def test_every_run_holds_its_report_beside_its_record(runs: dict[str, Path]) -> None:
+    for name, record_file in runs.items():
+        assert record_file.is_file() and _report(record_file).is_file(), name
+    assert not (runs["register"].parent / "report.html").exists()
 
 
-def _figures(folder: Path) -> set[str]:
-    return {n for n in _record(folder)["outputs"] if n.endswith(".png")}
+def _record(record_file: Path) -> dict[str, Any]:
+    return json.loads(record_file.read_text())
+
+
+def _figures(record_file: Path) -> set[str]:
+    return {n for n in _record(record_file)["outputs"] if n.endswith(".png")}
 
 
 # --------------------------------------------------------------------------- html.parser
@@ -143,8 +149,8 @@ def _figures(folder: Path) -> set[str]:
 
 @pytest.mark.parametrize("which", ["sim", "register"])
 def test_every_run_folder_holds_a_self_contained_report(runs: dict[str, Path], which: str) -> None:
-    folder = runs[which]
-    text = (folder / "report.html").read_text(encoding="utf-8")
+    folder = runs[which].parent
+    text = _report(runs[which]).read_text(encoding="utf-8")
     page = _Page(text)
     tags = {t for t, _ in page.tags}
     assert "script" not in tags and "link" not in tags and "iframe" not in tags
@@ -154,7 +160,7 @@ def test_every_run_folder_holds_a_self_contained_report(runs: dict[str, Path], w
             assert not value.lower().startswith(("http:", "https:", "//")), value
     # every figure the run wrote is embedded, as a PNG the size the tag says
     images = {a["alt"]: a for a in page.all("img")}
-    assert set(images) == _figures(folder) and images
+    assert set(images) == _figures(runs[which]) and images
     for alt, attrs in images.items():
         src = attrs["src"] or ""
         assert src.startswith("data:image/png;base64,"), alt
@@ -168,15 +174,14 @@ def test_every_run_folder_holds_a_self_contained_report(runs: dict[str, Path], w
             assert href[1:] in ids, href  # the table of contents
         else:
             assert href and (folder / urllib.parse.unquote(href)).exists(), href
-    assert "emkit-run.json" in hrefs
+    assert runs[which].name in hrefs
     for section in ("what-ran", "parameters", "inputs", "timings", "metrics", "figures", "outputs"):
         assert any(a.get("id") == section for t, a in page.tags if t == "h2"), section
 
 
 def test_the_report_lists_inputs_metrics_and_timings(runs: dict[str, Path]) -> None:
-    folder = runs["register"]
-    record = _record(folder)
-    text = (folder / "report.html").read_text(encoding="utf-8")
+    record = _record(runs["register"])
+    text = _report(runs["register"]).read_text(encoding="utf-8")
     page = _Page(text)
     rows = {a["data-metric"] for a in page.all("tr") if "data-metric" in a}
     metrics = record["results"]["metrics"]
@@ -188,7 +193,7 @@ def test_the_report_lists_inputs_metrics_and_timings(runs: dict[str, Path]) -> N
     assert "wall time of the command (s)" in timings
     assert any("seconds" in t for t in timings)
     # inputs: size and SHA-256 of each file, recorded at run time
-    fixed = runs["sim"] / "fixed.png"
+    fixed = runs["sim"].parent / "fixed.png"
     [entry] = [i for i in record["inputs"] if i["path"].endswith("fixed.png")]
     assert entry["sha256"] == hashlib.sha256(fixed.read_bytes()).hexdigest()
     assert entry["bytes"] == fixed.stat().st_size and entry["sha256"] in text
@@ -271,12 +276,13 @@ def test_flatten_summarises_lists() -> None:
 def test_report_command_renders_again_and_refuses_other_folders(
     runs: dict[str, Path], tmp_path: Path, capsys
 ) -> None:
-    folder = runs["register"]
-    before = (folder / "emkit-run.json").read_bytes()
-    (folder / "report.html").unlink()
-    assert main(["report", str(folder)]) == 0
-    assert (folder / "report.html").is_file()
-    assert (folder / "emkit-run.json").read_bytes() == before
+    for run in (runs["register"], runs["sim"].parent):  # a record file, a run folder
+        record_file = run if run.is_file() else run / "emkit-run.json"
+        before = record_file.read_bytes()
+        _report(record_file).unlink()
+        assert main(["report", str(run)]) == 0
+        assert _report(record_file).is_file()
+        assert record_file.read_bytes() == before
     capsys.readouterr()
     assert main(["report", str(tmp_path)]) == 2
     err = capsys.readouterr().err
@@ -350,11 +356,10 @@ def test_report_in_a_browser_shows_every_figure_and_metric(
 ) -> None:
     from selenium.webdriver.common.by import By
 
-    folder = runs[run]
-    record = _record(folder)
-    browser.get((folder / "report.html").resolve().as_uri())
+    record = _record(runs[run])
+    browser.get(_report(runs[run]).resolve().as_uri())
     images = {alt: (complete, w, h) for alt, complete, w, h in browser.execute_script(_IMAGES_JS)}
-    assert set(images) == _figures(folder)
+    assert set(images) == _figures(runs[run])
     for alt, (complete, width, height) in images.items():
         assert complete and width > 0 and height > 0, alt  # decoded by the browser
     body = browser.find_element(By.TAG_NAME, "body").text
@@ -393,6 +398,6 @@ def test_atlas_run_checksums_its_tiles(runs: dict[str, Path]) -> None:
     """A tile list's tiles are inputs too: each one gets a size and a SHA-256."""
     inputs = _record(runs["atlas"])["inputs"]
     tiles = [e for e in inputs if e["path"].endswith((".tif", ".png"))]
-    n_tiles = len(list((runs["mosaic"] / "tiles").iterdir()))
+    n_tiles = len(list((runs["mosaic"].parent / "tiles").iterdir()))
     assert len(tiles) == n_tiles and n_tiles >= 4
     assert all(e["sha256"] and len(e["sha256"]) == 64 for e in tiles)

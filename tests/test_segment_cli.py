@@ -66,7 +66,7 @@ def test_predict_single_object_is_recorded_and_checks_the_class_name(cell, model
     out = tmp_path / "seg.mrc"
     assert main(["segment", "predict", str(cell / "cell.mrc"), "--model", str(model),
                  "--output", str(out), "--single-object", "class_2", "--quiet"]) == 0
-    record = json.loads((tmp_path / "emkit-run.json").read_text())
+    record = json.loads((tmp_path / "seg.emkit-run.json").read_text())
     moved = record["results"]["single_object_relabelled_voxels"]
     assert list(moved) == ["class_2"]
     from scipy import ndimage

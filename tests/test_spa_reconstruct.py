@@ -62,7 +62,8 @@ def test_star_round_trip_proves_the_conventions(true_map: np.ndarray, tmp_path: 
     rec = read_volume(out)
     assert rec.data.shape == (L, L, L) and rec.pixel_size == pytest.approx(PIXEL_A)
     assert _map_fsc_05_px(rec.data, true_map) <= 3.0
-    for name in ("map_half1.mrc", "map_half2.mrc", "map_fsc.csv", "map_fsc.png", "report.html"):
+    for name in ("map_half1.mrc", "map_half2.mrc", "map_fsc.csv", "map_fsc.png",
+                 "map.report.html", "map.emkit-run.json"):
         assert (out.parent / name).is_file(), name
     # a wrong convention (angles read as the inverse rotation) does not reconstruct the map
     wrong = reconstruct_map(images, np.transpose(rotations, (0, 2, 1)), shifts_px=origins)

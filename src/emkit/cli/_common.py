@@ -21,10 +21,16 @@ def write_run_record(
     out_dir: str | Path,
     args: argparse.Namespace,
     *,
+    named_after: str | Path | None = None,
     more_inputs: list[Path] | None = None,
     **extra: Any,
 ) -> Path:
     """Write ``emkit-run.json`` and ``report.html`` beside a command's outputs.
+
+    A command whose output is one file (``named_after``, in ``out_dir``) names them after
+    it instead, ``<stem>.emkit-run.json`` and ``<stem>.report.html``
+    (:func:`emkit.report.html.record_names`): a folder may hold the files of many runs and
+    the user's own, and no run's record replaces another's.
 
     The record holds the command line, version, parameters, host, times, the inputs (size
     and SHA-256, see :func:`emkit.report.html.describe_inputs`) and the outputs of the run;
@@ -35,15 +41,18 @@ def write_run_record(
     drawn is logged as a warning and never fails the run.
     """
     from emkit.io import current_run, require_output_folder, write_text_atomic
+    from emkit.io._paths import file_stem
     from emkit.report.html import (
-        RECORD_NAME,
-        REPORT_NAME,
         describe_inputs,
+        record_names,
         run_outputs,
         write_run_report,
     )
 
     out = require_output_folder(out_dir)
+    record_name, report_name = record_names(
+        None if named_after is None else file_stem(named_after)
+    )
     params = {
         k: (str(v) if isinstance(v, Path) else v)
         for k, v in vars(args).items()
@@ -67,18 +76,19 @@ def write_run_record(
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(now)),
         "wall_seconds": round(now - _COMMAND_START[0], 2),
         "inputs": describe_inputs([*inputs, *(more_inputs or [])]),
+        "record_file": record_name,
         **extra,
     }
-    outputs = set(run_outputs(out)) | {RECORD_NAME, REPORT_NAME}
+    outputs = set(run_outputs(out)) | {record_name, report_name}
     record["outputs"] = sorted(outputs)
     # Written like every other output: checked against the inputs, a unique temporary
     # name (concurrent runs), committed with the run's other outputs.
     text = json.dumps(record, indent=2, default=str) + "\n"
-    path = write_text_atomic(out / RECORD_NAME, text)
+    path = write_text_atomic(out / record_name, text)
     try:
-        write_run_report(out, json.loads(text))
+        write_run_report(out / record_name, json.loads(text))
     except Exception as error:  # the page is a view of the record; the run has succeeded
-        logger.warning("could not write %s in %s: %s: %s", REPORT_NAME, out,
+        logger.warning("could not write %s in %s: %s: %s", report_name, out,
                        type(error).__name__, error)
     return path
 

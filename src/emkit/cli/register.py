@@ -260,7 +260,8 @@ def run_pair(args: argparse.Namespace) -> int:
     )
     save_overlay(result.overlay_path, result.fixed, result.warped, valid=result.valid)
     write_run_record(
-        args.output.parent, args, results={"metrics": result.metrics, "registration": result.info}
+        args.output.parent, args, named_after=args.output,
+        results={"metrics": result.metrics, "registration": result.info},
     )
     print(pair_summary(args.moving, args.output, result.metrics))
     return 0
@@ -288,7 +289,7 @@ def run_stack(args: argparse.Namespace) -> int:
     )
     residual = result.residual_px if args.relax == "global" else None
     save_stack_report(result.report_dir, result.thumbnails, residual)
-    write_run_record(args.output.parent, args, results=result.record)
+    write_run_record(args.output.parent, args, named_after=args.output, results=result.record)
     frame = (
         "the stack's common frame" if result.reference is None else f"section {result.reference}"
     )

@@ -1,14 +1,17 @@
-"""Write (again) the HTML report of a run folder: RUN_DIR/report.html.
+"""Write (again) the HTML report of a run: RUN_DIR/report.html.
 
-Every workflow command writes report.html beside its emkit-run.json at the end of its run;
-this command draws it again from the record and the files now in the folder (after an
-upgrade of emkit, or after figures were added). The page is self-contained: what ran, the
-parameters, the inputs with their SHA-256, timings, every metric, every figure (embedded)
-and links to the outputs. It opens in any browser, offline.
+Every workflow command writes report.html beside its emkit-run.json at the end of its run
+(a command whose output is one file, e.g. tomo reconstruct --output ali/rec.mrc, writes
+ali/rec.report.html beside ali/rec.emkit-run.json); this command draws the page again from
+the record and the run's files (after an upgrade of emkit, or after figures were added).
+The page is self-contained: what ran, the parameters, the inputs with their SHA-256,
+timings, every metric, every figure (embedded) and links to the outputs. It opens in any
+browser, offline.
 
 Examples
 --------
-    emkit report ali/                  # writes ali/report.html
+    emkit report ali/                      # writes ali/report.html
+    emkit report ali/rec.emkit-run.json    # writes ali/rec.report.html
 """
 
 from __future__ import annotations
@@ -36,7 +39,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "run_dir",
         metavar="RUN_DIR",
         type=run_folder,
-        help="a folder an emkit command wrote (it holds emkit-run.json)",
+        help="a folder an emkit command wrote (it holds emkit-run.json), or a "
+        "<name>.emkit-run.json record",
     )
 
 
@@ -49,12 +53,13 @@ def run(args: argparse.Namespace) -> int:
         write_run_report,
     )
 
-    folder = Path(args.run_dir)
-    record = read_run_record(folder)  # not a run folder: one line, exit 2
-    require_memory(REPORT_MEMORY_BYTES, f"drawing the report of {folder}", "close other programs")
+    given = Path(args.run_dir)
+    record = read_run_record(given)  # not a run folder nor a record: one line, exit 2
+    require_memory(REPORT_MEMORY_BYTES, f"drawing the report of {given}", "close other programs")
+    folder = given.parent if given.name.endswith(RECORD_NAME) and not given.is_dir() else given
     run = current_run()
     if run is not None:
-        run.add_inputs([folder / RECORD_NAME])
-    path = write_run_report(folder, record)
+        run.add_inputs([folder / record["record_file"]])
+    path = write_run_report(folder / record["record_file"], record)
     print(f"emkit report: {path}")
     return 0

@@ -361,7 +361,7 @@ def run_predict(args: argparse.Namespace) -> int:
     seconds = round(time.perf_counter() - start, 1)
     fractions = {name: round(float(c) / result.labels.size, 5)
                  for name, c in zip(result.class_names, counts)}
-    write_run_record(args.output.parent, args, results={
+    write_run_record(args.output.parent, args, named_after=args.output, results={
         "output": str(args.output), "axes": args.axes, "class_fractions": fractions,
         "rescale_factor": result.rescale_factor,
         "single_object_relabelled_voxels": result.relabelled_voxels, "seconds": seconds})

@@ -136,7 +136,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--blobs", type=int_range(0, 1000), default=20,
                        help="extra random blob assemblies for variety (20)")
     train.add_argument("--resume", action="store_true", help="continue an interrupted run")
-    _add_common(train)
+    _add_common(train, pixel_default="3.667, 5j0n's; the atomic models' densities are made "
+                "at it")
 
     rec = add_subcommand(sub, "reconstruct", _RECONSTRUCT_DOC, func=run_reconstruct)
     rec.add_argument("particles", type=file_path, metavar="PARTICLES",
@@ -147,9 +148,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     _add_common(rec)
 
 
-def _add_common(parser: argparse.ArgumentParser) -> None:
+def _add_common(parser: argparse.ArgumentParser, pixel_default: str = "from the STAR or "
+                "the stack") -> None:
     parser.add_argument("--pixel-size", type=positive_float,
-                        help="pixel size in Å (default: from the STAR or the stack)")
+                        help=f"pixel size in Å (default: {pixel_default})")
     parser.add_argument("--seed", type=seed, default=0, help="random seed (0)")
     parser.add_argument("--threads", type=int_range(1, 1024),
                         help="CPU threads (default: all cores)")
@@ -215,7 +217,7 @@ def run_orient(args: argparse.Namespace) -> int:
                                             "final": result.score.summary()}
         print(f"   error vs the input STAR's angles: mean {result.score.mean_deg:.2f} deg, "
               f"median {result.score.median_deg:.2f} deg")
-    write_run_record(args.output.parent, args, results=record)
+    write_run_record(args.output.parent, args, named_after=args.output, results=record)
     return 0
 
 
@@ -259,7 +261,7 @@ def run_reconstruct(args: argparse.Namespace) -> int:
     rec = result.reconstruction
     plot_fsc(args.output.with_name(f"{file_stem(args.output)}_fsc.png"), rec.freq_invA, rec.fsc,
              resolution_05_A=rec.resolution_05_A, resolution_0143_A=rec.resolution_0143_A)
-    write_run_record(args.output.parent, args, results={
+    write_run_record(args.output.parent, args, named_after=args.output, results={
         "n": result.n, "box": result.box, "fsc_05_A": rec.resolution_05_A,
         "fsc_0143_A": rec.resolution_0143_A})
     print(f"map of {result.n} particles -> {args.output} (half-maps, FSC beside it); "

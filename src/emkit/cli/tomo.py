@@ -424,7 +424,7 @@ def run_reconstruct(args: argparse.Namespace) -> int:
         progress=show_progress(args.quiet), require_memory=require_memory,
         check_device=check_device, stream=stream,
     )
-    write_run_record(args.output.parent, args, results=result.record)
+    write_run_record(args.output.parent, args, named_after=args.output, results=result.record)
     print(f"reconstruct ({args.method}): {result.shape_zyx} voxels of "
           f"{result.voxel_size_A:.3g} Å -> {args.output}")
     return 0

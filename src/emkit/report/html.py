@@ -33,6 +33,34 @@ RECORD_NAME = "emkit-run.json"
 REPORT_NAME = "report.html"
 INDEX_NAME = "index.html"
 
+
+def record_names(stem: str | None = None) -> tuple[str, str]:
+    """The run record's and the page's file names: ``emkit-run.json`` and ``report.html`` in
+    a run's own folder, ``<stem>.emkit-run.json`` and ``<stem>.report.html`` beside a
+    run's single output file ``<stem>.<suffix>`` (so runs that write files into one folder
+    keep one record each, and a user's own ``report.html`` there is never replaced).
+
+    Examples
+    --------
+    >>> record_names(), record_names("rec")
+    (('emkit-run.json', 'report.html'), ('rec.emkit-run.json', 'rec.report.html'))
+    """
+    if stem is None:
+        return RECORD_NAME, REPORT_NAME
+    return f"{stem}.{RECORD_NAME}", f"{stem}.{REPORT_NAME}"
+
+
+def _record_file(record: dict[str, Any]) -> str:
+    """The file name the record was written under (older records: ``emkit-run.json``)."""
+    name = record.get("record_file")
+    return name if isinstance(name, str) and name.endswith(RECORD_NAME) else RECORD_NAME
+
+
+def report_name_for(record_file: str) -> str:
+    """``report.html`` for ``emkit-run.json``, ``<stem>.report.html`` for
+    ``<stem>.emkit-run.json``."""
+    return record_file[: -len(RECORD_NAME)] + REPORT_NAME
+
 FIGURE_SUFFIXES = (".png", ".jpg", ".jpeg")
 MAX_FIGURES = 40
 """Figures embedded per page; further ones are listed as links."""
@@ -512,9 +540,10 @@ def render_run_report(run_dir: str | os.PathLike[str], record: dict[str, Any]) -
     body += _figures_section(files)
     body += _outputs_section(files)
     stamp = datetime.datetime.now().astimezone().strftime("%Y-%m-%dT%H:%M:%S%z")
+    name = _record_file(record)
     body.append(
         f'<p class="note">Page written {_e(stamp)} from '
-        f'<a href="{_href(RECORD_NAME)}">{RECORD_NAME}</a>.</p>'
+        f'<a href="{_href(name)}">{_e(name)}</a>.</p>'
     )
     return _page(f"{title} - emkit run report", body)
 
@@ -602,9 +631,10 @@ def _timings_and_metrics_sections(record: dict[str, Any]) -> list[str]:
         shown = metrics[:MAX_METRIC_ROWS]
         body.append(_table(("metric", "value"), shown, attr="data-metric", cls=("", "num")))
         if len(metrics) > len(shown):
+            name = _record_file(record)
             body.append(
                 f'<p class="note">{len(metrics) - len(shown)} more values in '
-                f'<a href="{_href(RECORD_NAME)}">{RECORD_NAME}</a>.</p>'
+                f'<a href="{_href(name)}">{_e(name)}</a>.</p>'
             )
     else:
         body.append('<p class="note">none recorded</p>')
@@ -669,13 +699,20 @@ def _outputs_section(files: list[tuple[str, Path]]) -> list[str]:
     return body
 
 
-def read_run_record(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    """The record of the run in ``run_dir``.
+def _record_path(run: str | os.PathLike[str]) -> Path:
+    """The record of ``run``: a run folder's ``emkit-run.json``, or a record file itself."""
+    path = Path(run)
+    return path if path.name.endswith(RECORD_NAME) and not path.is_dir() else path / RECORD_NAME
+
+
+def read_run_record(run: str | os.PathLike[str]) -> dict[str, Any]:
+    """The record of a run: ``run`` is its folder (holding ``emkit-run.json``) or a record
+    file (``<stem>.emkit-run.json``, beside a run's single output file).
 
     Raises
     ------
     MissingFileError
-        ``run_dir`` holds no ``emkit-run.json`` (it is not a run folder).
+        No record there (not a run folder nor a record file).
     FileFormatError
         The record is not a JSON object.
     """
@@ -683,14 +720,14 @@ def read_run_record(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
 
     from emkit.errors import FileFormatError, MissingFileError, with_path
 
-    base = Path(run_dir)
-    path = base / RECORD_NAME
+    path = _record_path(run)
     if not path.is_file():
         raise MissingFileError(
             with_path(
-                base,
-                f"is not an emkit run folder (it holds no {RECORD_NAME}); give the folder "
-                "a workflow command wrote its outputs into",
+                Path(run),
+                f"is not an emkit run folder (it holds no {RECORD_NAME}) nor a run record; "
+                f"give the folder a workflow command wrote its outputs into, or the "
+                f"<name>.{RECORD_NAME} written beside a single output file",
             )
         )
     try:
@@ -699,30 +736,35 @@ def read_run_record(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
         raise FileFormatError(with_path(path, f"is not a readable run record ({error})")) from None
     if not isinstance(record, dict):
         raise FileFormatError(with_path(path, "is not a run record (not a JSON object)"))
+    record.setdefault("record_file", path.name)
     return record
 
 
-def write_run_report(run_dir: str | os.PathLike[str], record: dict[str, Any] | None = None) -> Path:
-    """Write ``run_dir/report.html`` for the run recorded in ``run_dir`` (atomically).
+def write_run_report(run: str | os.PathLike[str], record: dict[str, Any] | None = None) -> Path:
+    """Write the page of a run (atomically): ``report.html`` beside ``emkit-run.json``, or
+    ``<stem>.report.html`` beside ``<stem>.emkit-run.json``.
 
     Parameters
     ----------
-    run_dir : path-like
-        The folder that holds (or, inside a run, will hold) ``emkit-run.json``.
+    run : path-like
+        The run's folder, or its record file (which, inside a run, may not exist yet).
     record : dict, optional
-        The run record; read from ``run_dir/emkit-run.json`` when not given.
+        The run record; read from ``run`` when not given. Its ``record_file`` names the
+        record (default ``emkit-run.json``).
 
     Returns
     -------
     Path
-        ``run_dir/report.html``.
+        The page written.
     """
     from emkit.io import write_text_atomic
 
-    base = Path(run_dir)
+    path = _record_path(run)
     if record is None:
-        record = read_run_record(base)
-    return write_text_atomic(base / REPORT_NAME, render_run_report(base, record))
+        record = read_run_record(run)
+    base = path.parent
+    page = report_name_for(_record_file(record))
+    return write_text_atomic(base / page, render_run_report(base, record))
 
 
 # --------------------------------------------------------------------------- demo index
