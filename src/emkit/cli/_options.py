@@ -101,11 +101,14 @@ def _refuse(constraint: str, text: str) -> NoReturn:
 
 
 def _bound_text(lo: float | None, hi: float | None, lo_open: bool, hi_open: bool) -> str:
+    def text(value: float) -> str:  # an integer bound as an integer, not 1.84467e+19
+        return str(value) if isinstance(value, int) else f"{value:g}"
+
     parts = []
     if lo is not None:
-        parts.append(f"{'>' if lo_open else '>='} {lo:g}")
+        parts.append(f"{'>' if lo_open else '>='} {text(lo)}")
     if hi is not None:
-        parts.append(f"{'<' if hi_open else '<='} {hi:g}")
+        parts.append(f"{'<' if hi_open else '<='} {text(hi)}")
     return " and ".join(parts)
 
 

@@ -1,8 +1,9 @@
-"""Run every emkit workflow on built-in synthetic data and write results and figures.
+"""Run the workflows' demos (tomo, register, segment, pick, spa) on built-in data.
 
 Nothing is downloaded: each workflow simulates its own input with a known answer, runs,
 and reports how close it came. Results go to one folder per workflow under OUTPUT, with
-a summary in OUTPUT/summary.json.
+a summary in OUTPUT/summary.json. (The atlas has no demo here: try emkit sim mosaic, then
+emkit atlas build.)
 
 Examples
 --------

@@ -7,8 +7,6 @@ XML; classes are numbered from 1.
 Examples
 --------
     emkit sim tomogram --output sim/ --seed 1          # crowded tomogram + ground truth
-    emkit pick detect sim/tomogram.mrc --output picks/   # the shipped model
-    emkit pick train a.mrc b.mrc --particles a.star b.star --radius-A 40,49,62 --output model/
     emkit pick match sim/tomogram.mrc --template 1ake 3enl 6flr --output tm/
     emkit pick evaluate tm/tomogram_particles.tsv sim/particles.star --radius-A 40,49,62 \\
         --output scores/
@@ -220,7 +218,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                       help="built-in template name or density map per class (shapes, "
                       "turned by the list's RELION angles)")
     lab.add_argument("--output", type=file_path, required=True, help="instance labels (.mrc)")
-    lab.add_argument("--class-output", type=file_path, dest="field",
+    lab.add_argument("--class-output", type=file_path, dest="field", metavar="CLASS_MAP",
                      help="class map (.mrc), optional")
 
 

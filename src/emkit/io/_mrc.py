@@ -41,7 +41,8 @@ _IMOD_FLAG_SIGNED_BYTES = 1
 # tomogram never needs a second full copy in memory.
 _SLAB_BYTES = 1 << 28
 
-_CORRUPT_HINT = "is not a valid MRC file (truncated?): re-export it or check the transfer"
+_CORRUPT_HINT = ("is not a valid MRC file (not MRC at all, or truncated): check what the file "
+                 "is, re-export it or check the transfer")
 
 _HEADER_BYTES = 1024
 
