@@ -236,7 +236,7 @@ def orient_particles(
         if progress:
             print(f"   fitting {len(images)} orientations to their distances", flush=True)
         fit = recover_orientations(distance_fn, len(images), seed=seed, **(fit_options or {}))
-        what = "median distance error"
+        what = "median residual of the fitted distances"
     info["fit"] = fit
     t1 = time.perf_counter()
     if progress:
