@@ -10,8 +10,8 @@ Memory: one chunk's maps plus the int32 label map.
 
 The chunks are independent tasks: with a path to the tomogram they run on a local Dask
 cluster of worker processes or a running scheduler (each task opens the file itself and
-reads only its chunk), and are folded in, in order, as they finish; the result does not
-depend on how many workers ran them.
+reads only its chunk), and are folded in, in order, as they finish; the picks are those of
+one process, up to the rounding of another thread count.
 """
 
 from __future__ import annotations
@@ -77,10 +77,20 @@ def _levels(volume: Any, model: Any) -> tuple[float, float]:
 
 def _opened(path: str) -> Any:
     """The tomogram at ``path``, read lazily (a memory map or a Zarr array: cheap to open,
-    so each task opens its own)."""
+    so each task opens its own). Quietly: what is odd about the file was said once, by the
+    caller that read it first (:func:`emkit.pick.detect_particles_in_file`), not once per
+    chunk."""
+    import logging
+
     from emkit.pick._run import _lazy_tomogram
 
-    return _lazy_tomogram(path)[0]
+    readers = logging.getLogger("emkit.io")
+    level = readers.level
+    readers.setLevel(logging.ERROR)
+    try:
+        return _lazy_tomogram(path)[0]
+    finally:
+        readers.setLevel(level)
 
 
 @dataclass(frozen=True)
@@ -156,7 +166,8 @@ def detect_particles_chunked(
     Parameters
     ----------
     volume : path or array-like, (z, y, x)
-        A tomogram file or Zarr store (read lazily, by each task), or anything sliceable:
+        A tomogram file or Zarr store (read lazily, by each task, without the readers'
+        warnings about odd headers: read it once first to see them), or anything sliceable:
         ndarray, ``np.memmap``, ``zarr.Array`` (then the chunks run in this process).
     chunk : int
         Core side of a chunk in voxels.
