@@ -329,3 +329,19 @@ def test_a_large_label_map_goes_to_a_temporary_file_with_the_same_result(
     assert len(on_disk["particles"]) == len(in_memory["particles"]) > 0
     np.testing.assert_array_equal(on_disk["instances"], in_memory["instances"])
     np.testing.assert_array_equal(on_disk["particles"].zyx, in_memory["particles"].zyx)
+
+
+def test_no_room_for_a_large_label_map_is_one_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+    import os
+
+    import emkit.pick._chunked as chunked
+    from emkit.errors import DiskFullError
+
+    def full(fd: int, offset: int, length: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(chunked, "LABEL_MAP_IN_MEMORY_BYTES", 1000)
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    with pytest.raises(DiskFullError, match="TMPDIR"):
+        chunked._new_label_map((16, 16, 16))

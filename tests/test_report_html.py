@@ -283,6 +283,15 @@ def test_report_command_renders_again_and_refuses_other_folders(
         assert main(["report", str(run)]) == 0
         assert _report(record_file).is_file()
         assert record_file.read_bytes() == before
+    # a record copied under another name draws a page of that name, which does not list
+    # itself among the run's outputs
+    copy = runs["register"].parent / "copy.emkit-run.json"
+    copy.write_bytes(runs["register"].read_bytes())
+    assert main(["report", str(copy)]) == 0
+    page = (copy.parent / "copy.report.html").read_text(encoding="utf-8")
+    assert 'href="copy.emkit-run.json"' in page and 'href="warped.report.html"' not in page
+    copy.unlink()
+    (copy.parent / "copy.report.html").unlink()
     capsys.readouterr()
     assert main(["report", str(tmp_path)]) == 2
     err = capsys.readouterr().err

@@ -292,7 +292,9 @@ def _add_detect(sub: argparse._SubParsersAction) -> None:
                      help="with --chunk: address of a running Dask scheduler whose workers "
                      "see the same file")
     det.add_argument("--device", type=device, help="cpu, cuda, cuda:N (default: auto)")
-    det.add_argument("--threads", type=positive_int, help="CPU threads (default: all)")
+    det.add_argument("--threads", type=positive_int,
+                     help="CPU threads (default: all; with --workers each worker takes its "
+                     "share of the cores instead)")
     det.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -378,7 +380,7 @@ def run_labels(args: argparse.Namespace) -> int:
     """``emkit pick labels``."""
     from emkit.pick import labels_from_particle_file, write_instance_labels
 
-    # instance labels (int32), class map, nearest distances (float32) and the int16 copy
+    # instance labels (int32), class map, nearest distances (float32), room to spare
     _require_memory(args.like, 14, "label maps on the grid of a tomogram",
                     "crop or bin the tomogram first")
 
@@ -444,19 +446,20 @@ def run_detect(args: argparse.Namespace) -> int:
     if (args.workers or args.scheduler) and not args.chunk:
         raise InputError("--workers and --scheduler run the chunks of --chunk N on Dask; "
                          "give --chunk too (e.g. --chunk 128)")
+    if args.workers and args.scheduler:
+        raise InputError("--workers starts a local cluster, --scheduler uses a running one; "
+                         "give one of them")
     if args.chunk:
         # the label map (unless it goes to a temporary file), and per local worker one
         # chunk with its margins: its data and about ten maps
         from emkit.cli._options import require_memory
-        from emkit.io import read_volume
-        from emkit.pick import label_map_on_disk
+        from emkit.pick import label_map_on_disk, lazy_tomogram_shape
 
-        if not label_map_on_disk(read_volume(args.tomogram, mmap=True).data.shape):
-            _require_memory(args.tomogram, 4, "detecting particles chunk by chunk",
-                            "use a smaller --chunk")
+        shape = lazy_tomogram_shape(args.tomogram)  # header only: a Zarr store is not read
+        labels = 0 if label_map_on_disk(shape) else 4 * float(np.prod(shape, dtype=np.float64))
         workers = 1 if args.scheduler else (args.workers or 1)
-        require_memory(workers * (48 * float(args.chunk + 64) ** 3 + 300 * 2**20),
-                       f"{workers} chunk(s) of {args.chunk}^3 voxels",
+        require_memory(labels + workers * (48 * float(args.chunk + 64) ** 3 + 300 * 2**20),
+                       f"the label map and {workers} chunk(s) of {args.chunk}^3 voxels",
                        "use a smaller --chunk or fewer --workers")
     else:
         # the tomogram, its normalised copy, about six float32 maps, labels, a resampled copy

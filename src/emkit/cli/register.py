@@ -40,7 +40,7 @@ tissue hidden by a fold, get --fill), optionally the displacement field (--field
 float32 .npy of shape (2, H, W): for each fixed pixel (y, x) the (dy, dx) to its
 position in the moving image, so warped[y, x] = moving[y + dy, x + dx]), the quality
 metrics (NCC, SSIM, NMI to the fixed image outside the defect) as OUTPUT_STEM.metrics.json
-and emkit-run.json beside OUTPUT.
+and the run record OUTPUT_STEM.emkit-run.json (with OUTPUT_STEM.report.html) beside OUTPUT.
 
 Examples
 --------
@@ -63,7 +63,7 @@ or OME-Zarr by OUTPUT's suffix; Zarr keeps memory bounded), one field per sectio
 (FIELDS/section_0000.npy ..., (2, H, W) float32 from common-frame pixel to section pixel,
 and valid_0000.png), OUTPUT_STEM_report/ (overlays of neighbouring aligned sections, the
 residual per section), OUTPUT_STEM_work/ (each pair's result, kept for --resume) and
-emkit-run.json beside OUTPUT.
+OUTPUT_STEM.emkit-run.json (with OUTPUT_STEM.report.html) beside OUTPUT.
 
 INPUT is a folder of images (sorted by name) or one stack file (n, y, x). --masks is a
 folder of defect masks named like the sections (same file stem; a section without one

@@ -47,19 +47,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from emkit.io import current_run
     from emkit.report.html import (
-        RECORD_NAME,
         REPORT_MEMORY_BYTES,
         read_run_record,
+        record_path,
         write_run_report,
     )
 
     given = Path(args.run_dir)
     record = read_run_record(given)  # not a run folder nor a record: one line, exit 2
     require_memory(REPORT_MEMORY_BYTES, f"drawing the report of {given}", "close other programs")
-    folder = given.parent if given.name.endswith(RECORD_NAME) and not given.is_dir() else given
     run = current_run()
     if run is not None:
-        run.add_inputs([folder / record["record_file"]])
-    path = write_run_report(folder / record["record_file"], record)
+        run.add_inputs([record_path(given)])
+    path = write_run_report(given, record)
     print(f"emkit report: {path}")
     return 0

@@ -13,7 +13,11 @@
   matching over SO(3)) and :func:`pick_blobs` (Gaussian smoothing + local maxima).
 """
 
-from emkit.pick._chunked import detect_particles_chunked, label_map_on_disk
+from emkit.pick._chunked import (
+    detect_particles_chunked,
+    label_map_on_disk,
+    lazy_tomogram_shape,
+)
 from emkit.pick._detect import PostProcessing, detect_particles, postprocess, predict_pick_maps
 from emkit.pick._evaluate import (
     PickScores,
@@ -64,6 +68,7 @@ __all__ = [
     "detect_particles_chunked",
     "detect_particles_in_file",
     "label_map_on_disk",
+    "lazy_tomogram_shape",
     "pick_losses",
     "postprocess",
     "predict_pick_maps",

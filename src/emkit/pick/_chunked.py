@@ -6,7 +6,8 @@ come from a sample of the whole tomogram, so every chunk is normalised alike. Ea
 maps are post-processed without the outlier filter, and a particle is kept by the chunk
 whose core holds its centre (so none is counted twice); its instance voxels are written into
 the tomogram-wide label map. The k-nearest-neighbour filter then runs on the whole list.
-Memory: one chunk's maps plus the int32 label map.
+Memory: one chunk's maps (per worker) plus the int32 label map, which goes to a temporary
+file when it is large (below).
 
 The chunks are independent tasks: with a path to the tomogram they run on a local Dask
 cluster of worker processes or a running scheduler (each task opens the file itself and
@@ -36,6 +37,12 @@ LABEL_MAP_IN_MEMORY_BYTES = 1 << 30
 _RENUMBER_VOXELS = 16_000_000
 
 
+def lazy_tomogram_shape(path: str | os.PathLike[str]) -> tuple[int, ...]:
+    """The shape of the tomogram at ``path``, read from its header or Zarr metadata only
+    (nothing loaded, no warnings: the run reads it once more and says what is odd)."""
+    return tuple(int(n) for n in _opened(os.fspath(path)).shape)
+
+
 def label_map_on_disk(shape: tuple[int, ...]) -> bool:
     """Whether the instance label map of a tomogram of ``shape`` goes to a temporary file."""
     return 4 * int(np.prod(shape, dtype=np.int64)) > LABEL_MAP_IN_MEMORY_BYTES
@@ -55,7 +62,10 @@ def _new_label_map(shape: tuple[int, ...]) -> np.ndarray:
     nbytes = 4 * int(np.prod(shape, dtype=np.int64))
     with tempfile.TemporaryFile(prefix="emkit-labels-") as handle:
         try:
-            os.posix_fallocate(handle.fileno(), 0, nbytes)
+            if hasattr(os, "posix_fallocate"):
+                os.posix_fallocate(handle.fileno(), 0, nbytes)
+            else:  # pragma: no cover - macOS: a sparse file (a full disk would show later)
+                handle.truncate(nbytes)
         except OSError as error:
             if error.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
                 raise
@@ -193,8 +203,9 @@ def detect_particles_chunked(
         A volume that is not 3D, a chunk below 16 voxels, an in-memory array with a
         cluster.
     """
-    source: Any = os.fspath(volume) if isinstance(volume, (str, os.PathLike)) else volume
-    data = _opened(source) if isinstance(source, str) else source
+    path = (os.path.abspath(os.fspath(volume)) if isinstance(volume, (str, os.PathLike))
+            else None)
+    data = _opened(path) if path is not None else volume
     if len(data.shape) != 3:
         raise InputError(f"a tomogram is (z, y, x), got shape {tuple(data.shape)}")
     if chunk < 16:
@@ -207,13 +218,19 @@ def detect_particles_chunked(
         margin = int(2 * max(radii) / (model.voxel_size_A or 10.0)) + 8
     boxes = _chunks(shape, chunk, margin)
     here = runs_in_process(scheduler, n_workers, len(boxes))
-    if not here and not isinstance(source, str):
+    # in this process the tasks share the opened tomogram; on a cluster each opens the file
+    source: Any = data if here else path
+    if not here and path is None:
         raise InputError("chunks run on a cluster only from a file: give the tomogram's "
                          "path, not an array")
+    if not here and type(data) is np.ndarray:
+        raise InputError(f"{path}: a compressed file is read whole, by every task; "
+                         "decompress it (or convert it to OME-Zarr) to run its chunks on a "
+                         "cluster")
     threads = None
     if not here:
-        threads = 1 if scheduler is not None else max(
-            1, default_n_workers() // (n_workers or default_n_workers()))
+        workers = min(n_workers or default_n_workers(), len(boxes))
+        threads = 1 if scheduler is not None else max(1, default_n_workers() // workers)
     p = params or PostProcessing()
     levels = _levels(data, model)
     tasks = [_Chunk(source, model, p, levels, *box, tile_size, overlap, batch_size, device,
@@ -235,7 +252,8 @@ def _fold(tasks: list[_Chunk], shape: tuple[int, ...], p: PostProcessing, schedu
     scores: list[np.ndarray] = []
     results = iter_inputs(_detect_chunk, tasks, scheduler=scheduler, n_workers=n_workers,
                           progress=progress, desc="chunks")
-    for task, (labels, centres, found_classes, found_scores) in zip(tasks, results):
+    for task, (labels, centres, found_classes, found_scores) in zip(tasks, results,
+                                                                     strict=True):
         offset = sum(len(c) for c in zyx)
         target = instances[task.box]
         write = (labels > 0) & (target == 0)

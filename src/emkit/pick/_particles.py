@@ -278,11 +278,11 @@ def write_particle_lists(
 
 
 def write_instance_labels(path: PathLike, labels: np.ndarray, voxel_size_A: float) -> Path:
-    """Instance labels as MRC: mode 2, float32 holding exact integers (up to 2^24), written
-    in slabs straight from ``labels`` (a memory map stays on disk)."""
-    from emkit.io import write_volume
+    """Instance labels, written straight from ``labels`` (a memory map stays on disk); as MRC,
+    mode 2: float32 holding exact integers up to 2^24, written in slabs."""
+    from emkit.io import volume_format, write_volume
 
-    if int(labels.max(initial=0)) >= 2**24:
+    if volume_format(path, for_writing=True) == "mrc" and int(labels.max(initial=0)) >= 2**24:
         raise InputError(with_path(path, "holds more than 2^24 instances, more than float32 "
                                    "labels tell apart"))
     return write_volume(path, labels, voxel_size=voxel_size_A)

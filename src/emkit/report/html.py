@@ -300,7 +300,7 @@ def _expand(run_dir: Path, names: Iterable[str]) -> list[tuple[str, Path]]:
     out: list[tuple[str, Path]] = []
     pending = _pending_temps()
     for name in names:
-        if name == REPORT_NAME:
+        if name == REPORT_NAME or name.endswith(f".{REPORT_NAME}"):  # the page itself
             continue
         readable = _readable(run_dir / name, pending)
         if readable is None:
@@ -699,7 +699,7 @@ def _outputs_section(files: list[tuple[str, Path]]) -> list[str]:
     return body
 
 
-def _record_path(run: str | os.PathLike[str]) -> Path:
+def record_path(run: str | os.PathLike[str]) -> Path:
     """The record of ``run``: a run folder's ``emkit-run.json``, or a record file itself."""
     path = Path(run)
     return path if path.name.endswith(RECORD_NAME) and not path.is_dir() else path / RECORD_NAME
@@ -720,7 +720,7 @@ def read_run_record(run: str | os.PathLike[str]) -> dict[str, Any]:
 
     from emkit.errors import FileFormatError, MissingFileError, with_path
 
-    path = _record_path(run)
+    path = record_path(run)
     if not path.is_file():
         raise MissingFileError(
             with_path(
@@ -736,17 +736,18 @@ def read_run_record(run: str | os.PathLike[str]) -> dict[str, Any]:
         raise FileFormatError(with_path(path, f"is not a readable run record ({error})")) from None
     if not isinstance(record, dict):
         raise FileFormatError(with_path(path, "is not a run record (not a JSON object)"))
-    record.setdefault("record_file", path.name)
+    record["record_file"] = path.name  # the file it was read from, whatever it says
     return record
 
 
-def write_run_report(run: str | os.PathLike[str], record: dict[str, Any] | None = None) -> Path:
+def write_run_report(run_dir: str | os.PathLike[str], record: dict[str, Any] | None = None
+                     ) -> Path:
     """Write the page of a run (atomically): ``report.html`` beside ``emkit-run.json``, or
     ``<stem>.report.html`` beside ``<stem>.emkit-run.json``.
 
     Parameters
     ----------
-    run : path-like
+    run_dir : path-like
         The run's folder, or its record file (which, inside a run, may not exist yet).
     record : dict, optional
         The run record; read from ``run`` when not given. Its ``record_file`` names the
@@ -759,9 +760,9 @@ def write_run_report(run: str | os.PathLike[str], record: dict[str, Any] | None 
     """
     from emkit.io import write_text_atomic
 
-    path = _record_path(run)
+    path = record_path(run_dir)
     if record is None:
-        record = read_run_record(run)
+        record = read_run_record(run_dir)
     base = path.parent
     page = report_name_for(_record_file(record))
     return write_text_atomic(base / page, render_run_report(base, record))

@@ -72,12 +72,13 @@ def load_distance_model(path: str | os.PathLike[str] | None = None) -> TrainedMo
     from emkit.nn import PolarSiameseNet, load_model
 
     folder = shipped_model_folder() if path is None else Path(path)
+    model = load_model(folder, task=TASK, device="cpu")
     if path is None:
         logger.warning("the shipped distance model is not accurate yet: on 5j0n, a structure "
                        "it was not trained on, its orientations came out ~100 deg off (mean; "
                        "docs/spa.md); for thousands of images of a particle without symmetry "
-                       "--distances spectral was measured at 0.3-6 deg after refinement")
-    model = load_model(folder, task=TASK, device="cpu")
+                       "the spectral start (--distances spectral) was measured at 0.3-6 deg "
+                       "after refinement")
     if not isinstance(model.network, PolarSiameseNet):
         raise InputError(with_path(folder, "is not a distance model (its network is not a "
                                    "PolarSiameseNet); train one with emkit spa train"))
