@@ -315,7 +315,9 @@ def run_sim_section(args: argparse.Namespace) -> int:
     )
     out = sim.output_dir
     write_run_record(out, args, results={"kind": args.kind, "band_px": sim.band_px})
-    print(f"{args.kind}: {out / sim.moving_name}, defect_mask.png, true_field.npy in {out}")
+    fixed = "" if args.image is not None else "fixed.png, "
+    print(f"{args.kind}: {out / sim.moving_name}, {fixed}defect_mask.png, true_field.npy in "
+          f"{out}")
     return 0
 
 
