@@ -143,6 +143,17 @@ def test_old_fei_header_is_read_with_one_warning(tmp_path, caplog):
     np.testing.assert_allclose(volume.metadata["extended_header_tilt_angles_deg"], TILTS)
 
 
+def test_a_file_read_again_quietly_logs_its_oddities_at_debug(tmp_path, caplog):
+    from emkit.io._quiet import reads_quietly
+
+    fei_old_file(tmp_path / "haadf.mrc")
+    with reads_quietly():
+        _, lines = _read_with_log(tmp_path / "haadf.mrc", caplog)
+    assert lines == []
+    _, lines = _read_with_log(tmp_path / "haadf.mrc", caplog)  # and loudly again after
+    assert len(lines) == 1
+
+
 @pytest.mark.parametrize("exttyp", [b"FEI1", b"FEI2"])
 def test_fei1_fei2_mode6_read_tilts_and_pixel_size(tmp_path, caplog, exttyp):
     data = fei1_file(tmp_path / "velox.mrc", exttyp)

@@ -25,7 +25,7 @@ from emkit.io._mrc_variants import (
     unsigned_offset_median,
 )
 from emkit.io._paths import MRC_STACK_SUFFIXES, PathLike, full_suffix
-from emkit.io._quiet import python_warnings_to_log
+from emkit.io._quiet import python_warnings_to_log, read_warning_level
 from emkit.io._volume import Volume
 
 logger = logging.getLogger(__name__)
@@ -314,7 +314,8 @@ def _microscope_metadata(
             "kept as stored"
         )
     if oddities:
-        logger.warning("%s: unusual MRC header: %s", path, "; ".join(oddities))
+        logger.log(read_warning_level(), "%s: unusual MRC header: %s", path,
+                   "; ".join(oddities))
     metadata = {
         **facts.summary(),
         "header_voxel_size_A": header_size,

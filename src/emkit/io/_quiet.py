@@ -10,6 +10,7 @@ calls these context managers turn all of it into DEBUG records of the caller's l
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 import os
 import sys
@@ -123,3 +124,25 @@ def opencv_quiet(logger: logging.Logger) -> Iterator[None]:
         if log is not None and previous is not None:
             with contextlib.suppress(Exception):
                 log.setLogLevel(previous)
+
+
+# Set while a reader opens a file whose oddities were already reported (each chunk task of a
+# chunked run reopens the file). A context variable: each thread (a multi-threaded Dask
+# worker's tasks) has its own, unlike a logger's level.
+_QUIET_READS: contextvars.ContextVar[bool] = contextvars.ContextVar("emkit_quiet_reads",
+                                                                     default=False)
+
+
+@contextlib.contextmanager
+def reads_quietly() -> Iterator[None]:
+    """Readers inside the block log what is odd about a file at DEBUG, not WARNING."""
+    token = _QUIET_READS.set(True)
+    try:
+        yield
+    finally:
+        _QUIET_READS.reset(token)
+
+
+def read_warning_level() -> int:
+    """The level a reader logs a file's oddities at: WARNING, or DEBUG in :func:`reads_quietly`."""
+    return logging.DEBUG if _QUIET_READS.get() else logging.WARNING

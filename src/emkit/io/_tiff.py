@@ -22,7 +22,7 @@ import tifffile
 
 from emkit.errors import EmkitError, FileFormatError, ShapeError, with_path
 from emkit.io._paths import PathLike
-from emkit.io._quiet import python_warnings_to_log
+from emkit.io._quiet import python_warnings_to_log, read_warning_level
 from emkit.io._volume import Volume
 
 logger = logging.getLogger(__name__)
@@ -163,7 +163,8 @@ def _tiff_resolution_calibration(tif: tifffile.TiffFile) -> tuple[float, float, 
 
 def _to_gray(data: np.ndarray, axis: int, path: Path) -> np.ndarray:
     channels = data.shape[axis]
-    logger.warning("%s: colour image (%d samples) converted to gray", path, channels)
+    logger.log(read_warning_level(), "%s: colour image (%d samples) converted to gray", path,
+               channels)
     rgb = np.moveaxis(data, axis, -1)[..., :3].astype(np.float32)
     if rgb.shape[-1] < 3:
         return rgb[..., 0]

@@ -90,17 +90,11 @@ def _opened(path: str) -> Any:
     so each task opens its own). Quietly: what is odd about the file was said once, by the
     caller that read it first (:func:`emkit.pick.detect_particles_in_file`), not once per
     chunk."""
-    import logging
-
+    from emkit.io._quiet import reads_quietly
     from emkit.pick._run import _lazy_tomogram
 
-    readers = logging.getLogger("emkit.io")
-    level = readers.level
-    readers.setLevel(logging.ERROR)
-    try:
+    with reads_quietly():
         return _lazy_tomogram(path)[0]
-    finally:
-        readers.setLevel(level)
 
 
 @dataclass(frozen=True)
