@@ -7,6 +7,8 @@ XML; classes are numbered from 1.
 Examples
 --------
     emkit sim tomogram --output sim/ --seed 1          # crowded tomogram + ground truth
+    emkit pick detect sim/tomogram.mrc --output picks/   # the shipped model
+    emkit pick train a.mrc b.mrc --particles a.star b.star --radius-A 40,49,62 --output model/
     emkit pick match sim/tomogram.mrc --template 1ake 3enl 6flr --output tm/
     emkit pick evaluate tm/tomogram_particles.tsv sim/particles.star --radius-A 40,49,62 \\
         --output scores/
@@ -132,8 +134,6 @@ DIR/<stem>_instances.mrc (balls of the template radii) and DIR/<stem>_scores.mrc
 
 Examples
 --------
-    emkit pick detect sim/tomogram.mrc --output picks/   # the shipped model
-    emkit pick train a.mrc b.mrc --particles a.star b.star --radius-A 40,49,62 --output model/
     emkit pick match sim/tomogram.mrc --template 1ake 3enl 6flr --output tm/
     emkit pick match tomo.mrc --template ribosome.mrc --rotations 500 --threshold 0.2 \\
         --output tm/

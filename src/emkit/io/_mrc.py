@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import time
@@ -26,6 +25,7 @@ from emkit.io._mrc_variants import (
 )
 from emkit.io._paths import MRC_STACK_SUFFIXES, PathLike, full_suffix
 from emkit.io._quiet import python_warnings_to_log, read_warning_level
+from emkit.io._tempfiles import _DISK_FULL_ERRNOS
 from emkit.io._volume import Volume
 
 logger = logging.getLogger(__name__)
@@ -459,8 +459,8 @@ def write_mrc(
         raise full from None
 
 
-# A full disk (or quota) while writing; never a memory map, whose writes die of SIGBUS.
-_DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+# A full disk (or quota) while writing (_DISK_FULL_ERRNOS); never a memory map, whose
+# writes die of SIGBUS.
 
 
 def _write_buffered(

@@ -28,6 +28,7 @@ import shutil
 import socket
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 from emkit import __version__
 from emkit.errors import DiskFullError, OutputExistsError, with_path
@@ -184,3 +185,30 @@ def is_emkit_folder(folder: Path) -> bool:
     except OSError:
         return False
     return all(_TEMP_PATTERN.match(name) for name in names)
+
+
+def temporary_array(shape: tuple[int, ...], dtype: Any, what: str) -> Any:
+    """Zeros of ``shape`` in an unnamed temporary file (in ``TMPDIR``), memory-mapped: for an
+    array larger than memory should hold. Its blocks are reserved first, so a full disk is
+    one :class:`DiskFullError` here, never a SIGBUS on a later write; the file goes away
+    with the array.
+    """
+    import tempfile
+
+    import numpy as np
+
+    nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+    with tempfile.TemporaryFile(prefix="emkit-") as handle:
+        try:
+            if hasattr(os, "posix_fallocate"):
+                os.posix_fallocate(handle.fileno(), 0, nbytes)
+            else:  # pragma: no cover - macOS: a sparse file (a full disk would show later)
+                handle.truncate(nbytes)
+        except OSError as error:
+            if error.errno not in _DISK_FULL_ERRNOS:
+                raise
+            raise DiskFullError(
+                f"{tempfile.gettempdir()}: no room for the {nbytes / 2**30:.1f} GiB {what}; "
+                "point TMPDIR at a disk with room"
+            ) from None
+        return np.memmap(handle, dtype=dtype, mode="r+", shape=shape)

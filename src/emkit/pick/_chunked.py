@@ -49,31 +49,12 @@ def label_map_on_disk(shape: tuple[int, ...]) -> bool:
 
 
 def _new_label_map(shape: tuple[int, ...]) -> np.ndarray:
-    """Zeros, int32: in memory, or for a large map a memory map of an unnamed temporary
-    file whose blocks are reserved first (a full disk is then one error here, never a
-    SIGBUS in the middle of the run)."""
+    """Zeros, int32: in memory, or for a large map in a reserved temporary file."""
     if not label_map_on_disk(shape):
         return np.zeros(shape, np.int32)
-    import errno
-    import tempfile
+    from emkit.io._tempfiles import temporary_array
 
-    from emkit.errors import DiskFullError
-
-    nbytes = 4 * int(np.prod(shape, dtype=np.int64))
-    with tempfile.TemporaryFile(prefix="emkit-labels-") as handle:
-        try:
-            if hasattr(os, "posix_fallocate"):
-                os.posix_fallocate(handle.fileno(), 0, nbytes)
-            else:  # pragma: no cover - macOS: a sparse file (a full disk would show later)
-                handle.truncate(nbytes)
-        except OSError as error:
-            if error.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-                raise
-            raise DiskFullError(
-                f"{tempfile.gettempdir()}: no room for the {nbytes / 2**30:.1f} GiB instance "
-                "label map of chunked detection; point TMPDIR at a disk with room"
-            ) from None
-        return np.memmap(handle, dtype=np.int32, mode="r+", shape=shape)
+    return temporary_array(shape, np.int32, "instance label map of chunked detection")
 
 
 def _levels(volume: Any, model: Any) -> tuple[float, float]:

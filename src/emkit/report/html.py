@@ -45,9 +45,8 @@ def record_names(stem: str | None = None) -> tuple[str, str]:
     >>> record_names(), record_names("rec")
     (('emkit-run.json', 'report.html'), ('rec.emkit-run.json', 'rec.report.html'))
     """
-    if stem is None:
-        return RECORD_NAME, REPORT_NAME
-    return f"{stem}.{RECORD_NAME}", f"{stem}.{REPORT_NAME}"
+    record = RECORD_NAME if stem is None else f"{stem}.{RECORD_NAME}"
+    return record, report_name_for(record)
 
 
 def _record_file(record: dict[str, Any]) -> str:
@@ -750,8 +749,7 @@ def write_run_report(run_dir: str | os.PathLike[str], record: dict[str, Any] | N
     run_dir : path-like
         The run's folder, or its record file (which, inside a run, may not exist yet).
     record : dict, optional
-        The run record; read from ``run`` when not given. Its ``record_file`` names the
-        record (default ``emkit-run.json``).
+        The run record; read from ``run_dir`` when not given.
 
     Returns
     -------
@@ -761,11 +759,11 @@ def write_run_report(run_dir: str | os.PathLike[str], record: dict[str, Any] | N
     from emkit.io import write_text_atomic
 
     path = record_path(run_dir)
-    if record is None:
-        record = read_run_record(run_dir)
+    # the page is named after, and links to, the record file it is drawn from
+    record = (read_run_record(run_dir) if record is None
+              else {**record, "record_file": path.name})
     base = path.parent
-    page = report_name_for(_record_file(record))
-    return write_text_atomic(base / page, render_run_report(base, record))
+    return write_text_atomic(base / report_name_for(path.name), render_run_report(base, record))
 
 
 # --------------------------------------------------------------------------- demo index
