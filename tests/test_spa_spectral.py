@@ -208,8 +208,9 @@ def test_cli_orient_with_the_spectral_start(tmp_path: Path, capsys: pytest.Captu
     assert main(["spa", "orient", str(sim / "particles.star"), "--output", str(out),
                  "--distances", "spectral", "--model", str(model)]) == 2
     assert not out.exists() and "drop --model" in capsys.readouterr().err
+    # the default start (auto) without --model is the spectral one
     assert main(["spa", "orient", str(sim / "particles.star"), "--output", str(out),
-                 "--distances", "spectral", "--refine", "2", "--threads", "1"]) == 0
+                 "--refine", "2", "--threads", "1"]) == 0
     printed = capsys.readouterr().out
     assert "(the spectral start, no distances)" in printed and "in-plane angle residual" in printed
     star = read_particles_star(out)
@@ -248,3 +249,12 @@ def test_orient_counts_the_spectral_start_in_its_memory_check(tmp_path: Path) ->
     assert asked["spectral"] - asked["learned"] == spectral_working_bytes(6)
     assert spectral_working_bytes(2000) > 466 * 2**20
     assert not (tmp_path / "o.star").exists()
+
+
+def test_auto_is_learned_with_a_model_and_spectral_without() -> None:
+    from emkit.spa._commands import resolve_distances
+
+    assert resolve_distances("auto", None) == "spectral"
+    assert resolve_distances("auto", Path("model")) == "learned"
+    for explicit in ("learned", "exact", "spectral"):
+        assert resolve_distances(explicit, None) == explicit

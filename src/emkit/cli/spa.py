@@ -1,8 +1,9 @@
 """Single-particle orientations and maps: orient particle images, reconstruct a map.
 
-Orientations come from distances between the orientations of image pairs (learned by a
-Siamese network shipped with emkit, or exact ones from a STAR's true angles), fitted with
-one unit quaternion per image, then refined by projection matching against the map they
+Orientations come from the images' common-view graph (the default for thousands of images
+of a particle without symmetry) or from distances between the orientations of image pairs
+(learned by a Siamese network, or exact ones from a STAR's true angles) fitted with one unit
+quaternion per image; then they are refined by projection matching against the map they
 make. Angles are written in RELION's convention (rlnAngleRot/Tilt/Psi, rlnOriginX/YAngst).
 
 Examples
@@ -35,17 +36,19 @@ nonneg_float_px = float_range(0, 1000)
 
 _ORIENT_DOC = """Recover the orientation (and shift) of every particle image; write a STAR.
 
-PARTICLES is a stack (.mrcs) or a RELION STAR (3.0 or 3.1) naming the images. Distances
-between the orientations of many image pairs are predicted (--distances learned, with
---model or the model shipped with emkit), one unit quaternion per image is fitted to them,
-the image-side rotation that distances cannot see is found from the images, and --refine
-rounds of projection matching against the map they make refine angles and shifts (0: no
-refinement). With --distances exact the true angles of a simulated STAR are used as the
-distances (a check of everything after them). --distances spectral uses no distances:
-each image's best rotationally correlated partners and their in-plane angles make a graph
-whose eigenvectors give the orientations, its edges weighted in noise by how well the
-paths around them agree (needs thousands of images and no symmetry; see docs/spa.md for
-where each start works). Writes OUT.star (RELION 3.1: rlnAngleRot, rlnAngleTilt,
+PARTICLES is a stack (.mrcs) or a RELION STAR (3.0 or 3.1) naming the images. The start
+(--distances): "spectral" uses no distances: each image's best rotationally correlated
+partners and their in-plane angles make a graph whose eigenvectors give the orientations,
+its edges weighted in noise by how well the paths around them agree (needs thousands of
+images and no symmetry); "learned" predicts the distances between the orientations of many
+image pairs with a Siamese network (--model, or the one shipped with emkit, which is not
+accurate yet on structures it was not trained on) and fits one unit quaternion per image to
+them; "exact" takes the distances from the true angles of a simulated STAR (a check of
+everything after them); "auto" (the default) is "learned" when --model is given and
+"spectral" otherwise. The image-side rotation that distances cannot see is then found from
+the images, and --refine rounds of projection matching against the map they make refine
+angles and shifts (0: no refinement); docs/spa.md says where each start works.
+Writes OUT.star (RELION 3.1: rlnAngleRot, rlnAngleTilt,
 rlnAnglePsi, rlnOriginXAngst, rlnOriginYAngst, optics) and, when PARTICLES holds angles,
 OUT_errors.png (errors against them after a global rotation).
 
@@ -54,7 +57,7 @@ Examples
     emkit spa orient particles.star --output orient.star
     emkit spa orient particles.mrcs --output orient.star --pixel-size 3.667 --refine 8
     emkit spa orient sim/particles.star --output check.star --distances exact
-    emkit spa orient particles.star --output orient.star --distances spectral
+    emkit spa orient particles.star --output orient.star --model my_model/
 """
 
 _RECONSTRUCT_DOC = """Reconstruct a map from particle images and their angles, with half-maps, FSC.
@@ -115,14 +118,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="particle stack (.mrcs) or RELION STAR")
     orient.add_argument("--output", type=file_path, required=True, help="output STAR file")
     orient.add_argument("--model", type=file_path,
-                        help="distance model folder (default: the one shipped with emkit)")
+                        help="distance model folder (learned distances; the shipped one "
+                             "with --distances learned and no --model)")
     orient.add_argument("--refine", type=int_range(0, 100), default=6,
                         help="projection-matching rounds, 0 for none (6)")
-    orient.add_argument("--distances", choices=("learned", "exact", "spectral"),
-                        default="learned",
-                        help="learned (default; the shipped model is not accurate yet, "
-                             "docs/spa.md), exact from the STAR's true angles, or "
-                             "spectral (none: the common-view graph of the images)")
+    orient.add_argument("--distances", choices=("auto", "spectral", "learned", "exact"),
+                        default="auto",
+                        help="the start: spectral (no distances: the images' common-view "
+                             "graph), learned (the network's distances; the shipped model "
+                             "is not accurate yet, docs/spa.md), exact (from the STAR's "
+                             "true angles); auto (default): learned with --model, else "
+                             "spectral")
     _add_common(orient)
 
     train = add_subcommand(sub, "train", _TRAIN_DOC, func=run_train)

@@ -185,8 +185,8 @@ def _distance_function(particles: ParticleStack, distances: str, model: Path | N
                                        "learned"))
         return None  # no distances: orient_particles starts from the common-view graph
     if distances != "learned":
-        raise InputError(f"unknown distances {distances!r}; use 'learned', 'exact' or "
-                         "'spectral'")
+        raise InputError(f"unknown distances {distances!r}; use 'auto', 'learned', 'exact' "
+                         "or 'spectral'")
     try:
         from emkit.spa import _siamese
     except ImportError as error:  # pragma: no cover - the network module ships with emkit
@@ -259,17 +259,31 @@ def orient_particles(
     return rotations, shifts, info
 
 
+def resolve_distances(distances: str, model: Path | None) -> str:
+    """The start ``"auto"`` stands for: learned distances when a model is given, else the
+    spectral start (the shipped distance model is ~100 deg off on structures it was not
+    trained on, the spectral start 7-18 deg on thousands of 5j0n images; docs/spa.md)."""
+    if distances != "auto":
+        return distances
+    return "learned" if model is not None else "spectral"
+
+
 def run_orient_files(
     particles_path: Path, output: Path, *, model: Path | None = None,
-    distances: str = "learned", refine: int = 6, seed: int = 0,
+    distances: str = "auto", refine: int = 6, seed: int = 0,
     pixel_size_A: float | None = None, progress: bool = False,
     require_memory: MemoryCheck = no_memory_check,
 ) -> OrientResult:
-    """``emkit spa orient``: orientations (and shifts) of particle images, to a STAR file."""
+    """``emkit spa orient``: orientations (and shifts) of particle images, to a STAR file.
+
+    ``distances``: ``"learned"`` (``model`` or the shipped one), ``"exact"`` (the STAR's true
+    angles), ``"spectral"`` (no distances) or ``"auto"`` (:func:`resolve_distances`).
+    """
     from emkit.io import check_not_input
     from emkit.spa._spectral import spectral_working_bytes
 
     check_not_input(output, [particles_path] + ([model] if model else []))
+    distances = resolve_distances(distances, model)
     n, size = particle_stack_shape(particles_path)
     _require_particle_memory(require_memory, n, size, particles_path.name,
                              "split the particles into several STAR files",
