@@ -146,10 +146,13 @@ def float_range(
     *,
     lo_inclusive: bool = True,
     hi_inclusive: bool = True,
+    unit: str = "",
 ) -> OptionType:
-    """Finite numbers between ``lo`` and ``hi`` (NaN and infinity are always refused)."""
+    """Finite numbers between ``lo`` and ``hi`` (NaN and infinity are always refused);
+    ``unit`` (e.g. ``"in Å"``) is named in the refusal, for options whose unit is easy to
+    mistake."""
     bounds = _bound_text(lo, hi, not lo_inclusive, not hi_inclusive)
-    constraint = f"a finite number {bounds}".strip()
+    constraint = f"a finite number {bounds} {unit}".strip()
 
     def convert(text: str) -> float:
         try:

@@ -337,7 +337,8 @@ def add_sim_parsers(sim_subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--gold", type=nonneg_int, default=3, help="gold beads (3)")
     parser.add_argument("--snr", type=positive_float, default=0.01,
                         help="SNR per projection (0.01)")
-    parser.add_argument("--defocus", type=float_range(0, 20, lo_inclusive=False), default=3.0,
+    parser.add_argument("--defocus", type=float_range(0, 20, lo_inclusive=False, unit="in µm"),
+                        default=3.0,
                         help="underfocus, µm (3)")
     parser.add_argument("--tilt-range", type=float_range(1, 89), default=60.0,
                         help="tilts from -A to +A degrees (60)")

@@ -180,8 +180,10 @@ def add_sim_parsers(sim_subparsers: argparse._SubParsersAction) -> None:
                         help="pixel size in Å (map: its header; model: 4)")
     parser.add_argument("--max-shift", type=nonneg_float_px, default=0.0,
                         help="largest origin shift in px, drawn in a disc (0)")
-    parser.add_argument("--defocus", type=positive_float, nargs=2, metavar=("MIN", "MAX"),
-                        help="defocus range in Å for a CTF (default: no CTF)")
+    parser.add_argument("--defocus", type=float_range(100, 200_000, unit="in Å"),
+                        nargs=2, metavar=("MIN", "MAX"),
+                        help="defocus range in Å (RELION's unit: 10000 25000 is 1-2.5 µm) "
+                             "for a CTF (default: no CTF)")
     parser.add_argument("--tilt-range", type=float_range(0, 180), nargs=2, metavar=("LO", "HI"),
                         default=(0.0, 180.0), help="tilt angles allowed, degrees (0 180)")
 

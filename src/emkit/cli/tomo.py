@@ -344,7 +344,8 @@ def add_sim_parsers(sim_subparsers: argparse._SubParsersAction) -> None:
         "--noise", choices=("gaussian", "poisson"), default="gaussian", help="noise model"
     )
     parser.add_argument(
-        "--defocus", type=positive_float, help="apply a CTF at this defocus (µm, > 0)"
+        "--defocus", type=float_range(0, 20, lo_inclusive=False, unit="in µm"),
+        help="apply a CTF at this defocus (µm, 0 < D <= 20; not Å)"
     )
     parser.add_argument("--pixel-size", type=positive_float, default=10.0, help="Å (10)")
     parser.add_argument(
