@@ -307,6 +307,9 @@ def train_distance_model(
     net = PolarSiameseNet(**(network or {}), image_size=settings["image_size"])
     augment = AugmentSettings(max_shift_px=4.0 * box_px / 64,
                               ctf_bank=ctf_table(box_px, voxel_size_A, 256, seed))
+    if progress:  # the banks take minutes before the first training step
+        print(f"   projecting {len(train) + len(held_out)} maps of {box_px}^3 px for the "
+              "training pairs", flush=True)
     banks = _make_banks(train, box_px, n_groups, group, seed)
     val_banks = _make_banks(held_out, box_px, max(n_groups // 3, 8), group, seed + 1) \
         if held_out else banks
