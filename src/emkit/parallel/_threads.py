@@ -10,13 +10,56 @@ task and puts them back afterwards.
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
+from typing import Any
+
+# torch's thread pool and the BLAS/OpenMP limits are process-wide, while a Dask worker may
+# run several tasks at once in threads: each saving and restoring them would let the last
+# to finish put back a value another task had set, and leave the process lowered for good.
+# So the first task to enter saves them, every task sets its count, and the last to leave
+# restores them. (scipy.fft's workers are per thread already.)
+_LOCK = threading.Lock()
+_state: dict[str, Any] = {"active": 0, "torch": None, "pools": None}
+
+
+def _enter_process_limits(n: int) -> None:
+    import torch
+
+    with _LOCK:
+        if _state["active"] == 0:
+            _state["torch"] = torch.get_num_threads()
+            pools = contextlib.ExitStack()
+            try:
+                from threadpoolctl import threadpool_limits
+            except ImportError:  # pragma: no cover - an optional speed-up only
+                pass
+            else:
+                pools.enter_context(threadpool_limits(limits=n))
+            _state["pools"] = pools
+        _state["active"] += 1
+        torch.set_num_threads(n)
+
+
+def _leave_process_limits() -> None:
+    import torch
+
+    with _LOCK:
+        _state["active"] -= 1
+        if _state["active"] == 0:
+            _state["pools"].close()
+            torch.set_num_threads(_state["torch"])
+            _state["pools"] = _state["torch"] = None
 
 
 @contextlib.contextmanager
 def limit_threads(n_threads: int) -> Iterator[None]:
     """Run the body with ``n_threads`` threads in torch (and so emkit's projector pool),
     scipy.fft and, when threadpoolctl is installed, the BLAS/OpenMP pools.
+
+    Safe to nest and to enter from several threads at once (a Dask worker running tasks
+    side by side): the process-wide settings go back to what they were when the last body
+    ends; while bodies overlap, the one entered last sets torch's count.
 
     Parameters
     ----------
@@ -29,20 +72,11 @@ def limit_threads(n_threads: int) -> Iterator[None]:
     ...     pass
     """
     import scipy.fft
-    import torch
 
     n = max(1, int(n_threads))
-    old_torch = torch.get_num_threads()
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(scipy.fft.set_workers(n))
-        try:
-            from threadpoolctl import threadpool_limits
-        except ImportError:  # pragma: no cover - an optional speed-up only
-            pass
-        else:
-            stack.enter_context(threadpool_limits(limits=n))
-        torch.set_num_threads(n)
+    with scipy.fft.set_workers(n):
+        _enter_process_limits(n)
         try:
             yield
         finally:
-            torch.set_num_threads(old_torch)
+            _leave_process_limits()
