@@ -59,7 +59,8 @@ def limit_threads(n_threads: int) -> Iterator[None]:
 
     Safe to nest and to enter from several threads at once (a Dask worker running tasks
     side by side): the process-wide settings go back to what they were when the last body
-    ends; while bodies overlap, the one entered last sets torch's count.
+    ends; while bodies overlap, the one entered last sets torch's count and the first the
+    BLAS/OpenMP limits (the tasks of one worker ask for the same count).
 
     Parameters
     ----------
