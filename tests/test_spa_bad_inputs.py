@@ -127,3 +127,70 @@ def test_output_must_not_be_an_input(good: Path, capsys: pytest.CaptureFixture[s
                    "--distances", "exact"])
     assert status == 2 and "p.star" in capsys.readouterr().err
     assert _digest(good) == before
+
+
+def _relion30_star_without_angles(path: Path, stack: str, n: int) -> Path:
+    """A RELION 3.0 particle STAR as extraction writes it: CTF and pixel size
+    (rlnMagnification, rlnDetectorPixelSize), no orientations."""
+    rows = "\n".join(f"{i}@{stack} 15301.1 14916.4 5.28 300 2.7 0.07 60000 18"
+                     for i in range(1, n + 1))
+    path.write_text("data_\n\nloop_\n_rlnImageName #1\n_rlnDefocusU #2\n_rlnDefocusV #3\n"
+                    "_rlnDefocusAngle #4\n_rlnVoltage #5\n_rlnSphericalAberration #6\n"
+                    "_rlnAmplitudeContrast #7\n_rlnMagnification #8\n"
+                    "_rlnDetectorPixelSize #9\n" + rows + "\n")
+    return path
+
+
+def test_an_angles_star_without_orientations(
+    good: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An extraction STAR (no rlnAngle* columns) given as --angles: refused, not read as
+    every particle at rot = tilt = psi = 0."""
+    angles = _relion30_star_without_angles(good / "extract.star", "p.mrcs", 6)
+    _refused(_reconstruct(good / "p.star", angles, good / "out"), good / "out", capsys,
+             "extract.star", "rlnAngleRot", "no orientations")
+
+
+def test_star_image_size_that_is_not_the_stacks(
+    good: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    star = good / "size.star"
+    write_particles_star(star, euler_deg=np.zeros((6, 3)),
+                         image_names=relion_image_names("p.mrcs", 6), pixel_size_A=3.0,
+                         image_size=4 * L)
+    _refused(_orient(star, good / "out"), good / "out", capsys, "size.star",
+             f"rlnImageSize {4 * L}", f"{L} px")
+
+
+def _two_optics_groups(path: Path, stack: str, pixel_sizes_A: tuple[float, float]) -> Path:
+    """A RELION 3.1+ STAR (version comment, '#N' column numbers, as RELION 5 writes) whose
+    six particles come from two optics groups."""
+    optics = "\n".join(f"opticsGroup{g} {g} 300 2.7 0.1 {px} {L} 2"
+                       for g, px in zip((1, 2), pixel_sizes_A))
+    rows = "\n".join(f"{i}@{stack} {1 + (i > 3)} 10.0 {5.0 * i} 20.0 0.0 0.0"
+                     for i in range(1, 7))
+    path.write_text(
+        "\n# version 50001\n\ndata_optics\n\nloop_ \n_rlnOpticsGroupName #1 \n"
+        "_rlnOpticsGroup #2 \n_rlnVoltage #3 \n_rlnSphericalAberration #4 \n"
+        "_rlnAmplitudeContrast #5 \n_rlnImagePixelSize #6 \n_rlnImageSize #7 \n"
+        "_rlnImageDimensionality #8 \n" + optics + "\n \n\n# version 50001\n\n"
+        "data_particles\n\nloop_ \n_rlnImageName #1 \n_rlnOpticsGroup #2 \n"
+        "_rlnAngleRot #3 \n_rlnAngleTilt #4 \n_rlnAnglePsi #5 \n_rlnOriginXAngst #6 \n"
+        "_rlnOriginYAngst #7 \n" + rows + "\n\n")
+    return path
+
+
+def test_optics_groups_of_different_pixel_sizes(
+    good: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One map has one pixel size: particles of 1.25 and 1.035 Å groups are refused unless
+    --pixel-size says to treat them as one; groups of one size are read as usual."""
+    mixed = _two_optics_groups(good / "mixed.star", "p.mrcs", (1.25, 1.035))
+    _refused(_reconstruct(mixed, mixed, good / "out"), good / "out", capsys, "mixed.star",
+             "1.035-1.25", "--pixel-size")
+    assert main(_reconstruct(mixed, mixed, good / "out") + ["--pixel-size", "1.25"]) == 0
+    same = _two_optics_groups(good / "same.star", "p.mrcs", (1.25, 1.25))
+    assert main(_reconstruct(same, same, good / "out2")) == 0
+    from emkit.io import read_volume
+
+    assert read_volume(good / "out2" / "m.mrc").pixel_size == pytest.approx(1.25)

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from emkit.errors import InputError, with_path
+from emkit.errors import FileFormatError, InputError, with_path
 from emkit.spa._files import (
     ParticleStack,
     particle_stack_shape,
@@ -337,6 +337,12 @@ def _angles_for(particles: ParticleStack, angles: Path) -> tuple[np.ndarray, np.
     from emkit.io import read_particles_star
 
     star = read_particles_star(angles, pixel_size_A=particles.pixel_size_A)
+    missing = [c for c in ("rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi")
+               if c not in star["particles"].columns]
+    if missing:
+        raise FileFormatError(with_path(angles, f"has no {'/'.join(missing)} column(s): it "
+                                        "gives no orientations; give the STAR written by "
+                                        "emkit spa orient or a refinement"))
     n = len(particles.images)
     if len(star["euler_deg"]) != n:
         raise MismatchError(with_path(angles, f"gives {len(star['euler_deg'])} orientations "

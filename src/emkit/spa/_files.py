@@ -103,6 +103,23 @@ def _star_images(star: Path, names: list[str]) -> tuple[np.ndarray, float | None
     return np.stack(out), pixel
 
 
+def _check_one_pixel_size(star_path: Path, star: dict[str, Any]) -> None:
+    """Refuse particles of optics groups with different pixel sizes (one map, one size)."""
+    optics = star["optics"]
+    if optics is None or "rlnImagePixelSize" not in optics.columns:
+        return
+    groups = optics["rlnOpticsGroup"].to_numpy(dtype=np.int64) \
+        if "rlnOpticsGroup" in optics.columns else np.arange(1, len(optics) + 1)
+    sizes = dict(zip(groups, optics["rlnImagePixelSize"].to_numpy(dtype=np.float64)))
+    used = np.array([sizes[g] for g in np.unique(star["optics_group"]) if g in sizes])
+    if used.size and used.max() - used.min() > 1e-3 * used.max():
+        raise InputError(with_path(star_path, f"particles come from optics groups of pixel "
+                                   f"sizes {used.min():g}-{used.max():g} Å; emkit makes one "
+                                   "map at one pixel size: keep one optics group per STAR "
+                                   "(rlnOpticsGroup), or give --pixel-size to treat them as "
+                                   "one"))
+
+
 def _defocus(particles: Any) -> np.ndarray | None:
     if "rlnDefocusU" not in particles.columns:
         return None
@@ -141,7 +158,7 @@ def particle_stack_shape(path: str | Path) -> tuple[int, int]:
         star = read_particles_star(p)
         names = star["image_names"] or []
         box = star["image_size"]
-        if box is None and names:
+        if names:  # the stack's header, not rlnImageSize, which read_particles checks
             _, stack = _split_name(names[0], p)
             box = read_volume(_stack_path(stack, p), mmap=True).data.shape[-1]
         return len(names), int(box or 0)
@@ -177,8 +194,14 @@ def read_particles(path: str | Path, *, pixel_size_A: float | None = None) -> Pa
         if not star["image_names"]:
             raise FileFormatError(with_path(p, "has no rlnImageName column; a particle STAR "
                                             "must name its images"))
+        if pixel_size_A is None:
+            _check_one_pixel_size(p, star)
         images, stack_pixel = _star_images(p, star["image_names"])
         names = star["image_names"]
+        if star["image_size"] is not None and star["image_size"] != images.shape[-1]:
+            raise ShapeError(with_path(p, f"says rlnImageSize {star['image_size']} but its "
+                                       f"images are {images.shape[-1]} px; fix the optics "
+                                       "block (or the image names)"))
         file_pixel = star["pixel_size_A"] or stack_pixel
         particles = star["particles"]
         if {"rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"} <= set(particles.columns):
