@@ -66,12 +66,14 @@ class Optics:
 
 
 def _trilinear(
-    positions: np.ndarray, p: int
+    positions: np.ndarray, p: int, shape: tuple[int, int, int] | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Flat indices ``(m, 8)`` and weights ``(m, 8)`` of the 8 grid neighbours of points.
 
-    ``positions`` are ``(m, 3)`` fractional grid indices in ``(z, y, x)`` order.
+    ``positions`` are ``(m, 3)`` fractional grid indices in ``(z, y, x)`` order, on a grid
+    of ``shape`` (default ``(p, p, p)``).
     """
+    _, ny, nx = shape if shape is not None else (p, p, p)
     base = np.floor(positions)
     frac = positions - base
     base = base.astype(np.int64)
@@ -84,7 +86,7 @@ def _trilinear(
             wy = frac[:, 1] if dy else 1.0 - frac[:, 1]
             for dx in (0, 1):
                 wx = frac[:, 2] if dx else 1.0 - frac[:, 2]
-                idx[:, corner] = ((base[:, 0] + dz) * p + base[:, 1] + dy) * p + base[:, 2] + dx
+                idx[:, corner] = ((base[:, 0] + dz) * ny + base[:, 1] + dy) * nx + base[:, 2] + dx
                 wgt[:, corner] = wz * wy * wx
                 corner += 1
     return idx, wgt
@@ -193,6 +195,77 @@ def hermitian_complete(numerator: np.ndarray, weights: np.ndarray, p: int) -> tu
         return np.roll(a[mirror], 1, axis=(0, 1, 2))  # index j -> (p - j) mod p
 
     return num + np.conj(mate(num)), wgt + mate(wgt)
+
+
+def half_grid_shape(p: int) -> tuple[int, int, int]:
+    """The ``kx >= 0`` half of the centred ``p``-grid: ``(p, p, p // 2 + 1)``, z and y
+    centred (DC at ``p // 2``), x the index ``kx * p`` (DC at 0), as :func:`numpy.fft.rfftn`
+    keeps it."""
+    return (p, p, p // 2 + 1)
+
+
+def insert_slices_half(
+    numerator: np.ndarray,
+    weights: np.ndarray,
+    values: np.ndarray,
+    ctf: np.ndarray | None,
+    rotations: np.ndarray,
+    k_xy: np.ndarray,
+    p: int,
+) -> None:
+    """:func:`insert_slices` into the ``kx >= 0`` half grid (:func:`half_grid_shape`, flat).
+
+    A sample at ``kx < 0`` goes in as its Friedel mate (``-k``, the conjugate value), so the
+    half grid holds what the full grid holds at ``kx >= 0`` once :func:`complete_half_plane`
+    has added the mates in the plane ``kx = 0``; it needs half the memory.
+    """
+    shape = half_grid_shape(p)
+    size = shape[0] * shape[1] * shape[2]
+    n, m = values.shape
+    step = max(1, _POINTS_PER_CHUNK // max(m, 1))
+    for a in range(0, n, step):
+        b = min(n, a + step)
+        pos = slice_positions(rotations[a:b], k_xy, p).reshape(-1, 3)
+        pos[:, 2] -= p // 2  # x as kx * p
+        v = values[a:b].reshape(-1)
+        c2 = None
+        if ctf is not None:
+            c = ctf[a:b].reshape(-1)
+            v, c2 = v * c, c * c
+        mate = pos[:, 2] < 0
+        pos[mate] *= -1.0
+        pos[mate, :2] += p  # centred index j -> p - j
+        v = np.where(mate, np.conj(v), v)
+        idx, w = _trilinear(pos, p, shape)
+        flat = idx.reshape(-1)
+        numerator.real += np.bincount(flat, (w * v.real[:, None]).reshape(-1), minlength=size)
+        numerator.imag += np.bincount(flat, (w * v.imag[:, None]).reshape(-1), minlength=size)
+        wc = w if c2 is None else w * c2[:, None]
+        weights += np.bincount(flat, wc.reshape(-1), minlength=size)
+
+
+def complete_half_plane(numerator: np.ndarray, weights: np.ndarray, p: int) -> None:
+    """Add the Friedel mates in the plane ``kx = 0`` of half-grid insertions, in place."""
+    num = numerator.reshape(half_grid_shape(p))
+    wgt = weights.reshape(half_grid_shape(p))
+
+    def mate(a: np.ndarray) -> np.ndarray:
+        return np.roll(a[::-1, ::-1], 1, axis=(0, 1))  # index j -> (p - j) mod p
+
+    num[:, :, 0] += np.conj(mate(num[:, :, 0]))
+    wgt[:, :, 0] += mate(wgt[:, :, 0])
+
+
+def half_spectrum_to_volume(spectrum: np.ndarray, size: int) -> np.ndarray:
+    """:func:`spectrum_to_volume` of a half-grid spectrum (:func:`half_grid_shape`)."""
+    import scipy.fft
+
+    p = spectrum.shape[0]
+    vol = scipy.fft.irfftn(np.fft.ifftshift(spectrum, axes=(0, 1)), s=(p, p, p),
+                           overwrite_x=True)
+    # the centred box without shifting the whole grid: centred index c is (c - p // 2) mod p
+    index = (np.arange(size) + p // 2 - size // 2 - p // 2) % p
+    return vol[np.ix_(index, index, index)]
 
 
 def gridding_correction(size: int, p: int) -> np.ndarray:

@@ -34,20 +34,23 @@ def accumulate(
     optics: Optics | None = None,
     pad: int = 2,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Sum of CTF-weighted image spectra and of CTF^2 on the padded grid (Hermitian-complete).
+    """Sum of CTF-weighted image spectra and of CTF^2 on the padded grid's ``kx >= 0`` half.
 
     Returns
     -------
-    numerator : ndarray, shape (P, P, P), complex128
-    weights : ndarray, shape (P, P, P), float64
+    numerator : ndarray, shape (P, P, P // 2 + 1), complex128
+    weights : ndarray, shape (P, P, P // 2 + 1), float64
+        On :func:`emkit.spa._fourier.half_grid_shape` (the other half is their Friedel
+        mates: the full grid would need twice the memory).
     """
     images = np.asarray(images, dtype=np.float64)
     rotations = np.asarray(rotations, dtype=np.float64)
     _check_inputs(images, rotations, shifts_px)
     size = images.shape[-1]
     p = pad * size
-    numerator = np.zeros(p**3, dtype=np.complex128)
-    weights = np.zeros(p**3, dtype=np.float64)
+    shape = fr.half_grid_shape(p)
+    numerator = np.zeros(shape[0] * shape[1] * shape[2], dtype=np.complex128)
+    weights = np.zeros(numerator.size, dtype=np.float64)
     for a in range(0, len(images), _IMAGES_PER_CHUNK):
         b = min(len(images), a + _IMAGES_PER_CHUNK)
         sh = None if shifts_px is None else np.asarray(shifts_px)[a:b]
@@ -55,23 +58,44 @@ def accumulate(
         ctf = None
         if optics is not None and optics.has_ctf:
             ctf = np.stack([optics.ctf(i, (p, p), "rfft")[keep] for i in range(a, b)])
-        fr.insert_slices(numerator, weights, values, ctf, rotations[a:b], k_xy)
-    return fr.hermitian_complete(numerator, weights, p)
+        fr.insert_slices_half(numerator, weights, values, ctf, rotations[a:b], k_xy, p)
+    fr.complete_half_plane(numerator, weights, p)
+    return numerator.reshape(shape), weights.reshape(shape)
+
+
+def _mean_filled_weight(weights: np.ndarray) -> float:
+    """Mean weight over the filled voxels of the FULL grid, from its ``kx >= 0`` half (the
+    plane ``kx = 0`` counts once there, every other plane twice)."""
+    filled = weights > 0
+    total = 2.0 * float(weights[:, :, 1:][filled[:, :, 1:]].sum()) + float(
+        weights[:, :, 0][filled[:, :, 0]].sum())
+    count = 2 * int(filled[:, :, 1:].sum()) + int(filled[:, :, 0].sum())
+    return total / count if count else 0.0
 
 
 def solve_map(
-    numerator: np.ndarray, weights: np.ndarray, size: int, *, wiener: float = 1e-3
+    numerator: np.ndarray, weights: np.ndarray, size: int, *, wiener: float = 1e-3,
+    overwrite: bool = False,
 ) -> np.ndarray:
     """The map ``numerator / (weights + c)``, back in real space, gridding-corrected.
 
     ``c = wiener * mean(weights where > 0)``: a Wiener constant that keeps sparsely sampled
-    frequencies from blowing up.
+    frequencies from blowing up. The grids are half grids (:func:`accumulate`);
+    ``overwrite`` lets this use them as scratch space (they are left undefined).
     """
-    filled = weights > 0
-    c = wiener * float(weights[filled].mean()) if filled.any() else 1.0
-    spectrum = np.where(filled, numerator / (weights + c), 0.0)
+    mean = _mean_filled_weight(weights)
+    c = wiener * mean if mean > 0 else 1.0
+    empty = weights <= 0
+    if overwrite:
+        weights += c
+        spectrum = numerator
+        spectrum /= weights
+    else:
+        spectrum = numerator / (weights + c)
+    spectrum[empty] = 0.0
+    del empty
     p = spectrum.shape[0]
-    vol = fr.spectrum_to_volume(spectrum, size) / fr.gridding_correction(size, p)
+    vol = fr.half_spectrum_to_volume(spectrum, size) / fr.gridding_correction(size, p)
     return vol.astype(np.float32)
 
 
@@ -113,7 +137,7 @@ def reconstruct_map(
     """
     numerator, weights = accumulate(images, rotations, shifts_px=shifts_px, optics=optics,
                                     pad=pad)
-    return solve_map(numerator, weights, np.shape(images)[-1], wiener=wiener)
+    return solve_map(numerator, weights, np.shape(images)[-1], wiener=wiener, overwrite=True)
 
 
 @dataclass
@@ -178,7 +202,12 @@ def reconstruct_half_maps(
     size = np.shape(images)[-1]
     half1 = solve_map(*parts[0], size, wiener=wiener)
     half2 = solve_map(*parts[1], size, wiener=wiener)
-    full = solve_map(parts[0][0] + parts[1][0], parts[0][1] + parts[1][1], size, wiener=wiener)
+    # the full map from the sums, summed in place: one pair of grids less at the peak
+    (num, wgt), (num2, wgt2) = parts
+    num += num2
+    wgt += wgt2
+    del parts, num2, wgt2
+    full = solve_map(num, wgt, size, wiener=wiener, overwrite=True)
     freq, fsc = fourier_shell_correlation(half1, half2, voxel_size_A=pixel_size_A,
                                           mask=soft_sphere_mask(size))
     return Reconstruction(
