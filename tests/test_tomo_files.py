@@ -250,3 +250,64 @@ def test_resume_reuses_the_searched_tilt_axis(small_series, tmp_path, monkeypatc
     # Without --resume the saved start is not used: the search runs (and is refused here).
     with pytest.raises(AssertionError, match="searched again"):
         run_align_files(source, out, **options)
+
+
+def _mdoc(path, angles, pixel_A=5.4, order=None):
+    """A SerialEM .mdoc as SerialEM writes one for a tilt series: global keys, title lines
+    (one with the tilt axis), then a [ZValue = k] section per image with its TiltAngle
+    (and keys emkit ignores, a Windows path among them). ``order``: the sections' order."""
+    lines = [f"PixelSpacing = {pixel_A}", "ImageFile = ts.mrc", "ImageSize = 32 32",
+             "DataMode = 1", "", "[T = SerialEM: Digitized on a Krios   30-Nov-15  15:14:20]",
+             "", "[T =     Tilt axis angle = 85.3, binning = 4  spot = 8  camera = 2]", ""]
+    for z in order if order is not None else range(len(angles)):
+        lines += [f"[ZValue = {z}]", f"TiltAngle = {angles[z]:.5f}", "StagePosition = 20.8 155.3",
+                  "Defocus = 2.68", f"SubFramePath = D:\\DATA\\frames\\ts_{z:03d}.mrc", ""]
+    path.write_text("\n".join(lines) + "\n", encoding="latin-1")
+    return path
+
+
+def test_angles_from_the_serialem_mdoc_beside_the_stack(tmp_path, caplog):
+    """No .tlt: the angles of ts.mrc.mdoc in ZValue order (SerialEM's dose-symmetric order
+    is not sorted), and its PixelSpacing when the header says none."""
+    _bright_field(tmp_path / "ts.mrc")
+    (tmp_path / "ts.tlt").unlink()
+    with mrcfile.open(tmp_path / "ts.mrc", mode="r+") as mrc:
+        mrc.voxel_size = 0.0
+    angles = [0.001, 3.001, -2.999, -5.999, 6.001]
+    _mdoc(tmp_path / "ts.mrc.mdoc", angles, order=[0, 2, 1, 4, 3])
+    with caplog.at_level(logging.INFO, logger="emkit"):
+        series = TiltSeriesSource(tmp_path / "ts.mrc", log=True).read()
+    np.testing.assert_allclose(series.angles, angles)
+    assert series.angles_path.name == "ts.mrc.mdoc"
+    assert series.pixel_size_A == pytest.approx(5.4)
+    messages = " ".join(r.getMessage() for r in caplog.records)
+    assert "PixelSpacing" in messages and "tilt axis angle 85.3" in messages
+    # given explicitly, under any name
+    _mdoc(tmp_path / "other.mdoc", [a + 1 for a in angles])
+    given = TiltSeriesSource(tmp_path / "ts.mrc", angles=tmp_path / "other.mdoc",
+                             log=True).read()
+    np.testing.assert_allclose(given.angles, np.add(angles, 1))
+
+
+@pytest.mark.parametrize("broken, words", [
+    ("missing", "ZValues are not 0..3"),
+    ("no_angle", "has no TiltAngle"),
+    ("bad_angle", "is not a number"),
+])
+def test_a_broken_mdoc_is_one_line(tmp_path, capsys, broken, words):
+    _bright_field(tmp_path / "ts.mrc")
+    angles = [0.0, 3.0, -3.0, 6.0, -6.0]
+    mdoc = _mdoc(tmp_path / "ts.mdoc", angles, order=[0, 1, 2, 4] if broken == "missing"
+                 else None)
+    text = mdoc.read_text(encoding="latin-1")
+    if broken == "no_angle":
+        text = text.replace("TiltAngle = -3.00000\n", "")
+    if broken == "bad_angle":
+        text = text.replace("TiltAngle = -3.00000", "TiltAngle = minus three")
+    mdoc.write_text(text, encoding="latin-1")
+    out = tmp_path / "out"
+    status = main(["tomo", "prealign", str(tmp_path / "ts.mrc"), "--angles", str(mdoc),
+                   "--output", str(out), "--log"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 2 and len(err) == 1 and "ts.mdoc" in err[0] and words in err[0], err
+    assert not out.exists()

@@ -9,7 +9,6 @@ exists and that all tiles have one size and one pixel size, naming the file at f
 from __future__ import annotations
 
 import csv
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,16 +63,15 @@ def read_tile_list(path: Path, *, pixel_size_nm: float | None = None) -> TileSet
     """
     if not path.is_file():
         raise MissingFileError(with_path(path, "no such tile list; check the path"))
-    suffix = path.suffix.lower()
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as error:
-        raise FileFormatError(with_path(path, f"cannot be read as text ({error})")) from None
-    if suffix == ".csv":
+    if path.suffix.lower() == ".csv":
+        try:
+            text = path.read_text(encoding="utf-8-sig")
+        except (OSError, UnicodeDecodeError) as error:
+            raise FileFormatError(with_path(path, f"cannot be read as text ({error})")) from None
         tiles, xy = _parse_csv(text, path)
         list_ps = None
     else:
-        tiles, xy, list_ps = _parse_serialem(text, path)
+        tiles, xy, list_ps = _parse_serialem(path)
     if not tiles:
         raise FileFormatError(with_path(path, "lists no tiles; give at least one tile"))
     tile_set = TileSet(tiles, np.asarray(xy, np.float64).reshape(-1, 2), source=path)
@@ -117,60 +115,40 @@ def _parse_csv(text: str, path: Path) -> tuple[list[Tile], list[tuple[float, flo
     return tiles, xy
 
 
-_SECTION = re.compile(r"^\s*\[\s*(\w+)\s*=\s*(.*?)\s*\]\s*$")
-_KEY = re.compile(r"^\s*(\w+)\s*=\s*(.*?)\s*$")
+def _parse_serialem(path: Path) -> tuple[list[Tile], list[tuple[float, float]], float | None]:
+    """SerialEM autodoc (:func:`emkit.io.read_autodoc`): ``[ZValue = k]`` pieces of the MRC
+    stack the .mdoc belongs to (``stack.mrc.mdoc`` -> ``stack.mrc``), or ``[Image = file]``
+    pieces (.idoc), each with ``PieceCoordinates = x y z``. The pixel size is
+    ``PixelSpacing`` in Å."""
+    from emkit.io import read_autodoc
 
-
-def _parse_serialem(
-    text: str, path: Path
-) -> tuple[list[Tile], list[tuple[float, float]], float | None]:
-    """SerialEM autodoc: ``[ZValue = k]`` pieces of the MRC stack the .mdoc belongs to
-    (``stack.mrc.mdoc`` -> ``stack.mrc``), or ``[Image = file]`` pieces (.idoc), each with
-    ``PieceCoordinates = x y z``. The pixel size is ``PixelSpacing`` in Å."""
+    doc = read_autodoc(path)
     stack = path.with_name(path.name[: -len(path.suffix)]) if path.suffix else path
     tiles: list[Tile] = []
     xy: list[tuple[float, float]] = []
-    pixel_A: float | None = None
-    current: Tile | None = None
-    for line_no, line in enumerate(text.splitlines(), start=1):
-        section = _SECTION.match(line)
-        if section:
-            kind, value = section.group(1), section.group(2)
-            current = None
-            if kind == "ZValue":
-                try:
-                    z = int(value)
-                except ValueError:
-                    raise FileFormatError(
-                        with_path(path, f"line {line_no}: ZValue {value!r} is not a number")
-                    ) from None
-                current = Tile(f"{stack.name}[{z}]", stack, z)
-            elif kind == "Image":
-                current = Tile(value, (path.parent / value).resolve())
-            continue
-        key = _KEY.match(line)
-        if not key:
-            continue
-        name, value = key.group(1), key.group(2)
-        if name == "PixelSpacing" and pixel_A is None:
+    for section in doc.sections:
+        if section.kind == "ZValue":
             try:
-                pixel_A = float(value.split()[0])
-            except (ValueError, IndexError):
-                pass
-        elif name == "PieceCoordinates" and current is not None:
-            try:
-                x, y = (float(v) for v in value.split()[:2])
+                z = int(section.value)
             except ValueError:
-                raise FileFormatError(
-                    with_path(
-                        path,
-                        f"line {line_no}: PieceCoordinates {value!r} are not "
-                        "numbers; fix the autodoc",
-                    )
-                ) from None
-            tiles.append(current)
-            xy.append((x, y))
-            current = None
+                raise FileFormatError(with_path(path, f"line {section.line}: ZValue "
+                                                f"{section.value!r} is not a number")) from None
+            tile = Tile(f"{stack.name}[{z}]", stack, z)
+        elif section.kind == "Image":
+            tile = Tile(section.value, (path.parent / section.value).resolve())
+        else:
+            continue
+        if "PieceCoordinates" not in section.keys:
+            continue
+        value = section.keys["PieceCoordinates"]
+        try:
+            x, y = (float(v) for v in value.split()[:2])
+        except ValueError:
+            raise FileFormatError(with_path(
+                path, f"section at line {section.line}: PieceCoordinates {value!r} are not "
+                "numbers; fix the autodoc")) from None
+        tiles.append(tile)
+        xy.append((x, y))
     if not tiles:
         raise FileFormatError(
             with_path(
@@ -179,7 +157,8 @@ def _parse_serialem(
                 "the .mdoc/.idoc of a SerialEM montage",
             )
         )
-    return tiles, xy, (pixel_A / 10.0 if pixel_A and pixel_A > 0 else None)
+    pixel_A = doc.pixel_spacing_A
+    return tiles, xy, (pixel_A / 10.0 if pixel_A else None)
 
 
 def tile_header(tile: Tile, source: Path) -> tuple[tuple[int, int], np.dtype, float | None]:

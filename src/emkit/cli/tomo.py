@@ -282,7 +282,8 @@ def _add_input_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--angles",
         type=file_path,
-        help="IMOD .tlt, one angle per image (default: TILTS stem .tlt)",
+        help="IMOD .tlt (one angle per image) or SerialEM .mdoc (default: TILTS stem "
+        ".tlt, else TILTS.mdoc, else the header's angles)",
     )
     parser.add_argument(
         "--pixel-size", type=positive_float, help="pixel size in Å, > 0 (default: header)"

@@ -41,6 +41,7 @@ from emkit.io._imod import (
 )
 from emkit.io._mesh import read_mesh, write_mesh
 from emkit.io._paths import VOLUME_SUFFIXES, file_stem, require_exists, volume_format
+from emkit.io._serialem import Autodoc, MdocTiltSeries, read_autodoc, read_mdoc_tilt_angles
 from emkit.io._star import (
     read_coordinates_star,
     read_particles_star,
@@ -95,6 +96,10 @@ __all__ = [
     "read_star",
     "read_structure",
     "read_tlt",
+    "read_autodoc",
+    "read_mdoc_tilt_angles",
+    "Autodoc",
+    "MdocTiltSeries",
     "read_volume",
     "read_xf",
     "relion_image_names",

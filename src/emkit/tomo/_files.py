@@ -52,9 +52,10 @@ class TiltSeriesFile:
 class TiltSeriesSource:
     """Where a tilt series is and how to read it (the inputs every tomo command shares).
 
-    ``angles`` defaults to the ``.tlt`` beside ``tilts``, ``pixel_size_A`` to the header;
-    ``tilt_axis`` is the in-plane axis angle of the raw images (degrees), ``"auto"`` or
-    None (not given: 0, or the rotation of an ``.xf``/``.aln``);
+    ``angles`` (``.tlt`` or ``.mdoc``) defaults to the ``.tlt`` beside ``tilts`` (see
+    :func:`read_tilt_series`), ``pixel_size_A`` to the header; ``tilt_axis`` is the
+    in-plane axis angle of the raw images (degrees), ``"auto"`` or None (not given: 0, or
+    the rotation of an ``.xf``/``.aln``);
     ``invert`` negates the images (dark specimen on bright); ``log`` takes the
     Beer-Lambert projection ``-ln(I / I0)`` of bright-field intensities.
     """
@@ -117,6 +118,23 @@ def _contrast_advice(contrast: str, path: Path, *, invert: bool, log: bool) -> N
                        "log" if log else "invert")
 
 
+def _mdoc_beside(tilts: Path) -> Path:
+    """SerialEM's name for a stack's autodoc: ``TS_01.mrc`` -> ``TS_01.mrc.mdoc``."""
+    return tilts.with_name(tilts.name + ".mdoc")
+
+
+def _mdoc_angles(path: Path) -> tuple[np.ndarray, float | None]:
+    """Tilt angles (stack order) and pixel size (Å) of a SerialEM .mdoc; its tilt axis
+    angle is logged as SerialEM wrote it (SerialEM's calibration, not used by emkit)."""
+    from emkit.io import read_mdoc_tilt_angles
+
+    mdoc = read_mdoc_tilt_angles(path)
+    if mdoc.tilt_axis_deg is not None:
+        logger.info("%s: SerialEM's tilt axis angle %g deg (as written; emkit uses "
+                    "--tilt-axis)", path, mdoc.tilt_axis_deg)
+    return mdoc.tilt_angles_deg, mdoc.pixel_size_A
+
+
 def _header_angles(volume: object, tilts: Path, angles_path: Path) -> np.ndarray:
     """Tilt angles from the MRC extended header, when no .tlt is beside the stack."""
     from emkit.errors import InputError, with_path
@@ -143,11 +161,12 @@ def read_tilt_series(
 ) -> TiltSeriesFile:
     """Read and check the stack and its angles; every problem is one line naming the file.
 
-    ``angles`` defaults to the ``.tlt`` beside ``tilts``, then to the tilt angles of an
-    FEI/SerialEM extended header; ``pixel_size_A`` to the header. ``invert`` negates the
-    images, ``log`` takes ``-ln(I / I0)`` (:func:`beer_lambert`); never both. The contrast
-    (:func:`emkit.io.image_contrast`) is measured on the stack as stored and a warning
-    says when it disagrees with the options.
+    ``angles`` (an IMOD ``.tlt`` or a SerialEM ``.mdoc``) defaults to the ``.tlt`` beside
+    ``tilts``, then to SerialEM's ``<stack>.mdoc``, then to the tilt angles of an
+    FEI/SerialEM extended header; ``pixel_size_A`` to the header (then the ``.mdoc``).
+    ``invert`` negates the images, ``log`` takes ``-ln(I / I0)`` (:func:`beer_lambert`);
+    never both. The contrast (:func:`emkit.io.image_contrast`) is measured on the stack as
+    stored and a warning says when it disagrees with the options.
     """
     from emkit.io import require_finite
     from emkit.tomo._prealign import check_tilt_series
@@ -196,7 +215,12 @@ def open_tilt_series(
             with_path(tilts, f"is a {data.ndim}D array of shape {data.shape}; a tilt "
                       "series is a stack of images (n, y, x)")
         )
-    if angles is None and not angles_path.exists():
+    mdoc_pixel_A = None
+    if angles is None and not angles_path.exists() and _mdoc_beside(tilts).is_file():
+        angles_path = _mdoc_beside(tilts)
+    if angles_path.suffix.lower() == ".mdoc":
+        tilt_angles, mdoc_pixel_A = _mdoc_angles(angles_path)
+    elif angles is None and not angles_path.exists():
         tilt_angles = _header_angles(volume, tilts, angles_path)
         angles_path = tilts
     else:
@@ -220,6 +244,10 @@ def open_tilt_series(
     if min(data.shape[1:]) < 8:
         raise ShapeError(with_path(tilts, f"images of {data.shape[1:]} pixels are too small"))
     pixel = pixel_size_A if pixel_size_A is not None else volume.pixel_size
+    if (pixel is None or not pixel > 0) and mdoc_pixel_A is not None:
+        logger.warning("%s: no pixel size in the header; using the %s's PixelSpacing, %g Å",
+                       tilts, angles_path.name, mdoc_pixel_A)
+        pixel = mdoc_pixel_A
     if pixel is None or not pixel > 0:
         logger.warning("%s: no pixel size in the header; using 1 Å (give --pixel-size)", tilts)
         pixel = 1.0
