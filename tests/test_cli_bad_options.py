@@ -423,3 +423,15 @@ def test_require_memory_message(monkeypatch: pytest.MonkeyPatch) -> None:
     )
     monkeypatch.setattr(_options, "available_memory", lambda: None)
     _options.require_memory(10**18, "anything", "no answer: no refusal")
+
+
+@pytest.mark.parametrize(("argv", "unit"), [
+    (["sim", "particles", "{in}/map.mrc", "--n", "4", "--output", "{out}", "--defocus", "1",
+      "2.5"], "in Å"),  # µm given where RELION's Å are asked
+    (["sim", "tiltseries", "--output", "{out}", "--defocus", "25000"], "in µm"),
+])
+def test_defocus_in_the_other_unit_names_the_unit(
+    argv: list[str], unit: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    line = _run_refused(argv, tmp_path, tmp_path / "out", capsys)
+    assert "--defocus" in line and unit in line, line

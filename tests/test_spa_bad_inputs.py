@@ -189,8 +189,33 @@ def test_optics_groups_of_different_pixel_sizes(
     _refused(_reconstruct(mixed, mixed, good / "out"), good / "out", capsys, "mixed.star",
              "1.035-1.25", "--pixel-size")
     assert main(_reconstruct(mixed, mixed, good / "out") + ["--pixel-size", "1.25"]) == 0
+    # no rlnOpticsGroup per particle beside groups of two sizes; a group the block lacks
+    text = mixed.read_text()
+    cut = text.replace("_rlnOpticsGroup #2 \n_rlnAngleRot #3 \n_rlnAngleTilt #4 \n"
+                       "_rlnAnglePsi #5 \n_rlnOriginXAngst #6 \n_rlnOriginYAngst #7 \n",
+                       "_rlnAngleRot #2 \n_rlnAngleTilt #3 \n_rlnAnglePsi #4 \n"
+                       "_rlnOriginXAngst #5 \n_rlnOriginYAngst #6 \n")
+    rows = [line for line in cut.splitlines() if "@p.mrcs" in line]
+    for row in rows:
+        cut = cut.replace(row, " ".join(row.split()[:1] + row.split()[2:]))
+    (good / "nogroup.star").write_text(cut)
+    _refused(_reconstruct(good / "nogroup.star", good / "nogroup.star", good / "o3"),
+             good / "o3", capsys, "nogroup.star", "1.035-1.25")
+    (good / "unknown.star").write_text(text.replace("@p.mrcs 2 ", "@p.mrcs 7 "))
+    _refused(_reconstruct(good / "unknown.star", good / "unknown.star", good / "o4"),
+             good / "o4", capsys, "unknown.star", "[7]", "rlnOpticsGroup")
     same = _two_optics_groups(good / "same.star", "p.mrcs", (1.25, 1.25))
     assert main(_reconstruct(same, same, good / "out2")) == 0
     from emkit.io import read_volume
 
     assert read_volume(good / "out2" / "m.mrc").pixel_size == pytest.approx(1.25)
+
+
+def test_too_few_images_for_the_default_start(
+    good: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Six images and no --model: the default start (spectral) needs 20; the refusal names
+    the file and the way out."""
+    argv = ["spa", "orient", str(good / "p.star"), "--output", str(good / "out" / "o.star"),
+            "--quiet"]
+    _refused(argv, good / "out", capsys, "p.star", "6 images", "default start", "--model")

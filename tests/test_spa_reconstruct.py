@@ -9,6 +9,7 @@ import pytest
 from scipy import ndimage
 
 from emkit.cli.main import main
+from emkit.errors import ShapeError
 from emkit.geometry import matrix_xyz_to_zyx, random_rotations
 from emkit.io import read_volume, relion_image_names, write_particles_star, write_volume
 from emkit.ops import fourier_shell_correlation, fsc_resolution
@@ -97,3 +98,36 @@ def test_half_maps_and_fsc_drop_with_noise(true_map: np.ndarray) -> None:
     assert a.resolution_0143_A < 2.5 * PIXEL_A
     assert b.resolution_0143_A > a.resolution_0143_A + PIXEL_A
     assert a.resolution_05_A >= a.resolution_0143_A
+
+
+@pytest.mark.parametrize("size", [16, 15])
+def test_half_grid_holds_what_the_full_grid_does(size: int) -> None:
+    """The kx >= 0 half grid (Friedel mates folded in as samples are inserted) equals the
+    full grid's kx >= 0 half made by inserting half planes and adding every voxel's mate,
+    with CTF and shifts; and a solve that may not overwrite leaves its grids alone."""
+    from emkit.spa import _fourier as fr
+    from emkit.spa._reconstruct import accumulate, solve_map
+
+    rng = np.random.default_rng(size)
+    n, p = 40, 2 * size
+    images = rng.normal(size=(n, size, size))
+    rotations = random_rotations(n, seed=size)
+    shifts = rng.uniform(-2, 2, (n, 2))
+    optics = Optics(2.0, rng.uniform(1e4, 2e4, n))
+    numerator, weights = accumulate(images, rotations, shifts_px=shifts, optics=optics)
+    values, k_xy, keep = fr.padded_image_spectra(images, 2, shifts)
+    ctf = np.stack([optics.ctf(i, (p, p), "rfft")[keep] for i in range(n)])
+    full_num = np.zeros(p**3, dtype=np.complex128)
+    full_wgt = np.zeros(p**3)
+    fr.insert_slices(full_num, full_wgt, values, ctf, rotations, k_xy)
+    full_num, full_wgt = fr.hermitian_complete(full_num, full_wgt, p)
+    half = (slice(None), slice(None), slice(p // 2, p))  # kx = 0 .. p/2 - 1 of the centred grid
+    np.testing.assert_allclose(numerator[:, :, : p // 2], full_num[half], atol=1e-9)
+    np.testing.assert_allclose(weights[:, :, : p // 2], full_wgt[half], atol=1e-9)
+    assert not numerator[:, :, p // 2].any()  # beyond the kept frequencies
+    before = numerator.copy(), weights.copy()
+    solve_map(numerator, weights, size)
+    np.testing.assert_array_equal(numerator, before[0])
+    np.testing.assert_array_equal(weights, before[1])
+    with pytest.raises(ShapeError, match="even"):
+        accumulate(images[:, :15, :15], rotations, pad=3)

@@ -282,6 +282,11 @@ def test_angles_from_the_serialem_mdoc_beside_the_stack(tmp_path, caplog):
     assert series.pixel_size_A == pytest.approx(5.4)
     messages = " ".join(r.getMessage() for r in caplog.records)
     assert "PixelSpacing" in messages and "tilt axis angle 85.3" in messages
+    assert "no ts.tlt; using the TiltAngle of each image in ts.mrc.mdoc" in messages
+    # a .tlt beside the stack comes first
+    (tmp_path / "ts.tlt").write_text("\n".join(str(a + 2) for a in angles) + "\n")
+    np.testing.assert_allclose(TiltSeriesSource(tmp_path / "ts.mrc", log=True).read().angles,
+                               np.add(angles, 2))
     # given explicitly, under any name
     _mdoc(tmp_path / "other.mdoc", [a + 1 for a in angles])
     given = TiltSeriesSource(tmp_path / "ts.mrc", angles=tmp_path / "other.mdoc",
@@ -289,10 +294,34 @@ def test_angles_from_the_serialem_mdoc_beside_the_stack(tmp_path, caplog):
     np.testing.assert_allclose(given.angles, np.add(angles, 1))
 
 
+def test_an_mdoc_beside_the_stack_comes_before_the_header_angles(tmp_path):
+    """A SerialEM stack whose extended header holds tilt angles and whose .mdoc lies beside
+    it: the .mdoc's angles (SerialEM's own record) are used."""
+    fei = tmp_path / "ts.mrc"
+    fei1_file(fei)
+    header = TiltSeriesSource(fei).read().angles
+    _mdoc(tmp_path / "ts.mrc.mdoc", list(np.asarray(header) + 0.5))
+    np.testing.assert_allclose(TiltSeriesSource(fei).read().angles, np.asarray(header) + 0.5)
+
+
+def test_autodoc_with_a_byte_order_mark_and_latin1_paths(tmp_path):
+    from emkit.io import read_autodoc
+
+    path = tmp_path / "bom.mdoc"
+    path.write_bytes(b"\xef\xbb\xbfPixelSpacing = 5.4\n[ZValue = 0]\nTiltAngle = 1\n")
+    assert read_autodoc(path).pixel_spacing_A == pytest.approx(5.4)
+    path.write_bytes(b"PixelSpacing = 2.7\n[ZValue = 0]\nTiltAngle = 1\n"
+                     b"SubFramePath = D:\\caf\xe9.mrc\n")
+    doc = read_autodoc(path)
+    assert doc.pixel_spacing_A == pytest.approx(2.7)
+    assert doc.sections[0].keys["SubFramePath"].endswith("caf\u00e9.mrc")
+
+
 @pytest.mark.parametrize("broken, words", [
     ("missing", "ZValues are not 0..3"),
     ("no_angle", "has no TiltAngle"),
     ("bad_angle", "is not a number"),
+    ("fraction", "is not an image number"),
 ])
 def test_a_broken_mdoc_is_one_line(tmp_path, capsys, broken, words):
     _bright_field(tmp_path / "ts.mrc")
@@ -304,6 +333,8 @@ def test_a_broken_mdoc_is_one_line(tmp_path, capsys, broken, words):
         text = text.replace("TiltAngle = -3.00000\n", "")
     if broken == "bad_angle":
         text = text.replace("TiltAngle = -3.00000", "TiltAngle = minus three")
+    if broken == "fraction":
+        text = text.replace("[ZValue = 2]", "[ZValue = 1.5]")
     mdoc.write_text(text, encoding="latin-1")
     out = tmp_path / "out"
     status = main(["tomo", "prealign", str(tmp_path / "ts.mrc"), "--angles", str(mdoc),

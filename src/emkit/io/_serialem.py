@@ -69,13 +69,14 @@ def read_autodoc(path: str | Path) -> Autodoc:
     p = Path(path)
     if not p.is_file():
         raise MissingFileError(with_path(p, "does not exist; give the SerialEM .mdoc"))
+    raw = p.read_bytes()
     try:
-        text = p.read_text(encoding="utf-8", errors="strict")
+        text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
-        try:
-            text = p.read_text(encoding="latin-1")  # Windows paths in SubFramePath
-        except UnicodeDecodeError:  # pragma: no cover - latin-1 decodes any byte
-            raise FileFormatError(with_path(p, "is not a text autodoc")) from None
+        text = raw.decode("latin-1")  # e.g. Windows paths in SubFramePath
+    if "\x00" in text:
+        raise FileFormatError(with_path(p, "is not a text autodoc (binary data); give the "
+                                        "SerialEM .mdoc/.idoc"))
     keys: dict[str, str] = {}
     titles: list[str] = []
     sections: list[AutodocSection] = []
@@ -131,7 +132,12 @@ def read_mdoc_tilt_angles(path: str | Path) -> MdocTiltSeries:
     for section in doc.sections:
         if section.kind != "ZValue":
             continue
-        z = int(_number(section.value, "ZValue", p, section.line))
+        z_value = _number(section.value, "ZValue", p, section.line)
+        if z_value != int(z_value) or z_value < 0:
+            raise FileFormatError(with_path(p, f"line {section.line}: ZValue "
+                                            f"{section.value!r} is not an image number; fix "
+                                            "the .mdoc"))
+        z = int(z_value)
         if "TiltAngle" not in section.keys:
             raise FileFormatError(with_path(p, f"line {section.line}: [ZValue = {z}] has no "
                                             "TiltAngle; give the .mdoc of a tilt series"))
@@ -150,7 +156,10 @@ def read_mdoc_tilt_angles(path: str | Path) -> MdocTiltSeries:
     for title in doc.titles:
         found = _TILT_AXIS.search(title)
         if found:
-            axis = float(found.group(1))
+            try:
+                axis = float(found.group(1))
+            except ValueError:  # "Tilt axis angle = ." : not reported
+                continue
             break
     pixel_A = doc.pixel_spacing_A
     return MdocTiltSeries(np.array([by_z[z] for z in range(len(by_z))]), axis, pixel_A)

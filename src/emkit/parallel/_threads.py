@@ -14,21 +14,25 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-# torch's thread pool and the BLAS/OpenMP limits are process-wide, while a Dask worker may
-# run several tasks at once in threads: each saving and restoring them would let the last
-# to finish put back a value another task had set, and leave the process lowered for good.
-# So the first task to enter saves them, every task sets its count, and the last to leave
-# restores them. (scipy.fft's workers are per thread already.)
+# torch's thread count is partly per thread (OpenMP) and partly process-wide, the BLAS/OpenMP
+# limits of threadpoolctl are process-wide, and a Dask worker may run several tasks at once
+# in threads. So each body puts back its own thread's torch count when it ends, except the
+# last body of the process to end, which puts back the count the first one found (a body
+# that restored what it found on entering could restore another task's limit for good);
+# the BLAS limits are entered by the first body and left by the last. (scipy.fft's workers
+# are per thread already.)
 _LOCK = threading.Lock()
 _state: dict[str, Any] = {"active": 0, "torch": None, "pools": None}
 
 
-def _enter_process_limits(n: int) -> None:
+def _enter_process_limits(n: int) -> int:
+    """Count this body in, set torch's threads; returns this thread's count before."""
     import torch
 
     with _LOCK:
+        mine = torch.get_num_threads()
         if _state["active"] == 0:
-            _state["torch"] = torch.get_num_threads()
+            _state["torch"] = mine
             pools = contextlib.ExitStack()
             try:
                 from threadpoolctl import threadpool_limits
@@ -39,9 +43,10 @@ def _enter_process_limits(n: int) -> None:
             _state["pools"] = pools
         _state["active"] += 1
         torch.set_num_threads(n)
+        return mine
 
 
-def _leave_process_limits() -> None:
+def _leave_process_limits(mine: int) -> None:
     import torch
 
     with _LOCK:
@@ -50,6 +55,8 @@ def _leave_process_limits() -> None:
             _state["pools"].close()
             torch.set_num_threads(_state["torch"])
             _state["pools"] = _state["torch"] = None
+        else:
+            torch.set_num_threads(mine)
 
 
 @contextlib.contextmanager
@@ -58,9 +65,10 @@ def limit_threads(n_threads: int) -> Iterator[None]:
     scipy.fft and, when threadpoolctl is installed, the BLAS/OpenMP pools.
 
     Safe to nest and to enter from several threads at once (a Dask worker running tasks
-    side by side): the process-wide settings go back to what they were when the last body
-    ends; while bodies overlap, the one entered last sets torch's count and the first the
-    BLAS/OpenMP limits (the tasks of one worker ask for the same count).
+    side by side): a body that ends gives its thread back the torch count it found, and
+    when the last body of the process ends, torch's count and the BLAS/OpenMP limits are
+    what they were before the first began; while bodies overlap, the first one's count
+    holds for BLAS/OpenMP (the tasks of one worker ask for the same count).
 
     Parameters
     ----------
@@ -76,8 +84,8 @@ def limit_threads(n_threads: int) -> Iterator[None]:
 
     n = max(1, int(n_threads))
     with scipy.fft.set_workers(n):
-        _enter_process_limits(n)
+        mine = _enter_process_limits(n)
         try:
             yield
         finally:
-            _leave_process_limits()
+            _leave_process_limits(mine)

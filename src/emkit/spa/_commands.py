@@ -286,11 +286,17 @@ def run_orient_files(
     angles), ``"spectral"`` (no distances) or ``"auto"`` (:func:`resolve_distances`).
     """
     from emkit.io import check_not_input
-    from emkit.spa._spectral import spectral_working_bytes
+    from emkit.spa._spectral import MIN_SPECTRAL_IMAGES, spectral_working_bytes
 
     check_not_input(output, [particles_path] + ([model] if model else []))
-    distances = resolve_distances(distances, model)
+    chosen, distances = distances, resolve_distances(distances, model)
     n, size = particle_stack_shape(particles_path)
+    if distances == "spectral" and n < MIN_SPECTRAL_IMAGES:
+        default = " (the default start without --model)" if chosen == "auto" else ""
+        raise InputError(with_path(particles_path, f"holds {n} images; the spectral start"
+                                   f"{default} needs at least {MIN_SPECTRAL_IMAGES} (thousands "
+                                   "to be accurate): give more particles, or a distance model "
+                                   "with --model"))
     _require_particle_memory(require_memory, n, size, particles_path.name,
                              "split the particles into several STAR files",
                              spectral_working_bytes(n) if distances == "spectral" else 0.0)

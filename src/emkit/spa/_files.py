@@ -111,7 +111,16 @@ def _check_one_pixel_size(star_path: Path, star: dict[str, Any]) -> None:
     groups = optics["rlnOpticsGroup"].to_numpy(dtype=np.int64) \
         if "rlnOpticsGroup" in optics.columns else np.arange(1, len(optics) + 1)
     sizes = dict(zip(groups, optics["rlnImagePixelSize"].to_numpy(dtype=np.float64)))
-    used = np.array([sizes[g] for g in np.unique(star["optics_group"]) if g in sizes])
+    if "rlnOpticsGroup" not in star["particles"].columns:
+        used = np.array(list(sizes.values()))  # no group per particle: any could apply
+    else:
+        named = np.unique(star["optics_group"])
+        unknown = [int(g) for g in named if g not in sizes]
+        if unknown:
+            raise FileFormatError(with_path(star_path, f"particles name optics group(s) "
+                                            f"{unknown[:5]} that the optics block does not "
+                                            "list; fix rlnOpticsGroup or the optics block"))
+        used = np.array([sizes[g] for g in named])
     if used.size and used.max() - used.min() > 1e-3 * used.max():
         raise InputError(with_path(star_path, f"particles come from optics groups of pixel "
                                    f"sizes {used.min():g}-{used.max():g} Å; emkit makes one "

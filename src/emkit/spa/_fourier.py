@@ -257,7 +257,8 @@ def complete_half_plane(numerator: np.ndarray, weights: np.ndarray, p: int) -> N
 
 
 def half_spectrum_to_volume(spectrum: np.ndarray, size: int) -> np.ndarray:
-    """:func:`spectrum_to_volume` of a half-grid spectrum (:func:`half_grid_shape`)."""
+    """Real map ``(size,)^3`` (centre ``size // 2``) from a half-grid spectrum
+    (:func:`half_grid_shape`, z and y centred) by an inverse real FFT."""
     import scipy.fft
 
     p = spectrum.shape[0]
@@ -288,14 +289,6 @@ def volume_spectrum(volume: np.ndarray, pad: int) -> np.ndarray:
     off = p // 2 - size // 2
     padded[off:off + size, off:off + size, off:off + size] = corrected
     return np.fft.fftshift(np.fft.fftn(np.fft.ifftshift(padded)))
-
-
-def spectrum_to_volume(spectrum: np.ndarray, size: int) -> np.ndarray:
-    """Real map ``(size,)^3`` (centre ``size // 2``) from a centred ``p^3`` spectrum."""
-    p = spectrum.shape[0]
-    vol = np.fft.fftshift(np.fft.ifftn(np.fft.ifftshift(spectrum)).real)
-    off = p // 2 - size // 2
-    return vol[off:off + size, off:off + size, off:off + size]
 
 
 def extract_slices(spectrum: Any, rotations: np.ndarray, k_xy: np.ndarray) -> Any:

@@ -48,6 +48,9 @@ def accumulate(
     _check_inputs(images, rotations, shifts_px)
     size = images.shape[-1]
     p = pad * size
+    if p % 2:
+        raise ShapeError(f"the padded grid must have an even size, got pad {pad} x box {size} "
+                         f"= {p}; use an even pad (2)")
     shape = fr.half_grid_shape(p)
     numerator = np.zeros(shape[0] * shape[1] * shape[2], dtype=np.complex128)
     weights = np.zeros(numerator.size, dtype=np.float64)

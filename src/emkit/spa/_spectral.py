@@ -40,6 +40,8 @@ logger = logging.getLogger(__name__)
 __all__ = ["CommonViewGraph", "common_view_graph", "path_consistency", "spectral_orientations"]
 
 _POLAR_ANGLES = 256
+# Fewest images the spectral start takes (it needs thousands to be accurate).
+MIN_SPECTRAL_IMAGES = 20
 # Rows of the correlation computed at once: about 3.4 kB per (row, image) pair at 256 angles
 # (the complex product and the real profiles), so blocks are sized to this budget.
 _BLOCK_BYTES = 512 * 2**20
@@ -397,8 +399,9 @@ def spectral_orientations(
     from emkit.spa._recover import RecoveredOrientations
 
     stack = np.asarray(images)  # checked in full by common_view_graph
-    if stack.ndim == 3 and stack.shape[0] < 20:
-        raise InputError(f"the common-view graph needs at least 20 images, got {stack.shape[0]}")
+    if stack.ndim == 3 and stack.shape[0] < MIN_SPECTRAL_IMAGES:
+        raise InputError(f"the common-view graph needs at least {MIN_SPECTRAL_IMAGES} images, "
+                         f"got {stack.shape[0]}")
     if restarts < 1 or iterations < 1:
         raise InputError(f"restarts and iterations must be >= 1, got {restarts}, {iterations}")
     if weighting not in ("auto", "none", "paths"):

@@ -217,6 +217,8 @@ def open_tilt_series(
         )
     mdoc_pixel_A = None
     if angles is None and not angles_path.exists() and _mdoc_beside(tilts).is_file():
+        logger.warning("%s: no %s; using the TiltAngle of each image in %s", tilts,
+                       angles_path.name, _mdoc_beside(tilts).name)
         angles_path = _mdoc_beside(tilts)
     if angles_path.suffix.lower() == ".mdoc":
         tilt_angles, mdoc_pixel_A = _mdoc_angles(angles_path)
