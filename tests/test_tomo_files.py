@@ -342,3 +342,13 @@ def test_a_broken_mdoc_is_one_line(tmp_path, capsys, broken, words):
     err = capsys.readouterr().err.strip().splitlines()
     assert status == 2 and len(err) == 1 and "ts.mdoc" in err[0] and words in err[0], err
     assert not out.exists()
+
+
+def test_info_summarises_an_mdoc(tmp_path):
+    from emkit.io import describe
+
+    info = describe(_mdoc(tmp_path / "ts.mrc.mdoc", [0.0, 3.0, -3.0, 6.0]))
+    assert info["format"] == "SerialEM autodoc" and info["sections"] == "4 ZValue"
+    assert info["tilt_angles"] == 4 and info["min_tilt_deg"] == -3.0
+    assert info["serialem_tilt_axis_deg"] == 85.3 and info["pixel_size_A"] == 5.4
+    assert info["montage_pieces"] == 0

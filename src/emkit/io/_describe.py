@@ -12,6 +12,7 @@ from emkit.errors import FileFormatError, with_path
 from emkit.io._paths import VOLUME_SUFFIXES, PathLike, full_suffix, require_readable_file
 
 _TLT_SUFFIXES = (".tlt", ".rawtlt")
+_AUTODOC_SUFFIXES = (".mdoc", ".idoc")
 _XF_SUFFIXES = (".xf", ".prexf", ".xg", ".prexg")
 _SLAB_ELEMENTS = 1 << 24
 
@@ -205,6 +206,30 @@ def _describe_text_table(path: Path, suffix: str) -> dict[str, Any]:
     }
 
 
+def _describe_autodoc(path: Path) -> dict[str, Any]:
+    """A SerialEM .mdoc/.idoc: its sections, and the tilt angles or montage pieces in them."""
+    from emkit.io._serialem import read_autodoc, read_mdoc_tilt_angles
+
+    doc = read_autodoc(path)
+    kinds: dict[str, int] = {}
+    for section in doc.sections:
+        kinds[section.kind] = kinds.get(section.kind, 0) + 1
+    info: dict[str, Any] = {
+        "file": str(path),
+        "format": "SerialEM autodoc",
+        "sections": ", ".join(f"{n} {kind}" for kind, n in kinds.items()) or "none",
+        "pixel_size_A": doc.pixel_spacing_A,
+        "montage_pieces": sum("PieceCoordinates" in s.keys for s in doc.sections),
+    }
+    if any("TiltAngle" in s.keys for s in doc.sections if s.kind == "ZValue"):
+        mdoc = read_mdoc_tilt_angles(path)
+        info.update(tilt_angles=int(mdoc.tilt_angles_deg.size),
+                    min_tilt_deg=float(mdoc.tilt_angles_deg.min()),
+                    max_tilt_deg=float(mdoc.tilt_angles_deg.max()),
+                    serialem_tilt_axis_deg=mdoc.tilt_axis_deg)
+    return info
+
+
 def _describe_star(path: Path) -> dict[str, Any]:
     import pandas as pd
 
@@ -302,6 +327,8 @@ def describe(path: PathLike) -> dict[str, Any]:
         return _describe_text_table(p, suffix)
     if suffix == ".star":
         return _describe_star(p)
+    if suffix in _AUTODOC_SUFFIXES:
+        return _describe_autodoc(p)
     if suffix in COORDINATE_SUFFIXES:
         return _describe_coordinates(p)
     if structure_suffix is not None:
@@ -313,6 +340,7 @@ def describe(path: PathLike) -> dict[str, Any]:
         | set(_TLT_SUFFIXES)
         | set(_XF_SUFFIXES)
         | {".aln", ".star"}
+        | set(_AUTODOC_SUFFIXES)
         | set(COORDINATE_SUFFIXES)
         | set(STRUCTURE_SUFFIXES)
         | set(MESH_SUFFIXES)
