@@ -219,3 +219,8 @@ def test_too_few_images_for_the_default_start(
     argv = ["spa", "orient", str(good / "p.star"), "--output", str(good / "out" / "o.star"),
             "--quiet"]
     _refused(argv, good / "out", capsys, "p.star", "6 images", "default start", "--model")
+
+
+def test_a_bin_that_leaves_too_small_a_box(good: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _refused(_reconstruct(good / "p.star", good / "p.star", good / "out") + ["--bin", "2"],
+             good / "out", capsys, "p.star", "--bin 2", f"{L // 2} px")

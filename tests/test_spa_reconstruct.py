@@ -131,3 +131,57 @@ def test_half_grid_holds_what_the_full_grid_does(size: int) -> None:
     np.testing.assert_array_equal(weights, before[1])
     with pytest.raises(ShapeError, match="even"):
         accumulate(images[:, :15, :15], rotations, pad=3)
+
+
+def _fourier_crop_3d(volume: np.ndarray, size: int) -> np.ndarray:
+    big = volume.shape[0]
+    spec = np.fft.fftshift(np.fft.fftn(np.fft.ifftshift(volume)))
+    a = big // 2 - size // 2
+    crop = spec[a:a + size, a:a + size, a:a + size]
+    return np.fft.fftshift(np.fft.ifftn(np.fft.ifftshift(crop))).real
+
+
+def test_binned_particles_give_the_binned_map_and_a_star_of_the_files_images(
+    true_map: np.ndarray, tmp_path: Path
+) -> None:
+    """--bin 2: the map of box L/2 at twice the pixel size matches the true map cropped the
+    same way, shifts are halved with the pixels (origins up to 4 px, so a shift left in the
+    file's pixels would blur it), and spa orient's STAR describes the file's images (its
+    pixel size and box)."""
+    from emkit.geometry import euler_zyz_to_matrix, matrix_to_euler_zyz
+    from emkit.io import read_particles_star
+    from emkit.spa import score_orientations
+
+    n = 400
+    rotations = random_rotations(n, seed=12)
+    origins = np.random.default_rng(5).uniform(-4.0, 4.0, (n, 2))
+    images = np.stack([_relion_projection(true_map, a, o) for a, o in zip(rotations, origins,
+                                                                              strict=True)])
+    write_volume(tmp_path / "p.mrcs", images.astype(np.float32), voxel_size=PIXEL_A)
+    write_particles_star(tmp_path / "p.star", euler_deg=matrix_to_euler_zyz(rotations),
+                         shifts_A=origins * PIXEL_A, image_names=relion_image_names("p.mrcs", n),
+                         pixel_size_A=PIXEL_A, image_size=L)
+    out = tmp_path / "rec" / "map.mrc"
+    argv = ["spa", "reconstruct", str(tmp_path / "p.star"), "--angles", str(tmp_path / "p.star"),
+            "--output", str(out), "--threads", "1"]
+    assert main(argv + ["--bin", "2"]) == 0
+    rec = read_volume(out)
+    assert rec.data.shape == (L // 2,) * 3 and rec.pixel_size == pytest.approx(2 * PIXEL_A)
+    truth = _fourier_crop_3d(true_map, L // 2)
+    assert _map_fsc_05_px(rec.data, truth) <= 2.5
+    from emkit.spa._commands import _angles_for
+    from emkit.spa._files import bin_particles, read_particles
+
+    binned = bin_particles(read_particles(tmp_path / "p.star"), 2)
+    turns, shifts_px = _angles_for(binned, tmp_path / "p.star")
+    unhalved = reconstruct_map(binned.images, turns, shifts_px=2 * shifts_px)
+    assert _map_fsc_05_px(unhalved, truth) > 3.5  # measured 4.3 px (halved: 2.0)
+    # orient from the binned images: the STAR names the file's pixel size and box
+    star_out = tmp_path / "orient" / "o.star"
+    assert main(["spa", "orient", str(tmp_path / "p.star"), "--output", str(star_out),
+                 "--distances", "exact", "--refine", "0", "--bin", "2", "--threads", "1",
+                 "--quiet"]) == 0
+    star = read_particles_star(star_out)
+    assert star["pixel_size_A"] == pytest.approx(PIXEL_A) and star["image_size"] == L
+    score = score_orientations(euler_zyz_to_matrix(star["euler_deg"]), rotations)
+    assert score.median_deg < 6.0  # measured 3.7 deg from the frame step on 16-px images

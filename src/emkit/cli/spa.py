@@ -129,6 +129,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                              "is not accurate yet, docs/spa.md), exact (from the STAR's "
                              "true angles); auto (default): learned with --model, else "
                              "spectral")
+    _add_bin(orient, "orient")
     _add_common(orient)
 
     train = add_subcommand(sub, "train", _TRAIN_DOC, func=run_train)
@@ -151,7 +152,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     rec.add_argument("--angles", type=file_path, required=True,
                      help="STAR with rlnAngleRot/Tilt/Psi (and origins) of every particle")
     rec.add_argument("--output", type=file_path, required=True, help="output map (.mrc)")
+    _add_bin(rec, "reconstruct")
     _add_common(rec)
+
+
+def _add_bin(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--bin", type=int_range(1, 16), default=1, dest="bin_factor",
+                        help=f"{what} from the images Fourier-cropped to box // BIN (large "
+                             "boxes on a small machine; the pixel size grows by as much) (1)")
 
 
 def _add_common(parser: argparse.ArgumentParser, pixel_default: str = "from the STAR or "
@@ -207,7 +215,7 @@ def run_orient(args: argparse.Namespace) -> int:
     result = run_orient_files(
         args.particles, args.output, model=args.model, distances=args.distances,
         refine=args.refine, seed=args.seed, pixel_size_A=args.pixel_size,
-        progress=not args.quiet, require_memory=require_memory)
+        progress=not args.quiet, require_memory=require_memory, bin_factor=args.bin_factor)
     record: dict[str, Any] = {"n": result.n, "box": result.box, "seconds": result.seconds,
                               "refinement": result.history}
     source = ("the spectral start, no distances" if result.distances == "spectral"
@@ -265,7 +273,7 @@ def run_reconstruct(args: argparse.Namespace) -> int:
     _threads(args)
     result = run_reconstruct_files(args.particles, args.angles, args.output,
                                    pixel_size_A=args.pixel_size, seed=args.seed,
-                                   require_memory=require_memory)
+                                   require_memory=require_memory, bin_factor=args.bin_factor)
     rec = result.reconstruction
     plot_fsc(args.output.with_name(f"{file_stem(args.output)}_fsc.png"), rec.freq_invA, rec.fsc,
              resolution_05_A=rec.resolution_05_A, resolution_0143_A=rec.resolution_0143_A)

@@ -17,6 +17,7 @@ import numpy as np
 from emkit.errors import FileFormatError, InputError, with_path
 from emkit.spa._files import (
     ParticleStack,
+    bin_particles,
     particle_stack_shape,
     read_particles,
     write_orientations_star,
@@ -44,13 +45,15 @@ def no_memory_check(n_bytes: float, what: str, hint: str) -> None:
 
 
 def _require_particle_memory(require_memory: MemoryCheck, n: int, size: int, name: str,
-                             hint: str, extra_bytes: float = 0.0) -> None:
+                             hint: str, extra_bytes: float = 0.0, bin_factor: int = 1) -> None:
     # images (float32 + float64 + spectra), the reconstruction's half grids and their
     # solve (measured peaks 56 B per voxel of the padded (2L)^3 grid from L 128 to 160, 14.8
     # GB in all for 7 images of 320 px), the insertion's point chunks, and what the
     # orientation start needs beside them (``extra_bytes``)
-    need = (n * size * size * 40.0 + _GRID_BYTES_PER_VOXEL * (2 * size) ** 3 + 600 * 2**20
-            + extra_bytes)
+    # (with --bin the images are read at full size, then cropped)
+    small = size // bin_factor
+    need = (n * size * size * (4.0 if bin_factor > 1 else 0.0) + n * small * small * 40.0
+            + _GRID_BYTES_PER_VOXEL * (2 * small) ** 3 + 600 * 2**20 + extra_bytes)
     require_memory(need, f"{n} particle images of {size} x {size} px from {name}", hint)
 
 
@@ -278,12 +281,14 @@ def run_orient_files(
     particles_path: Path, output: Path, *, model: Path | None = None,
     distances: str = "auto", refine: int = 6, seed: int = 0,
     pixel_size_A: float | None = None, progress: bool = False,
-    require_memory: MemoryCheck = no_memory_check,
+    require_memory: MemoryCheck = no_memory_check, bin_factor: int = 1,
 ) -> OrientResult:
     """``emkit spa orient``: orientations (and shifts) of particle images, to a STAR file.
 
     ``distances``: ``"learned"`` (``model`` or the shipped one), ``"exact"`` (the STAR's true
     angles), ``"spectral"`` (no distances) or ``"auto"`` (:func:`resolve_distances`).
+    ``bin_factor``: orient the images Fourier-cropped to ``L // bin_factor`` (the STAR
+    written describes the file's images).
     """
     from emkit.io import check_not_input
     from emkit.spa._spectral import MIN_SPECTRAL_IMAGES, spectral_working_bytes
@@ -298,9 +303,11 @@ def run_orient_files(
                                    "to be accurate): give more particles, or a distance model "
                                    "with --model"))
     _require_particle_memory(require_memory, n, size, particles_path.name,
-                             "split the particles into several STAR files",
-                             spectral_working_bytes(n) if distances == "spectral" else 0.0)
-    particles = read_particles(particles_path, pixel_size_A=pixel_size_A)
+                             "split the particles into several STAR files, or give --bin",
+                             spectral_working_bytes(n) if distances == "spectral" else 0.0,
+                             bin_factor=bin_factor)
+    particles = bin_particles(read_particles(particles_path, pixel_size_A=pixel_size_A),
+                              bin_factor)
     t0 = time.perf_counter()
     distance_fn = _distance_function(particles, distances, model)
     rotations, shifts, info = orient_particles(particles, distance_fn, refine=refine, seed=seed,
@@ -348,7 +355,9 @@ def _angles_for(particles: ParticleStack, angles: Path) -> tuple[np.ndarray, np.
     from emkit.geometry import euler_zyz_to_matrix
     from emkit.io import read_particles_star
 
-    star = read_particles_star(angles, pixel_size_A=particles.pixel_size_A)
+    # shifts in pixels (RELION 3.0) are the file's pixels; Å are converted to the images'
+    star = read_particles_star(angles, pixel_size_A=particles.file_pixel_size_A
+                               or particles.pixel_size_A)
     missing = [c for c in ("rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi")
                if c not in star["particles"].columns]
     if missing:
@@ -374,12 +383,14 @@ def _angles_for(particles: ParticleStack, angles: Path) -> tuple[np.ndarray, np.
 
 def run_reconstruct_files(
     particles_path: Path, angles: Path, output: Path, *, pixel_size_A: float | None = None,
-    seed: int = 0, require_memory: MemoryCheck = no_memory_check,
+    seed: int = 0, require_memory: MemoryCheck = no_memory_check, bin_factor: int = 1,
 ) -> ReconstructResult:
     """``emkit spa reconstruct``: map, half-maps and FSC (CSV) from particles and angles.
 
     Writes ``OUTPUT`` (the map on the particle box, centre voxel ``L // 2``, the particles'
     pixel size), ``<stem>_half1.mrc``, ``<stem>_half2.mrc`` and ``<stem>_fsc.csv`` beside it.
+    ``bin_factor``: from the images Fourier-cropped to ``L // bin_factor`` (a map of that
+    box, its pixel size scaled by ``L / (L // bin_factor)``).
     """
     from emkit.io import check_not_input, file_stem, write_text_atomic, write_volume
     from emkit.spa._reconstruct import reconstruct_half_maps
@@ -391,8 +402,10 @@ def run_reconstruct_files(
         check_not_input(path, [particles_path, angles])
     n, size = particle_stack_shape(particles_path)
     _require_particle_memory(require_memory, n, size, particles_path.name,
-                             "split the particles into several STAR files")
-    particles = read_particles(particles_path, pixel_size_A=pixel_size_A)
+                             "split the particles into several STAR files, or give --bin",
+                             bin_factor=bin_factor)
+    particles = bin_particles(read_particles(particles_path, pixel_size_A=pixel_size_A),
+                              bin_factor)
     rotations, shifts = _angles_for(particles, angles)
     rec = reconstruct_half_maps(particles.images, rotations, pixel_size_A=particles.pixel_size_A,
                                 shifts_px=shifts, optics=particles.optics, seed=seed)

@@ -40,6 +40,11 @@ class ParticleStack:
     optics : Optics
         Pixel size and, when the STAR has rlnDefocusU, the CTF of each image.
     path : Path
+    bin_factor : int
+        The images are the file's, Fourier-cropped to ``file_box // bin_factor`` pixels
+        (``pixel_size_A`` and ``shifts_px`` are of the cropped images).
+    file_box, file_pixel_size_A : int, float, or None
+        Box and pixel size of the images in the file (None: as ``images``).
     """
 
     images: np.ndarray
@@ -49,6 +54,9 @@ class ParticleStack:
     shifts_px: np.ndarray | None
     optics: Optics
     path: Path
+    bin_factor: int = 1
+    file_box: int | None = None
+    file_pixel_size_A: float | None = None
 
 
 def _is_star(path: Path) -> bool:
@@ -175,6 +183,42 @@ def particle_stack_shape(path: str | Path) -> tuple[int, int]:
     return (int(shape[0]) if len(shape) == 3 else 1), int(shape[-1])
 
 
+# Images Fourier-cropped at once (their complex spectra are held in float64).
+_CROP_CHUNK = 256
+# Smallest box a binned stack may have.
+MIN_BINNED_BOX = 16
+
+
+def bin_particles(particles: ParticleStack, bin_factor: int) -> ParticleStack:
+    """The particles Fourier-cropped to ``L // bin_factor`` pixels (values per pixel kept,
+    pixel size and shifts in the cropped pixels), remembering the file's box and pixel size
+    so that a STAR written from them describes the file's images."""
+    from emkit.spa._frame import fourier_crop
+
+    if bin_factor == 1:
+        return particles
+    big = particles.images.shape[-1]
+    small = big // max(int(bin_factor), 1)
+    if bin_factor < 1 or small < MIN_BINNED_BOX:
+        raise InputError(with_path(particles.path, f"--bin {bin_factor} would make boxes of "
+                                   f"{small} px from {big}; give a --bin that leaves at least "
+                                   f"{MIN_BINNED_BOX} px"))
+    scale = big / small
+    images = np.empty((len(particles.images), small, small), dtype=np.float32)
+    for a in range(0, len(images), _CROP_CHUNK):
+        chunk = particles.images[a:a + _CROP_CHUNK]
+        images[a:a + len(chunk)] = fourier_crop(chunk, small) * scale**2
+    optics = particles.optics
+    return ParticleStack(
+        images=images, pixel_size_A=particles.pixel_size_A * scale,
+        image_names=particles.image_names, euler_deg=particles.euler_deg,
+        shifts_px=None if particles.shifts_px is None else particles.shifts_px / scale,
+        optics=Optics(particles.pixel_size_A * scale, optics.defocus_A, optics.voltage_kV,
+                      optics.cs_mm, optics.amplitude_contrast),
+        path=particles.path, bin_factor=bin_factor, file_box=big,
+        file_pixel_size_A=particles.pixel_size_A)
+
+
 def read_particles(path: str | Path, *, pixel_size_A: float | None = None) -> ParticleStack:
     """Read particle images from a stack or a RELION STAR, with every check of bad input.
 
@@ -256,10 +300,12 @@ def write_orientations_star(
             rel = str(particles.path.resolve())
         names = relion_image_names(Path(rel).as_posix(), len(particles.images))
     o = particles.optics
+    # the file's images (a binned stack's angles and Å shifts hold for them unchanged)
     return write_particles_star(
         out, euler_deg=matrix_to_euler_zyz(rotations),
         shifts_A=np.asarray(shifts_px) * particles.pixel_size_A, image_names=names,
-        pixel_size_A=particles.pixel_size_A, voltage_kV=o.voltage_kV, cs_mm=o.cs_mm,
-        amplitude_contrast=o.amplitude_contrast, image_size=int(particles.images.shape[-1]),
+        pixel_size_A=particles.file_pixel_size_A or particles.pixel_size_A,
+        voltage_kV=o.voltage_kV, cs_mm=o.cs_mm, amplitude_contrast=o.amplitude_contrast,
+        image_size=int(particles.file_box or particles.images.shape[-1]),
         defocus_A=o.defocus_A,
     )
