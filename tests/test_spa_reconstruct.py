@@ -38,6 +38,23 @@ def _relion_projection(volume: np.ndarray, A: np.ndarray, origin_yx: np.ndarray)
     return ndimage.shift(turned.sum(axis=0), origin_yx, order=3, mode="constant")
 
 
+def _relion_particles(folder: Path, volume: np.ndarray, seed: int, origin_seed: int,
+                      max_origin_px: float, n: int = 400) -> tuple[np.ndarray, ...]:
+    """p.mrcs + p.star in ``folder``: RELION-model projections at random orientations with
+    origins up to ``max_origin_px``; returns the rotations, origins (px) and images."""
+    from emkit.geometry import matrix_to_euler_zyz
+
+    rotations = random_rotations(n, seed=seed)
+    origins = np.random.default_rng(origin_seed).uniform(-max_origin_px, max_origin_px, (n, 2))
+    images = np.stack([_relion_projection(volume, a, o) for a, o in zip(rotations, origins,
+                                                                            strict=True)])
+    write_volume(folder / "p.mrcs", images.astype(np.float32), voxel_size=PIXEL_A)
+    write_particles_star(folder / "p.star", euler_deg=matrix_to_euler_zyz(rotations),
+                         shifts_A=origins * PIXEL_A, image_names=relion_image_names("p.mrcs", n),
+                         pixel_size_A=PIXEL_A, image_size=L)
+    return rotations, origins, images
+
+
 def _map_fsc_05_px(rec: np.ndarray, truth: np.ndarray) -> float:
     freq, fsc = fourier_shell_correlation(rec, truth)
     return fsc_resolution(freq, fsc, 0.5)
@@ -45,18 +62,7 @@ def _map_fsc_05_px(rec: np.ndarray, truth: np.ndarray) -> float:
 
 def test_star_round_trip_proves_the_conventions(true_map: np.ndarray, tmp_path: Path) -> None:
     """Images made by RELION's model with a STAR's rot/tilt/psi and origins -> the true map."""
-    from emkit.geometry import matrix_to_euler_zyz
-
-    n = 400
-    rotations = random_rotations(n, seed=11)
-    rng = np.random.default_rng(4)
-    origins = rng.uniform(-2.0, 2.0, (n, 2))
-    images = np.stack([_relion_projection(true_map, a, o) for a, o in zip(rotations, origins,
-                                                                              strict=True)])
-    write_volume(tmp_path / "p.mrcs", images.astype(np.float32), voxel_size=PIXEL_A)
-    write_particles_star(tmp_path / "p.star", euler_deg=matrix_to_euler_zyz(rotations),
-                         shifts_A=origins * PIXEL_A, image_names=relion_image_names("p.mrcs", n),
-                         pixel_size_A=PIXEL_A, image_size=L)
+    rotations, origins, images = _relion_particles(tmp_path, true_map, 11, 4, 2.0)
     out = tmp_path / "rec" / "map.mrc"
     assert main(["spa", "reconstruct", str(tmp_path / "p.star"), "--angles",
                  str(tmp_path / "p.star"), "--output", str(out), "--threads", "1"]) == 0
@@ -148,19 +154,11 @@ def test_binned_particles_give_the_binned_map_and_a_star_of_the_files_images(
     same way, shifts are halved with the pixels (origins up to 4 px, so a shift left in the
     file's pixels would blur it), and spa orient's STAR describes the file's images (its
     pixel size and box)."""
-    from emkit.geometry import euler_zyz_to_matrix, matrix_to_euler_zyz
+    from emkit.geometry import euler_zyz_to_matrix
     from emkit.io import read_particles_star
     from emkit.spa import score_orientations
 
-    n = 400
-    rotations = random_rotations(n, seed=12)
-    origins = np.random.default_rng(5).uniform(-4.0, 4.0, (n, 2))
-    images = np.stack([_relion_projection(true_map, a, o) for a, o in zip(rotations, origins,
-                                                                              strict=True)])
-    write_volume(tmp_path / "p.mrcs", images.astype(np.float32), voxel_size=PIXEL_A)
-    write_particles_star(tmp_path / "p.star", euler_deg=matrix_to_euler_zyz(rotations),
-                         shifts_A=origins * PIXEL_A, image_names=relion_image_names("p.mrcs", n),
-                         pixel_size_A=PIXEL_A, image_size=L)
+    rotations, _, _ = _relion_particles(tmp_path, true_map, 12, 5, 4.0)
     out = tmp_path / "rec" / "map.mrc"
     argv = ["spa", "reconstruct", str(tmp_path / "p.star"), "--angles", str(tmp_path / "p.star"),
             "--output", str(out), "--threads", "1"]
