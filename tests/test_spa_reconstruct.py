@@ -183,3 +183,38 @@ def test_binned_particles_give_the_binned_map_and_a_star_of_the_files_images(
     assert star["pixel_size_A"] == pytest.approx(PIXEL_A) and star["image_size"] == L
     score = score_orientations(euler_zyz_to_matrix(star["euler_deg"]), rotations)
     assert score.median_deg < 6.0  # measured 3.7 deg from the frame step on 16-px images
+
+
+@pytest.mark.parametrize("box", [32, 33])
+def test_binning_keeps_the_centre_scales_pixels_shifts_and_ctf(box: int, tmp_path: Path) -> None:
+    """bin_particles on boxes that divide and that do not: a Gaussian displaced by +shift
+    stays at small // 2 + shift / scale; the pixel size, the CTF's pixel size and the shifts
+    follow the cropped pixels, a constant's value is divided by the scale; a STAR written
+    from the binned stack gives the file's pixel size and box and the shifts in Å."""
+    from emkit.io import read_particles_star
+    from emkit.spa._files import ParticleStack, bin_particles, write_orientations_star
+
+    y, x = np.mgrid[:box, :box] - box // 2
+    shift = np.array([3.0, -2.0])
+    blob = np.exp(-((y - shift[0]) ** 2 + (x - shift[1]) ** 2) / (2 * 3.0**2))
+    images = np.stack([blob, np.full((box, box), 3.0)]).astype(np.float32)
+    stack = ParticleStack(images=images, pixel_size_A=2.0, image_names=["1@p.mrcs", "2@p.mrcs"],
+                          euler_deg=None, shifts_px=np.array([shift, shift]),
+                          optics=Optics(2.0, np.array([1e4, 1e4])), path=tmp_path / "p.mrcs")
+    binned = bin_particles(stack, 2)
+    small = box // 2
+    scale = box / small
+    assert binned.images.shape == (2, small, small)
+    assert binned.pixel_size_A == pytest.approx(2.0 * scale)
+    assert binned.optics.pixel_size_A == pytest.approx(2.0 * scale)
+    np.testing.assert_allclose(binned.shifts_px, stack.shifts_px / scale)
+    yy, xx = np.mgrid[:small, :small] - small // 2
+    weight = binned.images[0].clip(min=0)
+    centroid = np.array([(yy * weight).sum(), (xx * weight).sum()]) / weight.sum()
+    np.testing.assert_allclose(centroid, shift / scale, atol=0.05)
+    np.testing.assert_allclose(binned.images[1], 3.0 / scale, rtol=1e-5)
+    star = write_orientations_star(tmp_path / "o.star", binned, np.stack([np.eye(3)] * 2),
+                                   binned.shifts_px)
+    read = read_particles_star(star)
+    assert read["pixel_size_A"] == pytest.approx(2.0) and read["image_size"] == box
+    np.testing.assert_allclose(read["shifts_A"], [shift * 2.0] * 2, atol=1e-4)

@@ -231,7 +231,7 @@ def test_orient_counts_the_spectral_start_in_its_memory_check(tmp_path: Path) ->
     from emkit.spa._commands import run_orient_files
     from emkit.spa._spectral import spectral_working_bytes
 
-    stack = write_volume(tmp_path / "p.mrcs", np.zeros((6, 16, 16), np.float32),
+    stack = write_volume(tmp_path / "p.mrcs", np.zeros((24, 16, 16), np.float32),
                          voxel_size=2.0, stack=True)
     asked: dict[str, float] = {}
 
@@ -246,7 +246,7 @@ def test_orient_counts_the_spectral_start_in_its_memory_check(tmp_path: Path) ->
         with pytest.raises(Checked):
             run_orient_files(stack, tmp_path / "o.star", distances=distances,
                              require_memory=check)
-    assert asked["spectral"] - asked["learned"] == spectral_working_bytes(6)
+    assert asked["spectral"] - asked["learned"] == spectral_working_bytes(24)
     assert spectral_working_bytes(2000) > 466 * 2**20
     assert not (tmp_path / "o.star").exists()
 

@@ -221,8 +221,13 @@ def _describe_autodoc(path: Path) -> dict[str, Any]:
         "pixel_size_A": doc.pixel_spacing_A,
         "montage_pieces": sum("PieceCoordinates" in s.keys for s in doc.sections),
     }
-    if any("TiltAngle" in s.keys for s in doc.sections if s.kind == "ZValue"):
-        mdoc = read_mdoc_tilt_angles(path)
+    tilted = any("TiltAngle" in s.keys for s in doc.sections if s.kind == "ZValue")
+    if tilted and not info["montage_pieces"]:  # a tilt series, one image per tilt
+        try:
+            mdoc = read_mdoc_tilt_angles(path)
+        except FileFormatError as error:
+            info["tilt_angles"] = f"not readable as a tilt series ({error})"
+            return info
         info.update(tilt_angles=int(mdoc.tilt_angles_deg.size),
                     min_tilt_deg=float(mdoc.tilt_angles_deg.min()),
                     max_tilt_deg=float(mdoc.tilt_angles_deg.max()),

@@ -18,6 +18,7 @@ from emkit.errors import FileFormatError, InputError, with_path
 from emkit.spa._files import (
     ParticleStack,
     bin_particles,
+    check_bin,
     particle_stack_shape,
     read_particles,
     write_orientations_star,
@@ -50,10 +51,12 @@ def _require_particle_memory(require_memory: MemoryCheck, n: int, size: int, nam
     # solve (measured peaks 56 B per voxel of the padded (2L)^3 grid from L 128 to 160, 14.8
     # GB in all for 7 images of 320 px), the insertion's point chunks, and what the
     # orientation start needs beside them (``extra_bytes``)
-    # (with --bin the images are read at full size, then cropped)
+    # (with --bin the images are read and checked at full size, then cropped)
     small = size // bin_factor
-    need = (n * size * size * (4.0 if bin_factor > 1 else 0.0) + n * small * small * 40.0
+    need = (n * size * size * (8.0 if bin_factor > 1 else 0.0) + n * small * small * 40.0
             + _GRID_BYTES_PER_VOXEL * (2 * small) ** 3 + 600 * 2**20 + extra_bytes)
+    if bin_factor > 1:
+        name = f"{name} (binned to {small} px)"
     require_memory(need, f"{n} particle images of {size} x {size} px from {name}", hint)
 
 
@@ -296,6 +299,7 @@ def run_orient_files(
     check_not_input(output, [particles_path] + ([model] if model else []))
     chosen, distances = distances, resolve_distances(distances, model)
     n, size = particle_stack_shape(particles_path)
+    check_bin(particles_path, size, bin_factor)
     if distances == "spectral" and n < MIN_SPECTRAL_IMAGES:
         default = " (the default start without --model)" if chosen == "auto" else ""
         raise InputError(with_path(particles_path, f"holds {n} images; the spectral start"
@@ -401,6 +405,7 @@ def run_reconstruct_files(
     for path in (output, *half_paths, csv):
         check_not_input(path, [particles_path, angles])
     n, size = particle_stack_shape(particles_path)
+    check_bin(particles_path, size, bin_factor)
     _require_particle_memory(require_memory, n, size, particles_path.name,
                              "split the particles into several STAR files, or give --bin",
                              bin_factor=bin_factor)
@@ -417,4 +422,6 @@ def run_reconstruct_files(
     for i, (f, c) in enumerate(zip(rec.freq_invA, rec.fsc, strict=True)):
         rows.append(f"{i},{f:.6f},{(1 / f if f > 0 else float('inf')):.3f},{c:.6f}")
     write_text_atomic(csv, "\n".join(rows) + "\n")
-    return ReconstructResult(output, half_paths, csv, rec, len(particles.images), size)
+    # the map's box (the file's box // --bin)
+    return ReconstructResult(output, half_paths, csv, rec, len(particles.images),
+                             int(particles.images.shape[-1]))

@@ -189,34 +189,43 @@ _CROP_CHUNK = 256
 MIN_BINNED_BOX = 16
 
 
+def check_bin(path: Path, box: int, bin_factor: int) -> int:
+    """The box ``box // bin_factor`` of binned particles, or a one-line refusal."""
+    small = box // bin_factor if bin_factor >= 1 else 0
+    if bin_factor < 1 or small < MIN_BINNED_BOX:
+        raise InputError(with_path(path, f"--bin {bin_factor} would make boxes of {small} px "
+                                   f"from {box}; give a --bin from 1 that leaves at least "
+                                   f"{MIN_BINNED_BOX} px"))
+    return small
+
+
 def bin_particles(particles: ParticleStack, bin_factor: int) -> ParticleStack:
-    """The particles Fourier-cropped to ``L // bin_factor`` pixels (values per pixel kept,
-    pixel size and shifts in the cropped pixels), remembering the file's box and pixel size
-    so that a STAR written from them describes the file's images."""
+    """The particles Fourier-cropped to ``L // bin_factor`` pixels, remembering the file's
+    box and pixel size so that a STAR written from them describes the file's images.
+
+    The pixel size, shifts (px) and the CTF's pixel size follow the cropped pixels; values
+    are divided by ``L / (L // bin_factor)``, so that a map made from the binned images has
+    the voxel values of one made from the file's (a projection sums that many fewer voxels).
+    """
+    import dataclasses
+
     from emkit.spa._frame import fourier_crop
 
     if bin_factor == 1:
         return particles
     big = particles.images.shape[-1]
-    small = big // max(int(bin_factor), 1)
-    if bin_factor < 1 or small < MIN_BINNED_BOX:
-        raise InputError(with_path(particles.path, f"--bin {bin_factor} would make boxes of "
-                                   f"{small} px from {big}; give a --bin that leaves at least "
-                                   f"{MIN_BINNED_BOX} px"))
+    small = check_bin(particles.path, big, bin_factor)
     scale = big / small
     images = np.empty((len(particles.images), small, small), dtype=np.float32)
     for a in range(0, len(images), _CROP_CHUNK):
         chunk = particles.images[a:a + _CROP_CHUNK]
-        images[a:a + len(chunk)] = fourier_crop(chunk, small) * scale**2
-    optics = particles.optics
-    return ParticleStack(
-        images=images, pixel_size_A=particles.pixel_size_A * scale,
-        image_names=particles.image_names, euler_deg=particles.euler_deg,
+        images[a:a + len(chunk)] = fourier_crop(chunk, small) / scale
+    return dataclasses.replace(
+        particles, images=images, pixel_size_A=particles.pixel_size_A * scale,
         shifts_px=None if particles.shifts_px is None else particles.shifts_px / scale,
-        optics=Optics(particles.pixel_size_A * scale, optics.defocus_A, optics.voltage_kV,
-                      optics.cs_mm, optics.amplitude_contrast),
-        path=particles.path, bin_factor=bin_factor, file_box=big,
-        file_pixel_size_A=particles.pixel_size_A)
+        optics=dataclasses.replace(particles.optics,
+                                   pixel_size_A=particles.optics.pixel_size_A * scale),
+        bin_factor=bin_factor, file_box=big, file_pixel_size_A=particles.pixel_size_A)
 
 
 def read_particles(path: str | Path, *, pixel_size_A: float | None = None) -> ParticleStack:

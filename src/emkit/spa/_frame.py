@@ -25,8 +25,8 @@ __all__ = ["FrameResolution", "fourier_crop", "local_rotation_grid", "resolve_fr
 def fourier_crop(images: np.ndarray, size: int) -> np.ndarray:
     """Downsample images ``(n, L, L)`` to ``(n, size, size)`` by cropping their spectra.
 
-    The centre pixel ``L // 2`` stays the centre ``size // 2``; values keep their scale of a
-    line integral per pixel area (times ``(size / L)^2``), which correlations ignore.
+    The centre pixel ``L // 2`` stays the centre ``size // 2``; values per pixel are kept
+    (a constant image stays that constant).
     """
     n, big, _ = images.shape
     if size >= big:
