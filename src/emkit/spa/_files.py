@@ -40,11 +40,10 @@ class ParticleStack:
     optics : Optics
         Pixel size and, when the STAR has rlnDefocusU, the CTF of each image.
     path : Path
-    bin_factor : int
-        The images are the file's, Fourier-cropped to ``file_box // bin_factor`` pixels
-        (``pixel_size_A`` and ``shifts_px`` are of the cropped images).
     file_box, file_pixel_size_A : int, float, or None
-        Box and pixel size of the images in the file (None: as ``images``).
+        Box and pixel size of the images in the file, when ``images`` are those images
+        Fourier-cropped (:func:`bin_particles`; ``pixel_size_A`` and ``shifts_px`` are then
+        of the cropped images); None: as ``images``.
     """
 
     images: np.ndarray
@@ -54,7 +53,6 @@ class ParticleStack:
     shifts_px: np.ndarray | None
     optics: Optics
     path: Path
-    bin_factor: int = 1
     file_box: int | None = None
     file_pixel_size_A: float | None = None
 
@@ -225,7 +223,7 @@ def bin_particles(particles: ParticleStack, bin_factor: int) -> ParticleStack:
         shifts_px=None if particles.shifts_px is None else particles.shifts_px / scale,
         optics=dataclasses.replace(particles.optics,
                                    pixel_size_A=particles.optics.pixel_size_A * scale),
-        bin_factor=bin_factor, file_box=big, file_pixel_size_A=particles.pixel_size_A)
+        file_box=big, file_pixel_size_A=particles.pixel_size_A)
 
 
 def read_particles(path: str | Path, *, pixel_size_A: float | None = None) -> ParticleStack:

@@ -14,9 +14,12 @@ extraction and insertion are adjoint. Frequencies are kept below the image Nyqui
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from emkit.ops.ctf import Layout
 
 __all__ = ["Optics"]
 
@@ -48,7 +51,7 @@ class Optics:
     def has_ctf(self) -> bool:
         return self.defocus_A is not None
 
-    def ctf(self, index: int, shape: tuple[int, int], layout: str) -> np.ndarray:
+    def ctf(self, index: int, shape: tuple[int, int], layout: Layout) -> np.ndarray:
         """CTF of image ``index`` on an image grid (:func:`emkit.ops.ctf_2d` layout)."""
         from emkit.ops import ctf_2d
 
@@ -57,7 +60,7 @@ class Optics:
         defocus: Any = float(d) if d.ndim == 0 else tuple(float(v) for v in d)
         return ctf_2d(shape, pixel_size_A=self.pixel_size_A, defocus_A=defocus,
                       voltage_kV=self.voltage_kV, cs_mm=self.cs_mm,
-                      amplitude_contrast=self.amplitude_contrast, layout=layout)  # type: ignore[arg-type]
+                      amplitude_contrast=self.amplitude_contrast, layout=layout)
 
     def subset(self, index: np.ndarray) -> Optics:
         """The optics of the images ``index``."""
@@ -167,20 +170,40 @@ def insert_slices(
         Image frequencies ``(kx, ky)`` in cycles per pixel.
     """
     p = round(len(weights) ** (1.0 / 3.0))
+    _insert(numerator, weights, values, ctf, rotations, k_xy, p, (p, p, p), fold=False)
+
+
+def _insert(
+    numerator: np.ndarray, weights: np.ndarray, values: np.ndarray, ctf: np.ndarray | None,
+    rotations: np.ndarray, k_xy: np.ndarray, p: int, shape: tuple[int, int, int], *,
+    fold: bool,
+) -> None:
+    """The insertion of :func:`insert_slices` (``fold`` False, the full grid) and of
+    :func:`insert_slices_half` (``fold`` True: samples at ``kx < 0`` go in as their Friedel
+    mates on the ``kx >= 0`` half grid), chunk by chunk of images."""
+    size = shape[0] * shape[1] * shape[2]
     n, m = values.shape
     step = max(1, _POINTS_PER_CHUNK // max(m, 1))
     for a in range(0, n, step):
         b = min(n, a + step)
         pos = slice_positions(rotations[a:b], k_xy, p).reshape(-1, 3)
-        idx, w = _trilinear(pos, p)
         v = values[a:b].reshape(-1)
-        c2 = np.ones(len(v)) if ctf is None else (ctf[a:b] ** 2).reshape(-1)
+        c2 = None
         if ctf is not None:
-            v = v * ctf[a:b].reshape(-1)
+            c = ctf[a:b].reshape(-1)
+            v, c2 = v * c, c * c
+        if fold:
+            pos[:, 2] -= p // 2  # x as kx * p
+            mate = pos[:, 2] < 0
+            pos[mate] *= -1.0
+            pos[mate, :2] += p  # centred index j -> p - j
+            v = np.where(mate, np.conj(v), v)
+        idx, w = _trilinear(pos, p, shape)
         flat = idx.reshape(-1)
-        numerator += np.bincount(flat, (w * v.real[:, None]).reshape(-1), minlength=p**3)
-        numerator += 1j * np.bincount(flat, (w * v.imag[:, None]).reshape(-1), minlength=p**3)
-        weights += np.bincount(flat, (w * c2[:, None]).reshape(-1), minlength=p**3)
+        numerator.real += np.bincount(flat, (w * v.real[:, None]).reshape(-1), minlength=size)
+        numerator.imag += np.bincount(flat, (w * v.imag[:, None]).reshape(-1), minlength=size)
+        wc = w if c2 is None else w * c2[:, None]
+        weights += np.bincount(flat, wc.reshape(-1), minlength=size)
 
 
 def hermitian_complete(numerator: np.ndarray, weights: np.ndarray, p: int) -> tuple[
@@ -219,29 +242,7 @@ def insert_slices_half(
     half grid holds what the full grid holds at ``kx >= 0`` once :func:`complete_half_plane`
     has added the mates in the plane ``kx = 0``; it needs half the memory.
     """
-    shape = half_grid_shape(p)
-    size = shape[0] * shape[1] * shape[2]
-    n, m = values.shape
-    step = max(1, _POINTS_PER_CHUNK // max(m, 1))
-    for a in range(0, n, step):
-        b = min(n, a + step)
-        pos = slice_positions(rotations[a:b], k_xy, p).reshape(-1, 3)
-        pos[:, 2] -= p // 2  # x as kx * p
-        v = values[a:b].reshape(-1)
-        c2 = None
-        if ctf is not None:
-            c = ctf[a:b].reshape(-1)
-            v, c2 = v * c, c * c
-        mate = pos[:, 2] < 0
-        pos[mate] *= -1.0
-        pos[mate, :2] += p  # centred index j -> p - j
-        v = np.where(mate, np.conj(v), v)
-        idx, w = _trilinear(pos, p, shape)
-        flat = idx.reshape(-1)
-        numerator.real += np.bincount(flat, (w * v.real[:, None]).reshape(-1), minlength=size)
-        numerator.imag += np.bincount(flat, (w * v.imag[:, None]).reshape(-1), minlength=size)
-        wc = w if c2 is None else w * c2[:, None]
-        weights += np.bincount(flat, wc.reshape(-1), minlength=size)
+    _insert(numerator, weights, values, ctf, rotations, k_xy, p, half_grid_shape(p), fold=True)
 
 
 def complete_half_plane(numerator: np.ndarray, weights: np.ndarray, p: int) -> None:

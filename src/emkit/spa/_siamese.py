@@ -235,6 +235,26 @@ def _make_banks(volumes: Sequence[NDArray[np.floating]], box_px: int, n_groups: 
             for k, v in enumerate(volumes)]
 
 
+def _pair_data(
+    train: list[NDArray[np.floating]], held_out: list[NDArray[np.floating]], *, box_px: int,
+    voxel_size_A: float, n_groups: int, group: int, seed: int, settings: dict[str, Any],
+    progress: bool,
+) -> tuple[list[Any], Any, tuple[Any, Any, Any]]:
+    """The training banks, the augmentation (shifts, CTF bank) and the fixed validation
+    pairs of :func:`train_distance_model` (from the held-out banks, else the training ones)."""
+    from emkit.spa._siamese_data import AugmentSettings, ctf_table
+
+    augment = AugmentSettings(max_shift_px=4.0 * box_px / 64,
+                              ctf_bank=ctf_table(box_px, voxel_size_A, 256, seed))
+    if progress:  # the banks take minutes before the first training step
+        print(f"   projecting {len(train) + len(held_out)} maps of {box_px}^3 px for the "
+              "training pairs", flush=True)
+    banks = _make_banks(train, box_px, n_groups, group, seed)
+    val_banks = _make_banks(held_out, box_px, max(n_groups // 3, 8), group, seed + 1) \
+        if held_out else banks
+    return banks, augment, _validation_set(val_banks, augment, settings, 1024, seed + 2)
+
+
 def train_distance_model(
     volumes: Sequence[NDArray[np.floating]],
     *,
@@ -294,7 +314,7 @@ def train_distance_model(
     import torch
 
     from emkit.nn import PercentileNormalisation, PolarSiameseNet, fit, seed_everything
-    from emkit.spa._siamese_data import AugmentSettings, ctf_table, prepare_images
+    from emkit.spa._siamese_data import prepare_images
 
     if not volumes or box_px < MIN_BOX_PX or voxel_size_A <= 0:
         raise InputError(f"need at least one volume, box_px >= {MIN_BOX_PX} and a positive "
@@ -305,15 +325,9 @@ def train_distance_model(
     rng = seed_everything(seed)
     settings = dict(DEFAULT_PREPROCESSING)
     net = PolarSiameseNet(**(network or {}), image_size=settings["image_size"])
-    augment = AugmentSettings(max_shift_px=4.0 * box_px / 64,
-                              ctf_bank=ctf_table(box_px, voxel_size_A, 256, seed))
-    if progress:  # the banks take minutes before the first training step
-        print(f"   projecting {len(train) + len(held_out)} maps of {box_px}^3 px for the "
-              "training pairs", flush=True)
-    banks = _make_banks(train, box_px, n_groups, group, seed)
-    val_banks = _make_banks(held_out, box_px, max(n_groups // 3, 8), group, seed + 1) \
-        if held_out else banks
-    val_a, val_b, val_d = _validation_set(val_banks, augment, settings, 1024, seed + 2)
+    banks, augment, (val_a, val_b, val_d) = _pair_data(
+        train, held_out, box_px=box_px, voxel_size_A=voxel_size_A, n_groups=n_groups,
+        group=group, seed=seed, settings=settings, progress=progress)
     optimizer = torch.optim.Adam(net.parameters(), lr=learning_rate)
     gen = torch.Generator().manual_seed(int(rng.integers(2**31)))
 
